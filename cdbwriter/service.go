@@ -1,0 +1,307 @@
+package cdbwriter
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Config tells a Service where to publish and how often.
+type Config struct {
+	MapPath   string
+	StatePath string // empty: grants do not survive a restart
+	// Flush is the least time between two map publishes. Each publish makes
+	// every idle smtpd restart, so bursts of logins are coalesced.
+	Flush time.Duration
+	// StateEvery bounds how often the state file is rewritten when only
+	// expiry times moved (repeat logins). Membership changes always save it.
+	StateEvery time.Duration
+	// MaxBackoff caps the wait between retries of a failed write.
+	MaxBackoff time.Duration
+	Logger     zerolog.Logger
+	Stats      *Stats
+}
+
+// Stats counts what the Service did. All fields are safe for concurrent use.
+type Stats struct {
+	Granted, Extended, Excluded, Expired atomic.Int64
+	Active                               atomic.Int64
+	Publishes, PublishErrors             atomic.Int64
+	StateSaves, StateErrors              atomic.Int64
+	LastPublishUnix                      atomic.Int64
+}
+
+// LoginEvent is a successful login received at At (relaygate's clock, not
+// the syslog header's).
+type LoginEvent struct {
+	Grant Grant
+	At    time.Time
+}
+
+// Service owns a Table and keeps the map and state file in step with it:
+// it expires grants on time with no traffic at all, publishes only when the
+// set of addresses changed, at most once per Flush, and retries failed
+// writes with back-off. Its methods take the time from the caller, so tests
+// drive it with an exact clock; Run is the real-time driver.
+type Service struct {
+	cfg   Config
+	table *Table
+	log   zerolog.Logger
+	stats *Stats
+
+	publishedMembers uint64
+	savedChanges     uint64
+	lastPublish      time.Time
+	lastSave         time.Time
+	retryAt          time.Time
+	backoff          time.Duration
+}
+
+// NewService returns a Service for table. Call Start before anything else.
+func NewService(cfg Config, table *Table) *Service {
+	if cfg.Flush <= 0 {
+		cfg.Flush = time.Second
+	}
+	if cfg.StateEvery <= 0 {
+		cfg.StateEvery = max(cfg.Flush, 10*time.Second)
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.Stats == nil {
+		cfg.Stats = new(Stats)
+	}
+	return &Service{
+		cfg:   cfg,
+		table: table,
+		log:   cfg.Logger.With().Str("component", "cdbwriter").Logger(),
+		stats: cfg.Stats,
+	}
+}
+
+// Table returns the service's table (for tests and read-only callers on the
+// owning goroutine).
+func (s *Service) Table() *Table { return s.table }
+
+// Start restores the state file, removes temporary files an earlier crash
+// left behind, and publishes the map at once (empty if nothing is granted),
+// so that Postfix never finds the table missing. A failure here is returned:
+// a map that cannot be written at startup is a configuration error.
+func (s *Service) Start(now time.Time) error {
+	if n, err := RemoveStaleTemps(s.cfg.MapPath); err != nil {
+		return err
+	} else if n > 0 {
+		s.log.Info().Int("files", n).Msg("removed temporary files left by an earlier run")
+	}
+	if s.cfg.StatePath != "" {
+		_, _ = RemoveStaleTemps(s.cfg.StatePath)
+		grants, err := LoadState(s.cfg.StatePath)
+		if err != nil {
+			// A damaged state file loses at most the lines that are damaged;
+			// refusing to start would lose every grant instead.
+			s.log.Warn().Err(err).Int("readable", len(grants)).Msg("state file damaged; restoring what could be read")
+		}
+		restored := s.table.Restore(grants, now)
+		if len(grants) > 0 || restored > 0 {
+			s.log.Info().Int("restored", restored).Int("expired_or_excluded", len(grants)-restored).
+				Str("state", s.cfg.StatePath).Msg("restored grants")
+		}
+	}
+	if err := s.publish(now); err != nil {
+		return err
+	}
+	s.stats.Active.Store(int64(s.table.Len()))
+	return nil
+}
+
+// Login records a successful login at now.
+func (s *Service) Login(g Grant, now time.Time) Outcome {
+	out := s.table.Login(g, now)
+	ev := s.log.Info()
+	switch out {
+	case Added:
+		s.stats.Granted.Add(1)
+		s.stats.Active.Store(int64(s.table.Len()))
+	case Extended:
+		s.stats.Extended.Add(1)
+	case Excluded:
+		s.stats.Excluded.Add(1)
+		ev = s.log.Debug()
+	}
+	ev.Str("addr", Key(g.Addr)).Str("user", g.User).Str("daemon", g.Daemon).Str("host", g.Host).
+		Str("outcome", out.String()).Msg(loginMessage(out))
+	return out
+}
+
+func loginMessage(o Outcome) string {
+	switch o {
+	case Added:
+		return "granted"
+	case Extended:
+		return "grant extended"
+	}
+	return "not granted: address excluded"
+}
+
+// Tick expires grants, writes what is due, and returns when it next needs
+// to run (zero if only a new login can make work).
+func (s *Service) Tick(now time.Time) time.Time {
+	for _, g := range s.table.Expire(now) {
+		s.stats.Expired.Add(1)
+		s.log.Info().Str("addr", Key(g.Addr)).Str("user", g.User).Str("daemon", g.Daemon).
+			Str("host", g.Host).Msg("expired")
+	}
+	s.stats.Active.Store(int64(s.table.Len()))
+	if now.Before(s.retryAt) {
+		return s.next()
+	}
+	members, changes := s.table.Versions()
+	switch {
+	case members != s.publishedMembers && !now.Before(s.lastPublish.Add(s.cfg.Flush)):
+		if err := s.publish(now); err != nil {
+			s.fail(now, err)
+		}
+	case changes != s.savedChanges && !now.Before(s.lastSave.Add(s.cfg.StateEvery)):
+		if err := s.saveState(now); err != nil {
+			s.fail(now, err)
+		} else {
+			s.backoff = 0
+		}
+	}
+	return s.next()
+}
+
+// Due returns when the next write is due, for a driver deciding whether a
+// login needs an earlier wake-up than the one it has scheduled.
+func (s *Service) Due() time.Time { return s.next() }
+
+func (s *Service) next() time.Time {
+	var next time.Time
+	earliest := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	if t, ok := s.table.NextExpiry(); ok {
+		earliest(t)
+	}
+	members, changes := s.table.Versions()
+	if members != s.publishedMembers {
+		earliest(latest(s.lastPublish.Add(s.cfg.Flush), s.retryAt))
+	} else if changes != s.savedChanges && s.cfg.StatePath != "" {
+		earliest(latest(s.lastSave.Add(s.cfg.StateEvery), s.retryAt))
+	}
+	return next
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// Shutdown writes the map and state one last time, whatever Flush says.
+func (s *Service) Shutdown(now time.Time) error {
+	s.Tick(now)
+	members, changes := s.table.Versions()
+	if members != s.publishedMembers {
+		return s.publish(now)
+	}
+	if changes != s.savedChanges {
+		return s.saveState(now)
+	}
+	return nil
+}
+
+// publish saves the state and then the map: a grant is on disk in the state
+// file before Postfix can see it, so a kill -9 at any moment never loses a
+// grant that was published.
+func (s *Service) publish(now time.Time) error {
+	members, _ := s.table.Versions()
+	grants := s.table.Grants()
+	stateErr := s.saveStateGrants(now, grants)
+	start := time.Now()
+	if err := WriteMap(s.cfg.MapPath, grants); err != nil {
+		s.stats.PublishErrors.Add(1)
+		return err
+	}
+	s.stats.Publishes.Add(1)
+	s.stats.LastPublishUnix.Store(now.Unix())
+	s.publishedMembers = members
+	s.lastPublish = now
+	s.log.Debug().Int("entries", len(grants)).Dur("took", time.Since(start)).Msg("published map")
+	if stateErr != nil {
+		return stateErr
+	}
+	s.backoff = 0
+	return nil
+}
+
+func (s *Service) saveState(now time.Time) error {
+	return s.saveStateGrants(now, s.table.Grants())
+}
+
+func (s *Service) saveStateGrants(now time.Time, grants []Grant) error {
+	if s.cfg.StatePath == "" {
+		_, s.savedChanges = s.table.Versions()
+		return nil
+	}
+	_, changes := s.table.Versions()
+	if err := SaveState(s.cfg.StatePath, grants); err != nil {
+		s.stats.StateErrors.Add(1)
+		return err
+	}
+	s.stats.StateSaves.Add(1)
+	s.savedChanges = changes
+	s.lastSave = now
+	return nil
+}
+
+func (s *Service) fail(now time.Time, err error) {
+	if s.backoff == 0 {
+		s.backoff = max(s.cfg.Flush, 100*time.Millisecond)
+	} else {
+		s.backoff = min(2*s.backoff, s.cfg.MaxBackoff)
+	}
+	s.retryAt = now.Add(s.backoff)
+	s.log.Error().Err(err).Dur("retry_in", s.backoff).Msg("write failed; the previous map stays in place")
+}
+
+// Run feeds logins to the service and keeps its timers until logins is
+// closed, then shuts it down with a final write. Closing the channel rather
+// than cancelling a context lets the caller drain every message already
+// received before the last publish. now is the clock (time.Now in production).
+func (s *Service) Run(logins <-chan LoginEvent, now func() time.Time) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	var wake time.Time
+	arm := func(t time.Time) {
+		if t.IsZero() || (!wake.IsZero() && !t.Before(wake)) {
+			return
+		}
+		wake = t
+		timer.Reset(max(t.Sub(now()), 0))
+	}
+	arm(s.Tick(now()))
+	for {
+		select {
+		case ev, ok := <-logins:
+			if !ok {
+				if err := s.Shutdown(now()); err != nil {
+					return fmt.Errorf("final write: %w", err)
+				}
+				return nil
+			}
+			if s.Login(ev.Grant, ev.At) != Excluded {
+				arm(s.Due())
+			}
+		case <-timer.C:
+			wake = time.Time{}
+			arm(s.Tick(now()))
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// serveConfig is everything `relaygate serve` is told on its command line.
+type serveConfig struct {
+	udp, tcp, unix  string
+	mapPath         string
+	statePath       string
+	grace           time.Duration
+	flush           time.Duration
+	allow           []netip.Prefix
+	exclude         []netip.Prefix
+	mynetworks      string
+	postfixConfig   string
+	logLevel        string
+	logFormat       string
+	stateFromMapDir bool // statePath was derived from mapPath
+}
+
+const (
+	defaultListen = "127.0.0.1:5514"
+	defaultMap    = "./pop-before-smtp.cdb"
+	defaultAllow  = "127.0.0.0/8,::1"
+)
+
+func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
+	var (
+		c                    serveConfig
+		allow, exclude       string
+		fs                   = flag.NewFlagSet("relaygate serve", flag.ContinueOnError)
+		graceFlag, flushFlag = 30 * time.Minute, time.Second
+	)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.udp, "udp", defaultListen, "UDP `address` to receive syslog on; empty disables")
+	fs.StringVar(&c.tcp, "tcp", defaultListen, "TCP `address` to receive syslog on (newline or octet-counted framing); empty disables")
+	fs.StringVar(&c.unix, "unix", "", "unix datagram socket `path` to receive syslog on; empty disables")
+	fs.StringVar(&c.mapPath, "map", defaultMap, "cdb map `file` to publish; Postfix names it without \".cdb\" (cdb:/path/pop-before-smtp)")
+	fs.StringVar(&c.statePath, "state", "", "state `file` that keeps grants across restarts (default: the map's name with .state)")
+	fs.DurationVar(&graceFlag, "grace", graceFlag, "how long a login allows relaying")
+	fs.DurationVar(&flushFlag, "flush", flushFlag, "least `time` between two map publishes")
+	fs.StringVar(&allow, "allow", defaultAllow, "comma-separated `CIDRs` UDP/TCP syslog senders must come from")
+	fs.StringVar(&exclude, "exclude", "", "comma-separated `CIDRs` never to grant")
+	fs.StringVar(&c.mynetworks, "mynetworks", "auto", "networks never to grant because Postfix already trusts them: auto (ask postconf), none, or comma-separated CIDRs")
+	fs.StringVar(&c.postfixConfig, "postfix-config", "", "Postfix configuration `directory` for -mynetworks auto (postconf -c)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "console", "log `format`: console or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, errUsage
+		}
+		return c, errUsage
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (flags go before arguments; see -h)", fs.Arg(0))
+	}
+	c.grace, c.flush = graceFlag, flushFlag
+	if c.grace <= 0 {
+		return c, fmt.Errorf("-grace %s: must be positive", c.grace)
+	}
+	if c.flush <= 0 {
+		return c, fmt.Errorf("-flush %s: must be positive", c.flush)
+	}
+	var err error
+	if c.allow, err = parsePrefixes(allow); err != nil {
+		return c, fmt.Errorf("-allow: %w", err)
+	}
+	if c.exclude, err = parsePrefixes(exclude); err != nil {
+		return c, fmt.Errorf("-exclude: %w", err)
+	}
+	switch c.mynetworks {
+	case "auto", "none":
+	default:
+		if _, err := parsePrefixes(c.mynetworks); err != nil {
+			return c, fmt.Errorf("-mynetworks: %w (want auto, none, or CIDRs)", err)
+		}
+	}
+	if c.postfixConfig != "" && c.mynetworks != "auto" {
+		return c, errors.New("-postfix-config is only used with -mynetworks auto")
+	}
+	if c.udp == "" && c.tcp == "" && c.unix == "" {
+		return c, errors.New("-udp, -tcp and -unix are all empty: nothing to listen on")
+	}
+	if c.mapPath == "" {
+		return c, errors.New("-map: empty path")
+	}
+	if !strings.HasSuffix(c.mapPath, ".cdb") {
+		// Postfix opens cdb:NAME as NAME.cdb, so that is the file to write.
+		c.mapPath += ".cdb"
+	}
+	if c.statePath == "" {
+		c.statePath = strings.TrimSuffix(c.mapPath, ".cdb") + ".state"
+		c.stateFromMapDir = true
+	}
+	switch c.logLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return c, fmt.Errorf("-log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	switch c.logFormat {
+	case "console", "json":
+	default:
+		return c, fmt.Errorf("-log-format %q: want console or json", c.logFormat)
+	}
+	return c, nil
+}
+
+// parsePrefixes reads "192.0.2.0/24, 2001:db8::/32, 198.51.100.7": a bare
+// address means just that host. Postfix-style "[::1]/128" is accepted too.
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
+		p, err := parsePrefix(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	clean := s
+	if strings.HasPrefix(clean, "[") {
+		if end := strings.IndexByte(clean, ']'); end > 0 {
+			clean = clean[1:end] + clean[end+1:]
+		}
+	}
+	if strings.Contains(clean, "/") {
+		p, err := netip.ParsePrefix(clean)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR", s)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			// [::ffff:127.0.0.0]/104 means 127.0.0.0/8; addresses are
+			// unmapped before they are compared.
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(clean)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

@@ -1,0 +1,164 @@
+// Package parsers turns one syslog message from a POP3/IMAP daemon into a
+// login (or logout) event. Parsers are pure functions of the message: they
+// neither log nor read a clock, so the same line always gives the same answer
+// in the daemon, in `relaygate parse` and in tests.
+package parsers
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+)
+
+// Message is one syslog message with its envelope already split off.
+// Parsers decide on Program and Text only; the raw line is never searched,
+// so text a user controls (a user name, a failure reason) cannot fake a tag.
+type Message struct {
+	Host    string // syslog HOSTNAME, for logs and two-line correlation
+	Program string // RFC 3164 TAG without "[pid]", or RFC 5424 APP-NAME
+	PID     string // RFC 3164 "[pid]" or RFC 5424 PROCID; may be empty
+	Text    string // everything after "tag[pid]: "
+}
+
+// Kind says what an event means for the grant table.
+type Kind uint8
+
+const (
+	// Login is a successful POP3/IMAP authentication: the address may relay.
+	Login Kind = iota + 1
+	// Logout ends a session a daemon reported; it never grants by itself.
+	Logout
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Login:
+		return "login"
+	case Logout:
+		return "logout"
+	}
+	return "unknown"
+}
+
+// Event is what a parser found in a message.
+type Event struct {
+	Kind    Kind
+	Addr    netip.Addr // valid, unmapped and grantable (see ParseAddr)
+	User    string     // for logs only; never a map key
+	Daemon  string     // the parser's Name()
+	Session string     // daemon session id where one is logged, else ""
+}
+
+// ErrNoMatch means the message is not an event of this parser. It is the
+// common case (most of a mail log is noise) and is counted, never logged.
+var ErrNoMatch = errors.New("no match")
+
+// AddrError means a message has a daemon's success shape but the address in
+// it cannot be granted. It is not ErrNoMatch so callers can count and explain it.
+type AddrError struct {
+	Addr   string // the address text as logged
+	Reason string
+}
+
+func (e *AddrError) Error() string {
+	return "address " + quoteForError(e.Addr) + ": " + e.Reason
+}
+
+// Parser recognises the messages of one mail daemon.
+type Parser interface {
+	// Name is the daemon name used in events, flags and logs ("dovecot").
+	Name() string
+	// Programs lists the lower-case syslog program tags the daemon logs under.
+	// Parse is only ever called with one of them.
+	Programs() []string
+	// Parse returns the event in m, ErrNoMatch, or an *AddrError.
+	Parse(m Message) (Event, error)
+}
+
+// Builtin returns a new instance of every built-in parser, in a stable order.
+func Builtin() []Parser {
+	return []Parser{Dovecot{}, Courier{}, Cyrus{}, UW{}}
+}
+
+// Set dispatches a message to the parsers registered for its program tag, so
+// that a line from sshd or postfix/smtpd is never even looked at by a POP/IMAP
+// parser, and no regular expression runs for the bulk of a mail log.
+type Set struct {
+	byProgram map[string][]Parser
+	parsers   []Parser
+}
+
+// NewSet builds a dispatcher over ps. Several parsers may share a tag (Courier
+// and UW both log as "imapd"); they are tried in the order given.
+func NewSet(ps ...Parser) *Set {
+	s := &Set{byProgram: make(map[string][]Parser), parsers: ps}
+	for _, p := range ps {
+		for _, prog := range p.Programs() {
+			s.byProgram[prog] = append(s.byProgram[prog], p)
+		}
+	}
+	return s
+}
+
+// Parsers returns the parsers in the set, in dispatch order.
+func (s *Set) Parsers() []Parser { return s.parsers }
+
+// Knows reports whether any parser in the set handles program.
+func (s *Set) Knows(program string) bool {
+	_, ok := s.byProgram[normalizeProgram(program)]
+	return ok
+}
+
+// Parse returns the first event any parser for m's program finds. An
+// *AddrError is returned only if no parser produced an event.
+func (s *Set) Parse(m Message) (Event, error) {
+	candidates := s.byProgram[normalizeProgram(m.Program)]
+	var firstErr error
+	for _, p := range candidates {
+		ev, err := p.Parse(m)
+		if err == nil {
+			return ev, nil
+		}
+		if !errors.Is(err, ErrNoMatch) && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return Event{}, firstErr
+	}
+	return Event{}, ErrNoMatch
+}
+
+func normalizeProgram(p string) string {
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c >= 'A' && c <= 'Z' {
+			return strings.ToLower(p)
+		}
+	}
+	return p
+}
+
+func quoteForError(s string) string {
+	const max = 64
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return strings.ToValidUTF8(quoteASCII(s), "?")
+}
+
+func quoteASCII(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' {
+			b.WriteString("\\x")
+			const hex = "0123456789abcdef"
+			b.WriteByte(hex[byte(r)>>4])
+			b.WriteByte(hex[byte(r)&0xf])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
