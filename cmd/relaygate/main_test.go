@@ -1,0 +1,338 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/relaygate/relaygate/cdbwriter"
+)
+
+// TestMain lets the test binary stand in for the relaygate binary, so the
+// process-level tests (signals, kill -9) need no separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("RELAYGATE_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+const (
+	dovecotLogin  = "<22>Nov 21 10:00:00 mx1 dovecot[812]: pop3-login: Login: user=<bob>, method=PLAIN, rip=%s, lip=192.0.2.1, mpid=1, session=<abc>"
+	dovecotFailed = "<22>Nov 21 10:00:00 mx1 dovecot[812]: pop3-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<eve>, method=PLAIN, rip=%s, lip=192.0.2.1, session=<abd>"
+	courier5424   = "<22>1 2026-11-21T10:00:00.000001+00:00 mx1 imapd-ssl 4711 - - LOGIN, user=alice, ip=[::ffff:%s], port=[50412], protocol=IMAP"
+)
+
+// postmapQuery asks the real Postfix whether key is in the map. Under CI the
+// real postmap must exist; elsewhere the check falls back to the Go reader.
+func postmapQuery(t *testing.T, mapPath, key string) bool {
+	t.Helper()
+	postmap, err := exec.LookPath("postmap")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("postmap not installed (apt-get install postfix postfix-cdb): %v", err)
+		}
+		keys, err := cdbwriter.ReadMap(mapPath)
+		return err == nil && slices.Contains(keys, key)
+	}
+	out, err := exec.Command(postmap, "-q", key, "cdb:"+strings.TrimSuffix(mapPath, ".cdb")).Output()
+	return err == nil && strings.TrimSpace(string(out)) == "OK"
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func sendUDP(t *testing.T, addr string, msgs ...string) {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, m := range msgs {
+		if _, err := c.Write([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func sendTCP(t *testing.T, addr, stream string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, stream); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func octet(msg string) string { return fmt.Sprintf("%d %s", len(msg), msg) }
+
+// TestInProcessEndToEnd: an RFC 3164 Dovecot login over UDP and an RFC 5424
+// Courier login over octet-counted TCP each reach the map within 2 s, as the
+// real postmap sees it; a failed login does not.
+func TestInProcessEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := parseServeFlags([]string{
+		"-udp", "127.0.0.1:0", "-tcp", "127.0.0.1:0",
+		"-map", filepath.Join(dir, "pbs.cdb"), "-mynetworks", "none", "-flush", "100ms",
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := newDaemon(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Errorf("run did not return within 2 s of cancel")
+		}
+	}()
+	if !fileExists(cfg.mapPath) {
+		t.Fatal("map not published at startup")
+	}
+
+	sendUDP(t, d.recv.UDPAddr().String(), fmt.Sprintf(dovecotLogin, "192.0.2.10"), fmt.Sprintf(dovecotFailed, "192.0.2.66"))
+	sendTCP(t, d.recv.TCPAddr().String(), octet(fmt.Sprintf(courier5424, "198.51.100.7")))
+
+	waitFor(t, 2*time.Second, "dovecot login over UDP in the map", func() bool { return postmapQuery(t, cfg.mapPath, "192.0.2.10") })
+	waitFor(t, 2*time.Second, "courier login over TCP in the map", func() bool { return postmapQuery(t, cfg.mapPath, "198.51.100.7") })
+	if postmapQuery(t, cfg.mapPath, "192.0.2.66") {
+		t.Error("a failed login was granted")
+	}
+	if got := d.pstats.Logins.Load(); got != 2 {
+		t.Errorf("logins = %d, want 2", got)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// proc is relaygate running as a real process (the test binary re-executed).
+type proc struct {
+	cmd      *exec.Cmd
+	udp, tcp string
+	mu       sync.Mutex
+	logs     bytes.Buffer
+	exited   chan struct{}
+}
+
+func startProc(t *testing.T, args ...string) *proc {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, append([]string{"serve", "-log-format", "json", "-udp", "127.0.0.1:0", "-tcp", "127.0.0.1:0", "-mynetworks", "none"}, args...)...)
+	cmd.Env = append(os.Environ(), "RELAYGATE_TEST_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			p.mu.Lock()
+			p.logs.Write(line)
+			p.logs.WriteByte('\n')
+			p.mu.Unlock()
+			var ev struct{ Message, UDP, TCP string }
+			if json.Unmarshal(line, &ev) == nil && ev.Message == "relaygate listening" {
+				p.udp, p.tcp = ev.UDP, ev.TCP
+				close(ready)
+			}
+		}
+	}()
+	go func() { cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.exited
+		if t.Failed() {
+			t.Logf("relaygate log:\n%s", p.log())
+		}
+	})
+	select {
+	case <-ready:
+	case <-p.exited:
+		t.Fatalf("relaygate exited at startup:\n%s", p.log())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("relaygate did not start:\n%s", p.log())
+	}
+	return p
+}
+
+func (p *proc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// stop sends sig and returns the exit code.
+func (p *proc) stop(t *testing.T, sig syscall.Signal, within time.Duration) int {
+	t.Helper()
+	start := time.Now()
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.exited:
+	case <-time.After(within):
+		t.Fatalf("relaygate did not exit within %s of %v", within, sig)
+	}
+	t.Logf("exited %s after %v", time.Since(start).Round(time.Millisecond), sig)
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func TestRestartKeepsGrants(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			mapPath := filepath.Join(dir, "pbs.cdb")
+			p := startProc(t, "-map", mapPath, "-flush", "100ms")
+			sendUDP(t, p.udp, fmt.Sprintf(dovecotLogin, "192.0.2.10"))
+			sendTCP(t, p.tcp, fmt.Sprintf(courier5424, "198.51.100.7")+"\n")
+			waitFor(t, 2*time.Second, "both logins in the map", func() bool {
+				return postmapQuery(t, mapPath, "192.0.2.10") && postmapQuery(t, mapPath, "198.51.100.7")
+			})
+			code := p.stop(t, sig, 2*time.Second)
+			if sig == syscall.SIGTERM && code != 0 {
+				t.Fatalf("exit code after SIGTERM = %d, want 0", code)
+			}
+			startProc(t, "-map", mapPath, "-flush", "100ms")
+			for _, a := range []string{"192.0.2.10", "198.51.100.7"} {
+				if !postmapQuery(t, mapPath, a) {
+					t.Errorf("%s lost across a restart after %v", a, sig)
+				}
+			}
+		})
+	}
+}
+
+func TestGraceExpiresWithoutTraffic(t *testing.T) {
+	dir := t.TempDir()
+	mapPath := filepath.Join(dir, "pbs.cdb")
+	p := startProc(t, "-map", mapPath, "-grace", "2s", "-flush", "100ms")
+	sendUDP(t, p.udp, fmt.Sprintf(dovecotLogin, "192.0.2.10"))
+	waitFor(t, 2*time.Second, "login in the map", func() bool { return postmapQuery(t, mapPath, "192.0.2.10") })
+	granted := time.Now()
+	// No traffic from here on: only relaygate's own timer can remove it,
+	// within grace + 2 s.
+	waitFor(t, 4*time.Second, "expiry within grace + 2 s", func() bool { return !postmapQuery(t, mapPath, "192.0.2.10") })
+	t.Logf("removed %v after it appeared (grace 2s)", time.Since(granted).Round(10*time.Millisecond))
+	if !strings.Contains(p.log(), `"message":"expired"`) {
+		t.Errorf("no expiry log line")
+	}
+}
+
+func TestCrashInputsLeaveDaemonGranting(t *testing.T) {
+	dir := t.TempDir()
+	mapPath := filepath.Join(dir, "pbs.cdb")
+	p := startProc(t, "-map", mapPath, "-flush", "100ms")
+	crash := []string{"<13>", "<13>Nov 21 10:00:00 host", "-5 <13>abc"}
+	sendUDP(t, p.udp, crash...)
+	for _, c := range crash {
+		sendTCP(t, p.tcp, c+"\n")
+		sendTCP(t, p.tcp, c) // and unterminated, closing the connection
+	}
+	sendTCP(t, p.tcp, "-5 <13>abc")
+	sendUDP(t, p.udp, fmt.Sprintf(dovecotLogin, "192.0.2.20"))
+	sendTCP(t, p.tcp, octet(fmt.Sprintf(courier5424, "192.0.2.21")))
+	waitFor(t, 2*time.Second, "logins after the crash inputs", func() bool {
+		return postmapQuery(t, mapPath, "192.0.2.20") && postmapQuery(t, mapPath, "192.0.2.21")
+	})
+	select {
+	case <-p.exited:
+		t.Fatalf("relaygate died:\n%s", p.log())
+	default:
+	}
+	if code := p.stop(t, syscall.SIGTERM, 2*time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"-grace", "0s"},
+		{"-grace", "soon"},
+		{"-allow", "300.1.1.1/8"},
+		{"-exclude", "192.0.2.0/33"},
+		{"-mynetworks", "sometimes"},
+		{"-log-level", "loud"},
+		{"-log-format", "xml"},
+		{"-udp", "", "-tcp", ""},
+		{"-mynetworks", "none", "-postfix-config", "/etc/postfix"},
+		{"extra"},
+	} {
+		var stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"serve"}, args...), nil, io.Discard, &stderr)
+		msg := strings.TrimSpace(stderr.String())
+		if code == 0 || msg == "" {
+			t.Errorf("relaygate serve %q: code %d, stderr %q; want a failure with a message", args, code, msg)
+		}
+	}
+	if code := run(context.Background(), []string{"frobnicate"}, nil, io.Discard, io.Discard); code != 2 {
+		t.Errorf("unknown command exit %d, want 2", code)
+	}
+}
+
+func TestParsePrefixes(t *testing.T) {
+	got, err := parsePrefixes("127.0.0.0/8 [::ffff:127.0.0.0]/104, [::1]/128,192.0.2.7, 2001:db8::/32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "127.0.0.0/8 127.0.0.0/8 ::1/128 192.0.2.7/32 2001:db8::/32"
+	if s := joinPrefixes(got); strings.ReplaceAll(s, ",", " ") != want {
+		t.Errorf("parsePrefixes = %s, want %s", s, want)
+	}
+	var res mynetworksResult
+	if err := addMynetworks(&res, "127.0.0.0/8, hash:/etc/postfix/net, cafe::/16, !192.0.2.1", 0); err != nil {
+		t.Fatal(err)
+	}
+	if joinPrefixes(res.prefixes) != "127.0.0.0/8,cafe::/16" || len(res.ignored) != 2 {
+		t.Errorf("mynetworks = %v ignored %v", res.prefixes, res.ignored)
+	}
+}

@@ -1,0 +1,200 @@
+package receiver
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+const login3164 = "<22>Nov 21 10:00:00 mx1 dovecot[812]: pop3-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1"
+
+type harness struct {
+	r      *Receiver
+	out    chan Message
+	stats  *Stats
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func start(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	if cfg.Allow == nil {
+		cfg.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	cfg.Logger = zerolog.New(zerolog.NewTestWriter(t))
+	cfg.Stats = new(Stats)
+	r, err := Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{r: r, out: make(chan Message, 100), stats: cfg.Stats, cancel: cancel, done: make(chan struct{})}
+	go func() { r.Serve(ctx, h.out); close(h.done) }()
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) stop() {
+	h.cancel()
+	select {
+	case <-h.done:
+	case <-time.After(5 * time.Second):
+		panic("Serve did not return after cancel")
+	}
+}
+
+func (h *harness) expect(t *testing.T, program, text string) Message {
+	t.Helper()
+	select {
+	case m := <-h.out:
+		if m.Program != program || m.Text != text {
+			t.Fatalf("got program %q text %q, want %q %q", m.Program, m.Text, program, text)
+		}
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no message (want %s: %s)", program, text)
+	}
+	return Message{}
+}
+
+func (h *harness) expectNothing(t *testing.T) {
+	t.Helper()
+	select {
+	case m := <-h.out:
+		t.Fatalf("unexpected message %+v", m)
+	default:
+	}
+}
+
+func TestUDPDatagrams(t *testing.T) {
+	h := start(t, Config{UDP: "127.0.0.1:0"})
+	c, err := net.Dial("udp", h.r.UDPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, msg := range []string{login3164, login3164 + "\n", "<13>", "<13>Nov 21 10:00:00 host", "-5 <13>abc", login3164} {
+		c.Write([]byte(msg))
+	}
+	text := "pop3-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1"
+	m := h.expect(t, "dovecot", text)
+	if m.Transport != "udp" || !strings.HasPrefix(m.Peer, "127.0.0.1:") || m.Received.IsZero() {
+		t.Errorf("metadata = %+v", m)
+	}
+	h.expect(t, "dovecot", text)
+	// The three go-syslog crash inputs came in between and must not stop
+	// the listener: the last login still arrives.
+	h.expect(t, "dovecot", text)
+	if got := h.stats.Malformed.Load(); got != 3 {
+		t.Errorf("malformed = %d, want 3", got)
+	}
+}
+
+func TestTCPFramingsAndCrashInputs(t *testing.T) {
+	h := start(t, Config{TCP: "127.0.0.1:0"})
+	c, err := net.Dial("tcp", h.r.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rfc5424 := "<22>1 2026-11-21T10:00:00.000001+01:00 mx1 imapd 77 - - LOGIN, user=a, ip=[::ffff:192.0.2.7], port=[1]"
+	stream := login3164 + "\n" +
+		"<13>\n<13>Nov 21 10:00:00 host\n-5 <13>abc\n" +
+		itoa(len(rfc5424)) + " " + rfc5424 +
+		strings.Repeat("A", 70000) + "\n" +
+		login3164 + "\n"
+	if _, err := c.Write([]byte(stream)); err != nil {
+		t.Fatal(err)
+	}
+	text := "pop3-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1"
+	h.expect(t, "dovecot", text)
+	m := h.expect(t, "imapd", "LOGIN, user=a, ip=[::ffff:192.0.2.7], port=[1]")
+	if m.Format != "rfc5424" || m.PID != "77" {
+		t.Errorf("5424 envelope = %+v", m.Envelope)
+	}
+	// After the over-long line the same connection still delivers.
+	h.expect(t, "dovecot", text)
+	if got := h.stats.TooLong.Load(); got != 1 {
+		t.Errorf("too long = %d, want 1", got)
+	}
+}
+
+func TestAllowlist(t *testing.T) {
+	h := start(t, Config{
+		UDP:   "127.0.0.1:0",
+		TCP:   "127.0.0.1:0",
+		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	})
+	other := &net.UDPAddr{IP: net.ParseIP("127.0.0.2")}
+	u, err := net.DialUDP("udp", other, h.r.UDPAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Write([]byte(login3164))
+	u.Close()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	c, err := d.Dial("tcp", h.r.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte(login3164 + "\n"))
+	// The server closes a refused connection: the read sees EOF or reset.
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Errorf("refused connection stayed open")
+	}
+	c.Close()
+	// An allowed sender gets through, which also orders this check after
+	// the refused ones.
+	ok, _ := net.Dial("udp", h.r.UDPAddr().String())
+	ok.Write([]byte(login3164))
+	ok.Close()
+	h.expect(t, "dovecot", "pop3-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1")
+	h.expectNothing(t)
+	if got := h.stats.NotAllowed.Load(); got != 2 {
+		t.Errorf("not allowed = %d, want 2", got)
+	}
+}
+
+func TestUnixDatagram(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "relaygate.sock")
+	h := start(t, Config{Unix: path})
+	c, err := net.Dial("unixgram", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("<22>Nov 21 10:00:00 pop3d: LOGIN, user=a, ip=[192.0.2.1]"))
+	c.Close()
+	m := h.expect(t, "pop3d", "LOGIN, user=a, ip=[192.0.2.1]")
+	if m.Transport != "unix" {
+		t.Errorf("transport = %q", m.Transport)
+	}
+}
+
+func TestListenErrors(t *testing.T) {
+	if _, err := Listen(Config{}); err == nil {
+		t.Error("Listen with no listener succeeded")
+	}
+	if _, err := Listen(Config{UDP: "127.0.0.1:notaport"}); err == nil || !strings.Contains(err.Error(), "notaport") {
+		t.Errorf("bad address error = %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "file")
+	if err := writeFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen(Config{Unix: path}); err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("unix over a regular file: %v", err)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func writeFile(path string) error { return os.WriteFile(path, []byte("x"), 0o644) }
