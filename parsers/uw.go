@@ -1,0 +1,93 @@
+package parsers
+
+import "strings"
+
+// UW recognises the login lines of the University of Washington imapd and
+// ipop3d (c-client), such as this ipop3d line (the shape of the samples
+// collected for popbefored; no UW daemon was run for a capture):
+//
+//	ipop3d[21869]: Login user=alice host=client.example.net [192.0.2.10] nmsgs=0/0
+//
+// imapd also logs "Authenticated user=" (SASL), ipop3d "Auth user=" and
+// "APOP user=". The host is tcp_clienthost(): "name [ip]" or "[ip]"; old
+// builds logged only a name, which cannot be granted.
+type UW struct{}
+
+// Name implements Parser.
+func (UW) Name() string { return "uw" }
+
+// Programs implements Parser.
+func (UW) Programs() []string {
+	return []string{"imapd", "imaps", "ipop3d", "pop3s", "ipop3sd", "imapsd"}
+}
+
+// The success verbs, each with the one space before "user=". "Login failed
+// user=", "Login disabled user=" and friends differ right after "Login".
+var uwVerbs = [...]string{"Login user=", "Authenticated user=", "Auth user=", "APOP user="}
+
+const uwHost = " host="
+
+// Parse implements Parser.
+func (u UW) Parse(m Message) (Event, error) {
+	var rest string
+	matched := false
+	for _, verb := range uwVerbs {
+		if r, ok := strings.CutPrefix(m.Text, verb); ok {
+			rest, matched = r, true
+			break
+		}
+	}
+	if !matched {
+		return Event{}, ErrNoMatch
+	}
+	// The user name (up to 80 bytes of client text) comes first and may
+	// contain " host=[...]" itself; only a line with exactly one host
+	// field is unambiguous.
+	i := strings.Index(rest, uwHost)
+	if i < 0 {
+		return Event{}, ErrNoMatch
+	}
+	user, host := rest[:i], rest[i+len(uwHost):]
+	if user == "" {
+		return Event{}, ErrNoMatch
+	}
+	if strings.Contains(host, uwHost) {
+		return Event{}, &AddrError{Addr: host, Reason: "host= appears more than once (user name injection?)"}
+	}
+	host = trimNmsgs(host)
+	addr, tail, ok := cutClientHost(host)
+	if !ok {
+		return Event{}, &AddrError{Addr: host, Reason: "uw host= has no complete bracketed address"}
+	}
+	if tail != "" {
+		return Event{}, ErrNoMatch
+	}
+	a, err := ParseAddr(addr)
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{Kind: Login, Addr: a, User: user, Daemon: u.Name()}, nil
+}
+
+// trimNmsgs removes the " nmsgs=N/M" ipop3d appends after the host.
+func trimNmsgs(s string) string {
+	i := strings.LastIndex(s, " nmsgs=")
+	if i < 0 {
+		return s
+	}
+	n := s[i+len(" nmsgs="):]
+	slash := strings.IndexByte(n, '/')
+	if slash <= 0 || slash == len(n)-1 || !allDigits(n[:slash]) || !allDigits(n[slash+1:]) {
+		return s
+	}
+	return s[:i]
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
