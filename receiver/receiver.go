@@ -7,7 +7,7 @@
 // The sockets are relaygate's own rather than go-syslog's Server, which can be
 // crashed remotely, shrinks the UDP receive buffer to 128 KiB, silently drops
 // a TCP connection on a 64 KiB line, cannot refuse a sender before accepting
-// it, and panics in Kill (see docs/go-syslog.md).
+// it, and panics in Kill (see docs/DESIGN.md).
 package receiver
 
 import (

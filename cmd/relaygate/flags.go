@@ -55,7 +55,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.logFormat, "log-format", "console", "log `format`: console or json")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return c, errUsage
+			return c, errHelp
 		}
 		return c, errUsage
 	}

@@ -24,6 +24,9 @@ func listCmd(args []string, stdout, stderr io.Writer) error {
 	mapPath := fs.String("map", defaultMap, "cdb map `file`")
 	statePath := fs.String("state", "", "state `file` (default: the map's name with .state)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
 		return errUsage
 	}
 	if !strings.HasSuffix(*mapPath, ".cdb") {

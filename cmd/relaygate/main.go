@@ -31,8 +31,11 @@ func main() {
 	os.Exit(code)
 }
 
-// errUsage is returned after a usage message was already printed.
-var errUsage = errors.New("usage")
+// errUsage and errHelp are returned after the flag package printed usage.
+var (
+	errUsage = errors.New("usage")
+	errHelp  = errors.New("help")
+)
 
 // run is main without the process: tests call it directly.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -57,7 +60,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errHelp):
 		return 0
 	case errors.Is(err, errUsage):
 		return 2

@@ -33,6 +33,9 @@ func parseCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "Reads syslog lines (wire form with <PRI>, log-file form, or RFC 5424) and prints one JSON object per login event.")
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
 		return errUsage
 	}
 	set := parsers.NewSet(parsers.Builtin()...)
