@@ -84,6 +84,9 @@ func fromLogParts(parts format.LogParts, raw []byte) Envelope {
 			PID:     nilValue(str(parts, "proc_id")),
 			Text:    strings.TrimPrefix(strings.TrimLeft(str(parts, "message"), " "), "\uFEFF"),
 		}
+		if !validProgram(env.Program) {
+			env.Program = ""
+		}
 		return env
 	}
 	env := Envelope{
