@@ -121,8 +121,9 @@ func (f *frameReader) line() ([]byte, error) {
 		}
 		break
 	}
-	if tooLong {
+	msg := trimTrailingControl(f.buf)
+	if tooLong || len(msg) > f.max {
 		return nil, errTooLong
 	}
-	return trimTrailingControl(f.buf), nil
+	return msg, nil
 }
