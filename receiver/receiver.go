@@ -231,7 +231,9 @@ func (r *Receiver) allowed(ap netip.AddrPort) bool {
 }
 
 func (r *Receiver) readDatagrams(ctx context.Context, conn net.PacketConn, transport string, out chan<- Message) {
-	buf := make([]byte, 65536)
+	// One byte more than the limit, so an over-long datagram is seen as such
+	// rather than parsed truncated.
+	buf := make([]byte, r.cfg.MaxMessage+1)
 	udp, isUDP := conn.(*net.UDPConn)
 	for {
 		var (
