@@ -1,0 +1,250 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// maxGrantDelay is the acceptance bound: a relay RCPT from the client is
+// answered 250 within this long after its login succeeded.
+const maxGrantDelay = 2 * time.Second
+
+// grantedWithin waits for 250 from src and checks it came within
+// maxGrantDelay of the login reply.
+func grantedWithin(t *testing.T, src string, login loginResult) time.Duration {
+	t.Helper()
+	at := waitRCPT(t, src, 250, maxGrantDelay+time.Second)
+	d := at.Sub(login.Answer)
+	if d > maxGrantDelay {
+		t.Fatalf("%s: 250 came %v after the login reply, want <= %v", src, d, maxGrantDelay)
+	}
+	t.Logf("%s: login OK → RCPT 250 in %v", src, d.Round(time.Millisecond))
+	return d
+}
+
+// failedLoginStaysDenied starts a failing login from failSrc. Call the
+// returned function later: it waits for the failure to be logged, proves
+// with a later successful login from barrierSrc that relaygate has
+// processed everything before it, and checks that failSrc gets 554.
+func failedLoginStaysDenied(t *testing.T, s *stack, login loginFunc, user, failSrc, barrierSrc, logMark string) func() {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		r, err := login(failSrc, user, "wrong-password")
+		if err == nil && r.OK {
+			err = fmt.Errorf("login with a wrong password succeeded: %q", r.Reply)
+		}
+		done <- err
+	}()
+	return func() {
+		t.Helper()
+		if err := <-done; err != nil {
+			t.Fatalf("failed login from %s: %v", failSrc, err)
+		}
+		waitLog(t, s.allLog, logMark, 15*time.Second)
+		b := mustLogin(t, login, barrierSrc, user, user+"pw", true)
+		grantedWithin(t, barrierSrc, b)
+		expectRCPT(t, failSrc, 554)
+		expectInMap(t, s.mapBase, failSrc, false)
+	}
+}
+
+// Scenario 1: Dovecot POP3 → rsyslog UDP (legacy format) → relaygate →
+// Postfix.
+func TestDovecotPOP3RsyslogUDP(t *testing.T) {
+	s := newStack(t, stackOpts{forward: "*.* @" + syslogUDP})
+	expectRCPT(t, "127.0.0.2", 554)
+	expectRCPT(t, "127.0.0.3", 554)
+	expectInMap(t, s.mapBase, "127.0.0.2", false)
+
+	checkFailed := failedLoginStaysDenied(t, s, pop3Login, "alice", "127.0.0.3", "127.0.0.4",
+		"pop3-login: Disconnected: Aborted login by logging out (auth failed")
+	l := mustLogin(t, pop3Login, "127.0.0.2", "alice", "alicepw", true)
+	grantedWithin(t, "127.0.0.2", l)
+	expectInMap(t, s.mapBase, "127.0.0.2", true)
+	checkFailed()
+	waitLog(t, s.allLog, "rip=127.0.0.3", time.Second)
+	// Postfix's own reject line went through the same chain.
+	waitLog(t, s.allLog, "RCPT from unknown[127.0.0.3]: 554 5.7.1", 5*time.Second)
+}
+
+// Scenario 1, measured: login → Postfix-accepts latency over many POP3
+// logins, each from a fresh address, with -flush 100ms. Two series:
+//   - "isolated": each login starts 250 ms after the previous grant, so
+//     relaygate's publish rate limit (-flush) is idle, as for real users;
+//   - "back-to-back": the next login starts as soon as the previous client
+//     got its 250, so most grants wait for the rate limit.
+//
+// Latency is measured by the client: from reading "+OK Logged in." (and
+// from sending PASS) to reading "250" for RCPT TO in a new SMTP session
+// (new sessions are opened every 10 ms until one gets 250).
+func TestDovecotPOP3Latency(t *testing.T) {
+	const n = 60
+	newStack(t, stackOpts{forward: "*.* @" + syslogUDP, flush: "100ms"})
+	type stats struct{ med, p95, worst time.Duration }
+	st := func(d []time.Duration) stats {
+		c := append([]time.Duration(nil), d...)
+		sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+		return stats{(c[(len(c)-1)/2] + c[len(c)/2]) / 2, c[(len(c)*95+99)/100-1], c[len(c)-1]}
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	results := map[string]any{"logins_per_series": n, "flush": "100ms", "transport": "rsyslog UDP, RFC 3164"}
+	for _, series := range []struct {
+		name   string
+		subnet int
+		gap    time.Duration
+	}{{"isolated", 1, 250 * time.Millisecond}, {"back-to-back", 2, 0}} {
+		var fromOK, fromPass []time.Duration
+		for i := 1; i <= n; i++ {
+			time.Sleep(series.gap)
+			src := fmt.Sprintf("127.0.%d.%d", series.subnet, i)
+			l := mustLogin(t, pop3Login, src, "alice", "alicepw", true)
+			at := waitRCPT(t, src, 250, maxGrantDelay+time.Second)
+			fromOK = append(fromOK, at.Sub(l.Answer))
+			fromPass = append(fromPass, at.Sub(l.Sent))
+		}
+		a, b := st(fromOK), st(fromPass)
+		t.Logf("LATENCY %s: %d Dovecot POP3 logins, rsyslog UDP, relaygate -flush 100ms", series.name, n)
+		t.Logf("LATENCY %s:   +OK Logged in. → RCPT 250: median %.1f ms, p95 %.1f ms, worst %.1f ms",
+			series.name, ms(a.med), ms(a.p95), ms(a.worst))
+		t.Logf("LATENCY %s:   PASS sent      → RCPT 250: median %.1f ms, p95 %.1f ms, worst %.1f ms",
+			series.name, ms(b.med), ms(b.p95), ms(b.worst))
+		results[series.name] = map[string]any{
+			"ok_to_250_ms":   map[string]float64{"median": ms(a.med), "p95": ms(a.p95), "worst": ms(a.worst)},
+			"pass_to_250_ms": map[string]float64{"median": ms(b.med), "p95": ms(b.p95), "worst": ms(b.worst)},
+		}
+		if a.worst > maxGrantDelay {
+			t.Errorf("%s: worst login → 250 latency %v exceeds %v", series.name, a.worst, maxGrantDelay)
+		}
+	}
+	if out := os.Getenv("RELAYGATE_E2E_LATENCY_OUT"); out != "" {
+		b, _ := json.MarshalIndent(results, "", "  ")
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+			t.Errorf("writing %s: %v", out, err)
+		}
+	}
+}
+
+// Scenario 2: Dovecot IMAP, rsyslog over TCP: newline framing (legacy
+// format) and octet-counted RFC 5424.
+func TestDovecotIMAPRsyslogTCP(t *testing.T) {
+	cases := []struct{ name, forward string }{
+		{"newline-rfc3164", "*.* @@" + syslogTCP},
+		{"octet-counted-rfc5424", `*.* action(type="omfwd" target="127.0.0.1" port="5515" protocol="tcp" ` +
+			`template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted")`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// UDP off: the grant can only have come over TCP.
+			s := newStack(t, stackOpts{udp: "-", tcp: syslogTCP, forward: c.forward})
+			expectRCPT(t, "127.0.0.2", 554)
+			checkFailed := failedLoginStaysDenied(t, s, imapLogin, "bob", "127.0.0.3", "127.0.0.4",
+				"imap-login: Disconnected: Aborted login by logging out (auth failed")
+			l := mustLogin(t, imapLogin, "127.0.0.2", "bob", "bobpw", true)
+			grantedWithin(t, "127.0.0.2", l)
+			expectInMap(t, s.mapBase, "127.0.0.2", true)
+			checkFailed()
+		})
+	}
+}
+
+// Scenario 5: with -grace 5s the grant expires without any further
+// traffic: while waiting, the map is only read with postmap -q (which logs
+// nothing), so relaygate receives no line at all.
+func TestGraceExpiry(t *testing.T) {
+	const grace = 5 * time.Second
+	s := newStack(t, stackOpts{grace: "5s", flush: "500ms"})
+	l := mustLogin(t, pop3Login, "127.0.0.2", "alice", "alicepw", true)
+	grantedWithin(t, "127.0.0.2", l)
+	gone, ok := waitFor(grace+10*time.Second, 100*time.Millisecond, func() bool {
+		_, found := postmapQuery(t, s.mapBase, "127.0.0.2")
+		return !found
+	})
+	if !ok {
+		t.Fatalf("127.0.0.2 still in the map %v after its login (grace %v)", time.Since(l.Answer).Round(time.Millisecond), grace)
+	}
+	after := gone.Sub(l.Answer)
+	t.Logf("grant removed %v after the login reply (grace %v)", after.Round(time.Millisecond), grace)
+	// The grant may be timed from the syslog timestamp, which has a
+	// resolution of one second.
+	if after < grace-time.Second {
+		t.Fatalf("grant removed after %v, before the grace period %v", after, grace)
+	}
+	expectRCPT(t, "127.0.0.2", 554)
+	if out := s.listGrants(); strings.Contains(out, "127.0.0.2") {
+		t.Fatalf("relaygate list still shows 127.0.0.2 after expiry:\n%s", out)
+	}
+}
+
+// Scenario 6: relaygate stopped with SIGTERM, and separately with kill -9,
+// then started again: granted clients still relay.
+func TestRestart(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	l := mustLogin(t, pop3Login, "127.0.0.2", "alice", "alicepw", true)
+	grantedWithin(t, "127.0.0.2", l)
+
+	t.Run("SIGTERM", func(t *testing.T) {
+		if err := s.restartRelaygate(syscall.SIGTERM, syslogTCP); err != nil {
+			t.Fatalf("relaygate after SIGTERM: %v (want exit status 0)", err)
+		}
+		// The map was republished by the new process (startRelaygate
+		// waits for a new inode), from the restored state.
+		expectInMap(t, s.mapBase, "127.0.0.2", true)
+		expectRCPT(t, "127.0.0.2", 250)
+		if out := s.listGrants(); !strings.Contains(out, "127.0.0.2") {
+			t.Fatalf("relaygate list after restart lacks 127.0.0.2:\n%s", out)
+		}
+	})
+
+	t.Run("SIGKILL", func(t *testing.T) {
+		l := mustLogin(t, pop3Login, "127.0.0.4", "alice", "alicepw", true)
+		grantedWithin(t, "127.0.0.4", l)
+		// Give the state file a moment to follow the map, if it is text.
+		if _, ok := waitFor(3*time.Second, 20*time.Millisecond, func() bool {
+			return fileContains(s.statePath, "127.0.0.4")
+		}); !ok {
+			t.Logf("note: %s does not contain the text 127.0.0.4 (binary format?); killing anyway", s.statePath)
+		}
+		err := s.restartRelaygate(syscall.SIGKILL, syslogTCP)
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("relaygate after kill -9: %v, want killed", err)
+		}
+		for _, ip := range []string{"127.0.0.2", "127.0.0.4"} {
+			expectInMap(t, s.mapBase, ip, true)
+			expectRCPT(t, ip, 250)
+		}
+		if out := s.listGrants(); !strings.Contains(out, "127.0.0.2") || !strings.Contains(out, "127.0.0.4") {
+			t.Fatalf("relaygate list after kill -9 restart lacks a grant:\n%s", out)
+		}
+		// And the restarted daemon still grants.
+		l5 := mustLogin(t, pop3Login, "127.0.0.5", "alice", "alicepw", true)
+		grantedWithin(t, "127.0.0.5", l5)
+	})
+}
+
+// Scenario 7: a login from an address inside Postfix's mynetworks
+// (127.0.0.1/32, found by relaygate through postconf with -mynetworks auto)
+// is not written to the map.
+func TestMynetworksNotGranted(t *testing.T) {
+	s := newStack(t, stackOpts{mynetworks: "auto"})
+	mustLogin(t, pop3Login, "127.0.0.1", "alice", "alicepw", true)
+	waitLog(t, s.allLog, "rip=127.0.0.1, lip=127.0.0.1", 5*time.Second)
+	// Barrier: a later login is granted, so the earlier line was processed.
+	b := mustLogin(t, pop3Login, "127.0.0.2", "alice", "alicepw", true)
+	grantedWithin(t, "127.0.0.2", b)
+	expectInMap(t, s.mapBase, "127.0.0.1", false)
+	if out := s.listGrants(); strings.Contains(out, "127.0.0.1 ") || strings.Contains(out, "127.0.0.1\n") ||
+		strings.Contains(out, `"127.0.0.1"`) {
+		t.Fatalf("relaygate list shows 127.0.0.1:\n%s", out)
+	}
+	// Postfix relays for it anyway, through permit_mynetworks.
+	expectRCPT(t, "127.0.0.1", 250)
+}
