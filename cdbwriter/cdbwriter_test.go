@@ -36,12 +36,12 @@ func TestKeyIsPostfixForm(t *testing.T) {
 }
 
 func TestTableGraceAndExtension(t *testing.T) {
-	tab := NewTable(30*time.Minute, nil)
-	if out := tab.Login(grant("192.0.2.10"), t0); out != Added {
+	tab := NewTable(30*time.Minute, 0, nil)
+	if out := tab.Login(grant("192.0.2.10"), "", t0); out != Added {
 		t.Fatalf("first login = %v, want added", out)
 	}
 	m1, _ := tab.Versions()
-	if out := tab.Login(grant("192.0.2.10"), t0.Add(20*time.Minute)); out != Extended {
+	if out := tab.Login(grant("192.0.2.10"), "", t0.Add(20*time.Minute)); out != Extended {
 		t.Fatalf("repeat login = %v, want extended", out)
 	}
 	if m2, _ := tab.Versions(); m2 != m1 {
@@ -63,13 +63,13 @@ func TestTableGraceAndExtension(t *testing.T) {
 }
 
 func TestTableExcludesAndUnmaps(t *testing.T) {
-	tab := NewTable(time.Minute, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:bad::/48")})
+	tab := NewTable(time.Minute, 0, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:bad::/48")})
 	for _, a := range []string{"10.1.2.3", "::ffff:10.9.9.9", "2001:db8:bad::1"} {
-		if out := tab.Login(grant(a), t0); out != Excluded {
+		if out := tab.Login(grant(a), "", t0); out != Excluded {
 			t.Errorf("Login(%s) = %v, want excluded", a, out)
 		}
 	}
-	if out := tab.Login(grant("::ffff:192.0.2.1"), t0); out != Added {
+	if out := tab.Login(grant("::ffff:192.0.2.1"), "", t0); out != Added {
 		t.Fatalf("mapped login = %v", out)
 	}
 	gs := tab.Grants()
@@ -79,7 +79,7 @@ func TestTableExcludesAndUnmaps(t *testing.T) {
 }
 
 func TestRestoreSkipsExpiredAndExcluded(t *testing.T) {
-	tab := NewTable(time.Minute, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")})
+	tab := NewTable(time.Minute, 0, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")})
 	in := []Grant{
 		{Addr: netip.MustParseAddr("192.0.2.1"), Expires: t0.Add(time.Hour)},
 		{Addr: netip.MustParseAddr("192.0.2.2"), Expires: t0},
@@ -224,7 +224,7 @@ func newTestService(t *testing.T, dir string, grace time.Duration) *Service {
 		StatePath: filepath.Join(dir, "pbs.state"),
 		Flush:     time.Second,
 		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
-	}, NewTable(grace, nil))
+	}, NewTable(grace, 0, nil))
 	if err := svc.Start(t0); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestServiceExpiresWithoutTraffic(t *testing.T) {
 	dir := t.TempDir()
 	svc := newTestService(t, dir, 5*time.Second)
 	t1 := t0.Add(time.Second) // one -flush after the startup publish
-	svc.Login(grant("192.0.2.10"), t1)
+	svc.Login(grant("192.0.2.10"), "", t1)
 	next := svc.Tick(t1)
 	if keys := mapKeys(t, dir); !slices.Equal(keys, []string{"192.0.2.10"}) {
 		t.Fatalf("after login map = %v", keys)
@@ -282,9 +282,9 @@ func TestServiceCoalescesPublishes(t *testing.T) {
 	dir := t.TempDir()
 	svc := newTestService(t, dir, time.Hour)
 	pubs := svc.stats.Publishes.Load() // the startup publish at t0
-	svc.Login(grant("192.0.2.1"), t0.Add(100*time.Millisecond))
-	svc.Login(grant("192.0.2.2"), t0.Add(200*time.Millisecond))
-	svc.Login(grant("192.0.2.3"), t0.Add(300*time.Millisecond))
+	svc.Login(grant("192.0.2.1"), "", t0.Add(100*time.Millisecond))
+	svc.Login(grant("192.0.2.2"), "", t0.Add(200*time.Millisecond))
+	svc.Login(grant("192.0.2.3"), "", t0.Add(300*time.Millisecond))
 	next := svc.Tick(t0.Add(300 * time.Millisecond))
 	if got := svc.stats.Publishes.Load(); got != pubs {
 		t.Fatalf("published again within -flush (%d publishes)", got-pubs)
@@ -300,7 +300,7 @@ func TestServiceCoalescesPublishes(t *testing.T) {
 		t.Fatalf("map = %v", keys)
 	}
 	// A repeat login changes nothing Postfix sees: no publish.
-	svc.Login(grant("192.0.2.3"), t0.Add(5*time.Second))
+	svc.Login(grant("192.0.2.3"), "", t0.Add(5*time.Second))
 	svc.Tick(t0.Add(5 * time.Second))
 	if got := svc.stats.Publishes.Load(); got != pubs+1 {
 		t.Fatalf("a repeat login republished the map")
@@ -316,7 +316,7 @@ func TestServiceRetriesFailedPublish(t *testing.T) {
 		StatePath: filepath.Join(dir, "pbs.state"),
 		Flush:     time.Second,
 		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
-	}, NewTable(time.Hour, nil))
+	}, NewTable(time.Hour, 0, nil))
 	if err := svc.Start(t0); err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestServiceRetriesFailedPublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	t1 := t0.Add(time.Second)
-	svc.Login(grant("192.0.2.1"), t1)
+	svc.Login(grant("192.0.2.1"), "", t1)
 	next := svc.Tick(t1)
 	if svc.stats.PublishErrors.Load() != 1 {
 		t.Fatalf("publish error not counted")
@@ -351,8 +351,8 @@ func TestServiceRetriesFailedPublish(t *testing.T) {
 func TestServiceRestoresAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	svc := newTestService(t, dir, 30*time.Minute)
-	svc.Login(grant("192.0.2.1"), t0)
-	svc.Login(grant("2001:db8::1"), t0)
+	svc.Login(grant("192.0.2.1"), "", t0)
+	svc.Login(grant("2001:db8::1"), "", t0)
 	svc.Tick(t0.Add(time.Second))
 	// No Shutdown: this is what a kill -9 leaves behind.
 	again := newTestService(t, dir, 30*time.Minute)
@@ -372,9 +372,9 @@ func TestServiceRestoresAfterRestart(t *testing.T) {
 func TestRunDrainsAndWritesOnClose(t *testing.T) {
 	dir := t.TempDir()
 	svc := newTestService(t, dir, time.Hour)
-	in := make(chan LoginEvent, 2)
-	in <- LoginEvent{Grant: grant("192.0.2.1"), At: time.Now()}
-	in <- LoginEvent{Grant: grant("192.0.2.2"), At: time.Now()}
+	in := make(chan Event, 2)
+	in <- Event{Grant: grant("192.0.2.1"), At: time.Now()}
+	in <- Event{Grant: grant("192.0.2.2"), At: time.Now()}
 	close(in)
 	if err := svc.Run(in, time.Now); err != nil {
 		t.Fatal(err)

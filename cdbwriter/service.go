@@ -33,11 +33,13 @@ type Stats struct {
 	LastPublishUnix                      atomic.Int64
 }
 
-// LoginEvent is a successful login received at At (relaygate's clock, not
-// the syslog header's).
-type LoginEvent struct {
-	Grant Grant
-	At    time.Time
+// Event is a login or logout received at At (relaygate's clock, not the
+// syslog header's).
+type Event struct {
+	Logout  bool
+	Grant   Grant  // for a logout only Daemon and User are used
+	Session string // the daemon's session id, if it logs one
+	At      time.Time
 }
 
 // Service owns a Table and keeps the map and state file in step with it:
@@ -116,9 +118,17 @@ func (s *Service) Start(now time.Time) error {
 	return nil
 }
 
-// Login records a successful login at now.
-func (s *Service) Login(g Grant, now time.Time) Outcome {
-	out := s.table.Login(g, now)
+// Logout records the end of a session at now.
+func (s *Service) Logout(daemon, user, session string, now time.Time) {
+	if a, ok := s.table.Logout(daemon, session, now); ok {
+		s.log.Debug().Str("addr", Key(a)).Str("user", user).Str("daemon", daemon).Msg("session closed")
+	}
+}
+
+// Login records a successful login at now; a non-empty session keeps the
+// grant open until its logout.
+func (s *Service) Login(g Grant, session string, now time.Time) Outcome {
+	out := s.table.Login(g, session, now)
 	ev := s.log.Info()
 	switch out {
 	case Added:
@@ -270,11 +280,11 @@ func (s *Service) fail(now time.Time, err error) {
 	s.log.Error().Err(err).Dur("retry_in", s.backoff).Msg("write failed; the previous map stays in place")
 }
 
-// Run feeds logins to the service and keeps its timers until logins is
+// Run feeds events to the service and keeps its timers until events is
 // closed, then shuts it down with a final write. Closing the channel rather
 // than cancelling a context lets the caller drain every message already
 // received before the last publish. now is the clock (time.Now in production).
-func (s *Service) Run(logins <-chan LoginEvent, now func() time.Time) error {
+func (s *Service) Run(events <-chan Event, now func() time.Time) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
@@ -289,16 +299,19 @@ func (s *Service) Run(logins <-chan LoginEvent, now func() time.Time) error {
 	arm(s.Tick(now()))
 	for {
 		select {
-		case ev, ok := <-logins:
+		case ev, ok := <-events:
 			if !ok {
 				if err := s.Shutdown(now()); err != nil {
 					return fmt.Errorf("final write: %w", err)
 				}
 				return nil
 			}
-			if s.Login(ev.Grant, ev.At) != Excluded {
-				arm(s.Due())
+			if ev.Logout {
+				s.Logout(ev.Grant.Daemon, ev.Grant.User, ev.Session, ev.At)
+			} else if s.Login(ev.Grant, ev.Session, ev.At) == Excluded {
+				continue
 			}
+			arm(s.Due())
 		case <-timer.C:
 			wake = time.Time{}
 			arm(s.Tick(now()))

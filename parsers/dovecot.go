@@ -23,6 +23,12 @@ func (Dovecot) Programs() []string {
 // Parse implements Parser.
 func (d Dovecot) Parse(m Message) (Event, error) {
 	text := strings.TrimPrefix(m.Text, "Info: ")
+	if strings.HasPrefix(text, "imap(") || strings.HasPrefix(text, "pop3(") {
+		if m.Program != "dovecot" {
+			return Event{}, ErrNoMatch
+		}
+		return d.sessionEnd(text)
+	}
 	switch m.Program {
 	case "dovecot":
 		// Only the login processes decide success, and only for the mail
@@ -139,4 +145,38 @@ func cutAngleValue(elems string, injected bool) (more, rest string, _ bool) {
 func trimAngles(s string) string {
 	s = strings.TrimPrefix(s, "<")
 	return strings.TrimSuffix(s, ">")
+}
+
+// sessionEnd reads the mail process's last line of a session,
+//
+//	imap(alice)<4711><kX3b8Qp7aMDAAAIK>: Disconnected: Logged out in=123 out=456
+//
+// (mail_log_prefix "%s(%u)<%{pid}><%{session}>: ", the default since 2.3).
+// It has no address: the session id ties it to its login line.
+func (d Dovecot) sessionEnd(text string) (Event, error) {
+	// The user name may contain anything, so the prefix is found from the
+	// end: "<pid><session>: " is the last "<...><...>: " before the message.
+	colon := strings.Index(text, ">: ")
+	if colon < 0 {
+		return Event{}, ErrNoMatch
+	}
+	head, msg := text[:colon], text[colon+len(">: "):]
+	sessOpen := strings.LastIndexByte(head, '<')
+	if sessOpen < 2 || head[sessOpen-1] != '>' {
+		return Event{}, ErrNoMatch
+	}
+	session := head[sessOpen+1:]
+	pidOpen := strings.LastIndexByte(head[:sessOpen-1], '<')
+	if pidOpen < 0 || !allDigits(head[pidOpen+1:sessOpen-1]) || pidOpen+1 == sessOpen-1 {
+		return Event{}, ErrNoMatch
+	}
+	userPart := head[:pidOpen]
+	if session == "" || !strings.HasSuffix(userPart, ")") {
+		return Event{}, ErrNoMatch
+	}
+	user := userPart[len("imap(") : len(userPart)-1]
+	if !strings.HasPrefix(msg, "Disconnected") && !strings.HasPrefix(msg, "Connection closed") && !strings.HasPrefix(msg, "Logged out") {
+		return Event{}, ErrNoMatch
+	}
+	return Event{Kind: Logout, User: user, Daemon: d.Name(), Session: session}, nil
 }

@@ -2,8 +2,33 @@ package parsers
 
 import (
 	"errors"
+	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
+
+// checkAddr fails unless a is an address the grant table could hold: valid,
+// unmapped, without a zone, and unchanged by a round trip through ParseAddr.
+func checkAddr(t *testing.T, what string, a netip.Addr) {
+	t.Helper()
+	if !a.IsValid() || a.Is4In6() || a.Zone() != "" {
+		t.Fatalf("%s: bad address %v", what, a)
+	}
+	back, err := ParseAddr(a.String())
+	if err != nil || back != a {
+		t.Fatalf("%s: %v does not round-trip through ParseAddr: %v, %v", what, a, back, err)
+	}
+}
+
+func builtinDaemons() map[string]bool {
+	daemons := map[string]bool{}
+	for _, p := range Builtin() {
+		daemons[p.Name()] = true
+	}
+	return daemons
+}
 
 // FuzzSetParse checks invariants, not outputs, over (program, text) pairs
 // seeded from every fixture line.
@@ -14,10 +39,7 @@ func FuzzSetParse(f *testing.F) {
 		}
 	}
 	set := NewSet(Builtin()...)
-	daemons := map[string]bool{}
-	for _, p := range Builtin() {
-		daemons[p.Name()] = true
-	}
+	daemons := builtinDaemons()
 	f.Fuzz(func(t *testing.T, program, text string) {
 		m := Message{Program: program, Text: text}
 		ev, err := set.Parse(m)
@@ -32,22 +54,162 @@ func FuzzSetParse(f *testing.F) {
 			_ = err.Error()
 			return
 		}
-		if !ev.Addr.IsValid() || ev.Addr.Is4In6() || ev.Addr.Zone() != "" {
-			t.Fatalf("Parse(%q, %q): bad address %v", program, text, ev.Addr)
-		}
-		back, perr := ParseAddr(ev.Addr.String())
-		if perr != nil || back != ev.Addr {
-			t.Fatalf("Parse(%q, %q): %v does not round-trip through ParseAddr: %v, %v", program, text, ev.Addr, back, perr)
+		what := "Parse(" + program + ", " + text + ")"
+		switch ev.Kind {
+		case Login, Connect:
+			checkAddr(t, what, ev.Addr)
+		case Logout:
+			if ev.Addr.IsValid() {
+				checkAddr(t, what, ev.Addr)
+			}
+		case Auth, Fail:
+			if ev.Addr.IsValid() {
+				t.Fatalf("%s: %v event with an address %v", what, ev.Kind, ev.Addr)
+			}
+		default:
+			t.Fatalf("%s: kind %v", what, ev.Kind)
 		}
 		if ev.Daemon == "" || !daemons[ev.Daemon] {
-			t.Fatalf("Parse(%q, %q): daemon %q", program, text, ev.Daemon)
-		}
-		if ev.Kind != Login {
-			t.Fatalf("Parse(%q, %q): kind %v", program, text, ev.Kind)
+			t.Fatalf("%s: daemon %q", what, ev.Daemon)
 		}
 		// Purity: the same message gives the same answer.
 		if again, err := set.Parse(m); err != nil || again != ev {
-			t.Fatalf("Parse(%q, %q) not deterministic: %+v then %+v, %v", program, text, ev, again, err)
+			t.Fatalf("%s not deterministic: %+v then %+v, %v", what, ev, again, err)
+		}
+	})
+}
+
+// Pipeline fuzzing settings: a small table, so that eviction happens, and a
+// short age limit that the "@" lines below can exceed.
+const (
+	fuzzCap    = 4
+	fuzzMaxAge = 5 * time.Minute
+)
+
+// pipelineSeed renders fixture lines in FuzzPipeline's input format.
+func pipelineSeed(lines []fixtureLine) string {
+	var b strings.Builder
+	for _, fl := range lines {
+		b.WriteString(fl.Msg.Host)
+		b.WriteByte('\t')
+		b.WriteString(fl.Msg.Program)
+		b.WriteByte('\t')
+		b.WriteString(fl.Msg.PID)
+		b.WriteByte('\t')
+		b.WriteString(fl.Msg.Text)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// FuzzPipeline feeds a sequence of messages through the Set and a
+// Correlator, as the receiver does, and checks invariants plus a reference
+// model of the correlation. The input is split into lines; a line is
+// "host\tprogram\tpid\ttext" (missing fields are empty), or "@N" to advance
+// the clock by N minutes. Every other line advances it by one second.
+func FuzzPipeline(f *testing.F) {
+	for _, path := range fixtures(f) {
+		f.Add(pipelineSeed(readFixture(f, path)))
+	}
+	f.Add("mx1\tpopa3d\t1\tSession from 192.0.2.1\n@6\nmx1\tpopa3d\t1\tAuthentication passed for a\n")
+	f.Add("h\tspop3d\t1\tconnect from 192.0.2.1\nh\tspop3d\t2\tconnect from 192.0.2.2\n" +
+		"h\tspop3d\t3\tconnect from 192.0.2.3\nh\tspop3d\t4\tconnect from 192.0.2.4\n" +
+		"h\tspop3d\t5\tconnect from 192.0.2.5\nh\tspop3d\t1\tuser a authenticated\nh\tspop3d\t5\tuser b authenticated\n")
+
+	set := NewSet(Builtin()...)
+	daemons := builtinDaemons()
+	f.Fuzz(func(t *testing.T, input string) {
+		c := NewCorrelator(fuzzCap, fuzzMaxAge)
+		now := fixtureEpoch
+		// model is the correlation without bounds: the last address line of
+		// each process not yet ended by another event.
+		model := map[corrKey]netip.Addr{}
+		var evicted int64
+		for _, line := range strings.Split(input, "\n") {
+			if n, ok := strings.CutPrefix(line, "@"); ok && len(n) <= 4 {
+				if mins, err := strconv.Atoi(n); err == nil && mins >= 0 {
+					now = now.Add(time.Duration(mins) * time.Minute)
+					continue
+				}
+			}
+			now = now.Add(time.Second)
+			var m Message
+			fields := strings.SplitN(line, "\t", 4)
+			for i, p := range []*string{&m.Host, &m.Program, &m.PID, &m.Text} {
+				if i < len(fields) {
+					*p = fields[i]
+				}
+			}
+			key := corrKey{host: m.Host, program: normalizeProgram(m.Program), pid: m.PID}
+
+			ev, err := set.Parse(m)
+			if err != nil {
+				if !errors.Is(err, ErrNoMatch) {
+					c.Forget(m)
+					delete(model, key)
+				}
+				continue
+			}
+			out, ok, note := c.Feed(m, ev, now)
+			what := "Feed(" + line + ")"
+			if ok {
+				switch out.Kind {
+				case Login:
+					checkAddr(t, what, out.Addr)
+					if out.Daemon == "" || !daemons[out.Daemon] {
+						t.Fatalf("%s: login with daemon %q", what, out.Daemon)
+					}
+				case Logout:
+					if out.Addr.IsValid() {
+						checkAddr(t, what, out.Addr)
+					}
+				default:
+					t.Fatalf("%s: ok with kind %v", what, out.Kind)
+				}
+			} else if note == "" {
+				t.Fatalf("%s: nothing to act on, and no note", what)
+			}
+			switch ev.Kind {
+			case Login, Logout:
+				if !ok || out != ev {
+					t.Fatalf("%s: %v not passed through: %+v, %v", what, ev.Kind, out, ok)
+				}
+				if key.pid != "" {
+					delete(model, key)
+				}
+			case Connect:
+				if ok {
+					t.Fatalf("%s: a Connect produced %+v", what, out)
+				}
+				if key.pid != "" {
+					model[key] = ev.Addr
+				}
+			case Auth:
+				want, remembered := model[key]
+				delete(model, key)
+				if ok {
+					// Only ever the address this process logged: eviction
+					// and expiry may lose it, never replace it.
+					if !remembered || out.Addr != want {
+						t.Fatalf("%s: granted %v, the process's address line said %v (%v)", what, out.Addr, want, remembered)
+					}
+					if out.User != ev.User || out.Daemon != ev.Daemon {
+						t.Fatalf("%s: joined event %+v does not carry the Auth's %+v", what, out, ev)
+					}
+				}
+			case Fail:
+				if ok {
+					t.Fatalf("%s: a Fail produced %+v", what, out)
+				}
+				delete(model, key)
+			}
+			if c.Len() > fuzzCap || c.Len() > len(model) {
+				t.Fatalf("%s: Len %d, cap %d, model %d", what, c.Len(), fuzzCap, len(model))
+			}
+			if c.Evicted() < evicted {
+				t.Fatalf("%s: Evicted went down from %d to %d", what, evicted, c.Evicted())
+			}
+			evicted = c.Evicted()
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -132,20 +133,75 @@ func goldenField(s string) string {
 	return s
 }
 
-// goldenResult renders one parse result as "N\tlogin\taddr\tuser\tdaemon[\tsession]",
-// "N\tnomatch" or "N\trefused\t<error text>".
-func goldenResult(n int, ev Event, err error) string {
+// Fixture pipeline settings: every fixture file runs through a fresh
+// Correlator, with a clock that starts at fixtureEpoch and advances one
+// second per line, so a fixture never comes near the age limit.
+const (
+	fixtureCap    = 1000
+	fixtureMaxAge = 10 * time.Minute
+)
+
+var fixtureEpoch = time.Date(2026, 3, 3, 10, 15, 0, 0, time.UTC)
+
+// pipelineResult is what the receiver would do with one message: parse it
+// with the Set, then hand the event to the Correlator.
+type pipelineResult struct {
+	Parsed Event // the parser's event, before correlation
+	Err    error // the parse error; Out, OK and Note are unset if non-nil
+	Out    Event // the Correlator's output
+	OK     bool
+	Note   string
+}
+
+// Grants reports whether the result puts an address into the grant table.
+func (r pipelineResult) Grants() bool { return r.Err == nil && r.OK && r.Out.Kind == Login }
+
+// runPipeline feeds a fixture's lines through set and a fresh Correlator in
+// order. A refused message (an *AddrError) makes the Correlator forget its
+// process, as the receiver must (see Correlator.Forget).
+func runPipeline(set *Set, lines []fixtureLine) []pipelineResult {
+	c := NewCorrelator(fixtureCap, fixtureMaxAge)
+	out := make([]pipelineResult, len(lines))
+	for i, fl := range lines {
+		now := fixtureEpoch.Add(time.Duration(fl.N) * time.Second)
+		r := &out[i]
+		r.Parsed, r.Err = set.Parse(fl.Msg)
+		switch {
+		case r.Err == nil:
+			r.Out, r.OK, r.Note = c.Feed(fl.Msg, r.Parsed, now)
+		case !errors.Is(r.Err, ErrNoMatch):
+			c.Forget(fl.Msg)
+		}
+	}
+	return out
+}
+
+// goldenResult renders one pipeline result as
+// "N\tlogin\taddr\tuser\tdaemon[\tsession]",
+// "N\tlogout\taddr-or--\tuser\tdaemon\tsession", "N\tpending\t<note>" (an
+// event the Correlator consumed), "N\tnomatch" or "N\trefused\t<error text>".
+func goldenResult(n int, r pipelineResult) string {
 	switch {
-	case err == nil:
+	case r.Err == nil && !r.OK:
+		return fmt.Sprintf("%d\tpending\t%s", n, goldenField(r.Note))
+	case r.Err == nil && r.Out.Kind == Logout:
+		addr := "-"
+		if r.Out.Addr.IsValid() {
+			addr = r.Out.Addr.String()
+		}
+		return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s", n, r.Out.Kind, addr, goldenField(r.Out.User),
+			r.Out.Daemon, goldenField(r.Out.Session))
+	case r.Err == nil:
+		ev := r.Out
 		s := fmt.Sprintf("%d\t%s\t%s\t%s\t%s", n, ev.Kind, ev.Addr, goldenField(ev.User), ev.Daemon)
 		if ev.Session != "" {
 			s += "\t" + goldenField(ev.Session)
 		}
 		return s
-	case errors.Is(err, ErrNoMatch):
+	case errors.Is(r.Err, ErrNoMatch):
 		return fmt.Sprintf("%d\tnomatch", n)
 	default:
-		return fmt.Sprintf("%d\trefused\t%s", n, goldenField(err.Error()))
+		return fmt.Sprintf("%d\trefused\t%s", n, goldenField(r.Err.Error()))
 	}
 }
 
@@ -155,9 +211,9 @@ func TestGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(path), ".log")
 		t.Run(name, func(t *testing.T) {
 			var b strings.Builder
-			for _, fl := range readFixture(t, path) {
-				ev, err := set.Parse(fl.Msg)
-				b.WriteString(goldenResult(fl.N, ev, err))
+			lines := readFixture(t, path)
+			for i, r := range runPipeline(set, lines) {
+				b.WriteString(goldenResult(lines[i].N, r))
 				b.WriteByte('\n')
 			}
 			got := b.String()
@@ -206,16 +262,21 @@ var failureWords = []string{"failed", "FAILED", "badlogin", "Aborted", "aborted"
 
 // TestFixtureExpectations checks the fixtures against their own section
 // markers, independently of the goldens, so that an -update can't quietly
-// bless a grant on a line written as a must-not-grant example.
+// bless a grant on a line written as a must-not-grant example. Lines run
+// through the same Set + Correlator pipeline as the goldens: for a two-line
+// daemon the line that grants is the success (Auth) line, so it goes under
+// "# grant", and its address line under "# no-grant" (it must not grant by
+// itself).
 func TestFixtureExpectations(t *testing.T) {
 	set := NewSet(Builtin()...)
 	for _, path := range fixtures(t) {
 		name := strings.TrimSuffix(filepath.Base(path), ".log")
 		t.Run(name, func(t *testing.T) {
 			var grants, refusals int
-			for _, fl := range readFixture(t, path) {
-				ev, err := set.Parse(fl.Msg)
-				granted := err == nil
+			lines := readFixture(t, path)
+			for i, r := range runPipeline(set, lines) {
+				fl := lines[i]
+				granted := r.Grants()
 				if granted {
 					grants++
 				} else {
@@ -225,13 +286,13 @@ func TestFixtureExpectations(t *testing.T) {
 				switch fl.Expect {
 				case "grant":
 					if !granted {
-						t.Errorf("%s: must grant, got %v: %s", where, err, fl.Raw)
-					} else if ev.Daemon != name {
-						t.Errorf("%s: granted by %q, want %q: %s", where, ev.Daemon, name, fl.Raw)
+						t.Errorf("%s: must grant, got %v %+v %q: %s", where, r.Err, r.Out, r.Note, fl.Raw)
+					} else if r.Out.Daemon != name {
+						t.Errorf("%s: granted by %q, want %q: %s", where, r.Out.Daemon, name, fl.Raw)
 					}
 				case "no-grant":
 					if granted {
-						t.Errorf("%s: must not grant, got %+v: %s", where, ev, fl.Raw)
+						t.Errorf("%s: must not grant, got %+v: %s", where, r.Out, fl.Raw)
 					}
 				default:
 					t.Errorf("%s: line before any # grant / # no-grant marker", where)
@@ -243,8 +304,8 @@ func TestFixtureExpectations(t *testing.T) {
 						}
 					}
 				}
-				if name == "noise" && !errors.Is(err, ErrNoMatch) {
-					t.Errorf("%s: noise must not match at all, got %v", where, err)
+				if name == "noise" && !errors.Is(r.Err, ErrNoMatch) {
+					t.Errorf("%s: noise must not match at all, got %v", where, r.Err)
 				}
 			}
 			if name == "noise" {

@@ -6,6 +6,7 @@ package parsers
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 )
@@ -27,7 +28,17 @@ const (
 	// Login is a successful POP3/IMAP authentication: the address may relay.
 	Login Kind = iota + 1
 	// Logout ends a session a daemon reported; it never grants by itself.
+	// Addr may be invalid when the daemon logs only the session id (Dovecot).
 	Logout
+	// Connect is the address line of a two-line daemon ("Session from
+	// 192.0.2.10"). It grants nothing by itself: a Correlator remembers it
+	// for the Auth line of the same host, program and PID.
+	Connect
+	// Auth is the success line of a two-line daemon, without an address.
+	Auth
+	// Fail is a two-line daemon's failure or end-of-process line: the
+	// Correlator forgets the Connect it had for that process.
+	Fail
 )
 
 func (k Kind) String() string {
@@ -36,6 +47,12 @@ func (k Kind) String() string {
 		return "login"
 	case Logout:
 		return "logout"
+	case Connect:
+		return "connect"
+	case Auth:
+		return "auth"
+	case Fail:
+		return "fail"
 	}
 	return "unknown"
 }
@@ -77,7 +94,40 @@ type Parser interface {
 
 // Builtin returns a new instance of every built-in parser, in a stable order.
 func Builtin() []Parser {
-	return []Parser{Dovecot{}, Courier{}, Cyrus{}, UW{}}
+	return []Parser{
+		Dovecot{}, Courier{}, Cyrus{}, UW{},
+		Qpopper{}, VMPop3d{}, Popa3d{}, SolidPop3d{}, GNUPop3d{},
+		Teapop{}, Tpop3d{}, Vpopmail{}, Perdition{}, Zimbra{}, AppleMail{}, Cucipop{},
+	}
+}
+
+// SelectBuiltin returns the built-in parsers named in names, in Builtin's
+// order; "all" selects every one. An unknown name is an error that lists the
+// known ones.
+func SelectBuiltin(names []string) ([]Parser, error) {
+	all := Builtin()
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		if n == "all" {
+			return all, nil
+		}
+		want[n] = true
+	}
+	var out []Parser
+	for _, p := range all {
+		if want[p.Name()] {
+			out = append(out, p)
+			delete(want, p.Name())
+		}
+	}
+	for n := range want {
+		known := make([]string, len(all))
+		for i, p := range all {
+			known[i] = p.Name()
+		}
+		return nil, fmt.Errorf("unknown daemon %q (known: all, %s)", n, strings.Join(known, ", "))
+	}
+	return out, nil
 }
 
 // Set dispatches a message to the parsers registered for its program tag, so
@@ -127,6 +177,25 @@ func (s *Set) Parse(m Message) (Event, error) {
 		return Event{}, firstErr
 	}
 	return Event{}, ErrNoMatch
+}
+
+// Attempt is what one parser made of a message.
+type Attempt struct {
+	Parser string
+	Event  Event
+	Err    error // nil, ErrNoMatch or an *AddrError
+}
+
+// Attempts runs every parser registered for m's program and reports each
+// result, for `relaygate parse --explain`. It is empty when no parser
+// handles the program.
+func (s *Set) Attempts(m Message) []Attempt {
+	var out []Attempt
+	for _, p := range s.byProgram[normalizeProgram(m.Program)] {
+		ev, err := p.Parse(m)
+		out = append(out, Attempt{Parser: p.Name(), Event: ev, Err: err})
+	}
+	return out
 }
 
 func normalizeProgram(p string) string {

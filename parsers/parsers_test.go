@@ -11,7 +11,11 @@ import (
 func outcome(t *testing.T, ev Event, err error) string {
 	t.Helper()
 	if err == nil {
-		return strings.Join([]string{"login", ev.Addr.String(), ev.User, ev.Session}, "|")
+		addr := "-"
+		if ev.Addr.IsValid() {
+			addr = ev.Addr.String()
+		}
+		return strings.Join([]string{ev.Kind.String(), addr, ev.User, ev.Session}, "|")
 	}
 	if errors.Is(err, ErrNoMatch) {
 		return "nomatch"
@@ -36,8 +40,11 @@ func runCases(t *testing.T, p Parser, cases []parseCase) {
 			if got := outcome(t, ev, err); got != tt.want {
 				t.Errorf("%s.Parse(%q, %q) = %q, want %q", p.Name(), tt.program, tt.text, got, tt.want)
 			}
-			if err == nil && (ev.Daemon != p.Name() || ev.Kind != Login) {
-				t.Errorf("event %+v: want Daemon %q, Kind login", ev, p.Name())
+			if err == nil && (ev.Daemon != p.Name() || (ev.Kind != Login && ev.Kind != Logout)) {
+				t.Errorf("event %+v: want Daemon %q, Kind login or logout", ev, p.Name())
+			}
+			if err == nil && ev.Kind == Login && !ev.Addr.IsValid() {
+				t.Errorf("login event without an address: %+v", ev)
 			}
 		})
 	}
@@ -81,7 +88,7 @@ func TestDovecot(t *testing.T) {
 		{"managesieve", "dovecot", "managesieve-login: Login: user=<a>, rip=192.0.2.1", "nomatch"},
 		{"anonymous", "dovecot", "imap-login: Login: user=<anonymous>, method=anonymous, rip=192.0.2.1", "nomatch"},
 		{"auth worker", "dovecot", "auth-worker(1): pam(a,192.0.2.1): pam_authenticate() failed", "nomatch"},
-		{"post-login", "dovecot", "imap(a)<1><S>: Disconnected: Logged out in=1 out=2", "nomatch"},
+		{"post-login", "dovecot", "imap(a)<1><S>: Disconnected: Logged out in=1 out=2", "logout|-|a|S"},
 		{"other tag", "imap", "imap-login: Login: user=<a>, rip=192.0.2.1", "nomatch"},
 		{"empty", "dovecot", "", "nomatch"},
 		{"prefix only", "dovecot", "imap-login: Login: ", "refused"},
@@ -90,9 +97,9 @@ func TestDovecot(t *testing.T) {
 
 func TestCourier(t *testing.T) {
 	runCases(t, Courier{}, []parseCase{
-		{"real pop3", "pop3d", "LOGIN, user=alice, ip=[::ffff:127.0.0.2], port=[51871]", "login|127.0.0.2|alice|"},
-		{"imap protocol", "imapd-ssl", "LOGIN, user=a@example.org, ip=[::ffff:192.0.2.10], port=[50412], protocol=IMAP", "login|192.0.2.10|a@example.org|"},
-		{"v6 stls", "pop3d", "LOGIN, user=b, ip=[2001:db8::25], port=[40001], stls=1", "login|2001:db8::25|b|"},
+		{"real pop3", "pop3d", "LOGIN, user=alice, ip=[::ffff:127.0.0.2], port=[51871]", "login|127.0.0.2|alice|127.0.0.2/51871"},
+		{"imap protocol", "imapd-ssl", "LOGIN, user=a@example.org, ip=[::ffff:192.0.2.10], port=[50412], protocol=IMAP", "login|192.0.2.10|a@example.org|192.0.2.10/50412"},
+		{"v6 stls", "pop3d", "LOGIN, user=b, ip=[2001:db8::25], port=[40001], stls=1", "login|2001:db8::25|b|2001:db8::25/40001"},
 		{"old no port", "courierpop3login", "LOGIN, user=c, ip=[192.0.2.11]", "login|192.0.2.11|c|"},
 		{"order", "imapd", "LOGIN, ip=[192.0.2.12], user=d", "login|192.0.2.12|d|"},
 		{"user with equals", "imapd", "LOGIN, user=a=b, ip=[192.0.2.13]", "login|192.0.2.13|a=b|"},
@@ -106,10 +113,13 @@ func TestCourier(t *testing.T) {
 		{"failed method", "imapd", "LOGIN FAILED, method=PLAIN, ip=[::ffff:192.0.2.1], port=[1]", "nomatch"},
 		{"failed with comma", "imapd", "LOGIN, FAILED, user=a, ip=[::ffff:192.0.2.1]", "nomatch"},
 		{"no comma", "imapd", "LOGIN user=a, ip=[::ffff:192.0.2.1]", "nomatch"},
-		{"logout", "imapd", "LOGOUT, user=a, ip=[::ffff:192.0.2.1], port=[1]", "nomatch"},
+		{"logout", "imapd", "LOGOUT, user=a, ip=[::ffff:192.0.2.1], port=[1]", "logout|192.0.2.1|a|192.0.2.1/1"},
+		{"front-end logout", "imapd", "LOGOUT, ip=[::ffff:192.0.2.1], port=[1], rcvd=1, sent=2", "nomatch"},
+		{"logout without port", "imapd", "LOGOUT, user=a, ip=[::ffff:192.0.2.1]", "nomatch"},
+		{"logout two ips", "imapd", "LOGOUT, user=a, ip=[192.0.2.9], ip=[::ffff:192.0.2.1], port=[1]", "nomatch"},
 		{"connection", "imapd", "Connection, ip=[::ffff:192.0.2.1], port=[1]", "nomatch"},
-		{"timeout", "imapd", "TIMEOUT, user=a, ip=[::ffff:192.0.2.1]", "nomatch"},
-		{"disconnected", "imapd", "DISCONNECTED, user=a, ip=[::ffff:192.0.2.1]", "nomatch"},
+		{"timeout", "imapd", "TIMEOUT, user=a, ip=[::ffff:192.0.2.1], port=[7], headers=0", "logout|192.0.2.1|a|192.0.2.1/7"},
+		{"disconnected", "imapd", "DISCONNECTED, user=a, ip=[2001:db8::1], port=[8], time=0", "logout|2001:db8::1|a|2001:db8::1/8"},
 		{"lowercase", "imapd", "login, user=a, ip=[::ffff:192.0.2.1]", "nomatch"},
 	})
 }
@@ -187,8 +197,8 @@ func TestUW(t *testing.T) {
 		{"failure", "ipop3d", "Login failure user=a host=h [192.0.2.1]", "nomatch"},
 		{"excessive", "imapd", "Login excessive login failures user=a auth=a host=[192.0.2.1]", "nomatch"},
 		{"disabled", "imapd", "Login disabled user=a auth=a host=[192.0.2.1]", "nomatch"},
-		{"logout", "imapd", "Logout user=a host=[192.0.2.1]", "nomatch"},
-		{"autologout", "imapd", "Autologout user=a host=[192.0.2.1]", "nomatch"},
+		{"logout without pid", "imapd", "Logout user=a host=[192.0.2.1]", "nomatch"},
+		{"autologout without pid", "imapd", "Autologout user=a host=[192.0.2.1]", "nomatch"},
 		{"preauth", "imapd", "Preauthenticated user=a host=UNKNOWN", "nomatch"},
 		{"preauth with ip", "imapd", "Preauthenticated user=a host=[192.0.2.1]", "nomatch"},
 		{"authenticate failure", "imapd", "AUTHENTICATE PLAIN failure host=[192.0.2.1]", "nomatch"},
@@ -303,5 +313,31 @@ func TestAddrErrorText(t *testing.T) {
 	e := &AddrError{Addr: "a\tb\"" + strings.Repeat("x", 100), Reason: "r"}
 	if got := e.Error(); strings.ContainsAny(got, "\t\n") || !strings.HasSuffix(got, ": r") {
 		t.Errorf("Error() = %q: want control characters escaped and the address shortened", got)
+	}
+}
+
+func TestSessionEnds(t *testing.T) {
+	runCases(t, Dovecot{}, []parseCase{
+		{"2.3 imap", "dovecot", "imap(alice)<4711><kX3b8Qp7aMDAAAIK>: Disconnected: Logged out in=123 out=456", "logout|-|alice|kX3b8Qp7aMDAAAIK"},
+		{"2.3 pop3", "dovecot", "pop3(bob@example.org)<12><abc>: Disconnected: Logged out top=0/0, retr=0/0", "logout|-|bob@example.org|abc"},
+		{"inactivity", "dovecot", "imap(a)<1><S>: Disconnected for inactivity in=0 out=1", "logout|-|a|S"},
+		{"connection closed", "dovecot", "imap(a)<1><S>: Connection closed (IDLE running for 0.001 + waiting input for 1800 secs) in=1 out=2", "logout|-|a|S"},
+		{"user with brackets", "dovecot", "imap(a)<9><x>)<1><S>: Disconnected: Logged out", "logout|-|a)<9><x>|S"},
+		{"other mail-process line", "dovecot", "imap(a)<1><S>: Error: Mailbox INBOX: Permission denied", "nomatch"},
+		{"no session", "dovecot", "imap(a): Disconnected: Logged out", "nomatch"},
+		{"not the dovecot tag", "imap-login", "imap(a)<1><S>: Disconnected: Logged out", "nomatch"},
+		{"lmtp", "dovecot", "lmtp(a)<1><S>: Disconnected", "nomatch"},
+	})
+	uw := UW{}
+	for _, tt := range []struct{ text, want string }{
+		{"Logout user=alice host=client.example.net [192.0.2.10]", "logout|-|alice|mx1/imapd[77]"},
+		{"Autologout user=alice host=[192.0.2.10]", "logout|-|alice|mx1/imapd[77]"},
+		{"Killed (lost mailbox lock) user=alice host=[192.0.2.10]", "logout|-|alice|mx1/imapd[77]"},
+		{"Login user=alice host=[192.0.2.10]", "login|192.0.2.10|alice|mx1/imapd[77]"},
+	} {
+		ev, err := uw.Parse(Message{Host: "mx1", Program: "imapd", PID: "77", Text: tt.text})
+		if got := outcome(t, ev, err); got != tt.want {
+			t.Errorf("uw.Parse(%q) = %q, want %q", tt.text, got, tt.want)
+		}
 	}
 }

@@ -27,6 +27,9 @@ var uwVerbs = [...]string{"Login user=", "Authenticated user=", "Auth user=", "A
 
 const uwHost = " host="
 
+// uwSessionEnds end a logged-in session; the process logs nothing after them.
+var uwSessionEnds = [...]string{"Logout user=", "Autologout user=", "Killed (lost mailbox lock) user="}
+
 // Parse implements Parser.
 func (u UW) Parse(m Message) (Event, error) {
 	var rest string
@@ -38,7 +41,7 @@ func (u UW) Parse(m Message) (Event, error) {
 		}
 	}
 	if !matched {
-		return Event{}, ErrNoMatch
+		return u.logout(m)
 	}
 	// The user name (up to 80 bytes of client text) comes first and may
 	// contain " host=[...]" itself; only a line with exactly one host
@@ -66,7 +69,32 @@ func (u UW) Parse(m Message) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	return Event{Kind: Login, Addr: a, User: user, Daemon: u.Name()}, nil
+	return Event{Kind: Login, Addr: a, User: user, Daemon: u.Name(), Session: uwSession(m)}, nil
+}
+
+// uwSession names the session by its process: imapd and ipop3d run one
+// process per connection, which logs both the login and the logout.
+func uwSession(m Message) string {
+	if m.PID == "" {
+		return ""
+	}
+	return m.Host + "/" + m.Program + "[" + m.PID + "]"
+}
+
+func (u UW) logout(m Message) (Event, error) {
+	for _, verb := range uwSessionEnds {
+		rest, ok := strings.CutPrefix(m.Text, verb)
+		if !ok {
+			continue
+		}
+		session := uwSession(m)
+		if session == "" {
+			return Event{}, ErrNoMatch
+		}
+		user, _, _ := strings.Cut(rest, uwHost)
+		return Event{Kind: Logout, User: user, Daemon: u.Name(), Session: session}, nil
+	}
+	return Event{}, ErrNoMatch
 }
 
 // trimNmsgs removes the " nmsgs=N/M" ipop3d appends after the host.

@@ -16,6 +16,8 @@ type serveConfig struct {
 	mapPath         string
 	statePath       string
 	grace           time.Duration
+	maxSession      time.Duration
+	parsers         parserFlags
 	flush           time.Duration
 	allow           []netip.Prefix
 	exclude         []netip.Prefix
@@ -47,6 +49,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.statePath, "state", "", "state `file` that keeps grants across restarts (default: the map's name with .state)")
 	fs.DurationVar(&graceFlag, "grace", graceFlag, "how long a login allows relaying")
 	fs.DurationVar(&flushFlag, "flush", flushFlag, "least `time` between two map publishes")
+	fs.DurationVar(&c.maxSession, "max-session", 24*time.Hour, "close a session whose logout was never logged after this `time`")
+	fs.StringVar(&c.parsers.daemons, "daemons", "all", "comma-separated built-in `daemons` to recognise (all, none, dovecot, courier, …)")
+	fs.StringVar(&c.parsers.rules, "rules", "", "YAML `file` of custom login/logout rules")
 	fs.StringVar(&allow, "allow", defaultAllow, "comma-separated `CIDRs` UDP/TCP syslog senders must come from")
 	fs.StringVar(&exclude, "exclude", "", "comma-separated `CIDRs` never to grant")
 	fs.StringVar(&c.mynetworks, "mynetworks", "auto", "networks never to grant because Postfix already trusts them: auto (ask postconf), none, or comma-separated CIDRs")
@@ -65,6 +70,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	c.grace, c.flush = graceFlag, flushFlag
 	if c.grace <= 0 {
 		return c, fmt.Errorf("-grace %s: must be positive", c.grace)
+	}
+	if c.maxSession <= 0 {
+		return c, fmt.Errorf("-max-session %s: must be positive", c.maxSession)
 	}
 	if c.flush <= 0 {
 		return c, fmt.Errorf("-flush %s: must be positive", c.flush)

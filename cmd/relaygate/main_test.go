@@ -256,7 +256,8 @@ func TestGraceExpiresWithoutTraffic(t *testing.T) {
 	dir := t.TempDir()
 	mapPath := filepath.Join(dir, "pbs.cdb")
 	p := startProc(t, "-map", mapPath, "-grace", "2s", "-flush", "100ms")
-	sendUDP(t, p.udp, fmt.Sprintf(dovecotLogin, "192.0.2.10"))
+	// A login without a session id (Dovecot 1.x): nothing keeps it open.
+	sendUDP(t, p.udp, "<22>Nov 21 10:00:00 mx1 dovecot: pop3-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1")
 	waitFor(t, 2*time.Second, "login in the map", func() bool { return postmapQuery(t, mapPath, "192.0.2.10") })
 	granted := time.Now()
 	// No traffic from here on: only relaygate's own timer can remove it,
@@ -334,5 +335,29 @@ func TestParsePrefixes(t *testing.T) {
 	}
 	if joinPrefixes(res.prefixes) != "127.0.0.0/8,cafe::/16" || len(res.ignored) != 2 {
 		t.Errorf("mynetworks = %v ignored %v", res.prefixes, res.ignored)
+	}
+}
+
+// TestOpenSessionOutlivesGrace: an IMAP session open longer than -grace keeps
+// relaying allowed; grace runs from its logout.
+func TestOpenSessionOutlivesGrace(t *testing.T) {
+	dir := t.TempDir()
+	mapPath := filepath.Join(dir, "pbs.cdb")
+	p := startProc(t, "-map", mapPath, "-grace", "1s", "-flush", "100ms")
+	sendUDP(t, p.udp, "<22>Nov 21 10:00:00 mx1 dovecot: imap-login: Login: user=<tb>, method=PLAIN, rip=192.0.2.30, lip=192.0.2.1, mpid=9, session=<TB1>")
+	waitFor(t, 2*time.Second, "login in the map", func() bool { return postmapQuery(t, mapPath, "192.0.2.30") })
+	// Three times the grace: a plain grant would be gone by now.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if !postmapQuery(t, mapPath, "192.0.2.30") {
+			t.Fatal("grant with an open session expired")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	sendUDP(t, p.udp, "<22>Nov 21 10:00:05 mx1 dovecot: imap(tb)<9><TB1>: Disconnected: Logged out in=1 out=2")
+	loggedOut := time.Now()
+	waitFor(t, 3*time.Second, "expiry after logout + grace", func() bool { return !postmapQuery(t, mapPath, "192.0.2.30") })
+	if d := time.Since(loggedOut); d < 900*time.Millisecond {
+		t.Errorf("removed %v after the logout, before grace", d)
 	}
 }

@@ -33,6 +33,7 @@ type daemon struct {
 	recv     *receiver.Receiver
 	svc      *cdbwriter.Service
 	parsers  *parsers.Set
+	corr     *parsers.Correlator
 	now      func() time.Time
 	rstats   receiver.Stats
 	pstats   pipelineStats
@@ -67,7 +68,14 @@ func newLogger(cfg serveConfig, w io.Writer) zerolog.Logger {
 // newDaemon binds the listeners and publishes the initial map. When it
 // returns without error Postfix can already open the map.
 func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now func() time.Time) (*daemon, error) {
-	d := &daemon{cfg: cfg, log: log, now: now, parsers: parsers.NewSet(parsers.Builtin()...)}
+	set, err := buildParsers(cfg.parsers)
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{
+		cfg: cfg, log: log, now: now, parsers: set,
+		corr: parsers.NewCorrelator(correlatorEntries, correlatorMaxAge),
+	}
 
 	mynet, err := resolveMynetworks(ctx, cfg.mynetworks, cfg.postfixConfig)
 	if err != nil {
@@ -89,7 +97,7 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 	if err != nil {
 		return nil, err
 	}
-	table := cdbwriter.NewTable(cfg.grace, d.excluded)
+	table := cdbwriter.NewTable(cfg.grace, cfg.maxSession, d.excluded)
 	d.svc = cdbwriter.NewService(cdbwriter.Config{
 		MapPath:   cfg.mapPath,
 		StatePath: cfg.statePath,
@@ -141,7 +149,7 @@ func joinPrefixes(ps []netip.Prefix) string {
 // one last time.
 func (d *daemon) run(ctx context.Context) error {
 	msgs := make(chan receiver.Message, 4096)
-	logins := make(chan cdbwriter.LoginEvent, 1024)
+	events := make(chan cdbwriter.Event, 1024)
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -152,14 +160,14 @@ func (d *daemon) run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		defer close(logins)
+		defer close(events)
 		for m := range msgs {
-			if g, ok := d.handle(m); ok {
-				logins <- g
+			if ev, ok := d.handle(m); ok {
+				events <- ev
 			}
 		}
 	}()
-	err := d.svc.Run(logins, d.now)
+	err := d.svc.Run(events, d.now)
 	wg.Wait()
 	if err != nil {
 		return err
@@ -168,31 +176,45 @@ func (d *daemon) run(ctx context.Context) error {
 	return nil
 }
 
-// handle parses one message; it reports a grant to make, if any.
-func (d *daemon) handle(m receiver.Message) (cdbwriter.LoginEvent, bool) {
-	ev, err := d.parsers.Parse(parsers.Message{Host: m.Host, Program: m.Program, PID: m.PID, Text: m.Text})
+// handle parses one message; it reports a grant table event, if any.
+func (d *daemon) handle(m receiver.Message) (cdbwriter.Event, bool) {
+	msg := toParserMessage(m.Host, m.Program, m.PID, m.Text)
+	ev, err := d.parsers.Parse(msg)
 	if err != nil {
 		var addrErr *parsers.AddrError
 		if errors.As(err, &addrErr) {
+			// A process whose own address line was unusable must not be
+			// joined with an older address line of the same PID.
+			d.corr.Forget(msg)
 			d.pstats.Refused.Add(1)
 			d.log.Debug().Str("program", m.Program).Str("host", m.Host).Err(err).Msg("login not granted")
 		} else {
 			d.pstats.Unmatched.Add(1)
 		}
-		return cdbwriter.LoginEvent{}, false
+		return cdbwriter.Event{}, false
 	}
-	if ev.Kind != parsers.Login {
-		return cdbwriter.LoginEvent{}, false
+	ev, ok, _ := d.corr.Feed(msg, ev, m.Received)
+	if !ok {
+		return cdbwriter.Event{}, false
 	}
-	d.pstats.Logins.Add(1)
 	host := m.Host
 	if host == "" {
 		host = m.Peer
 	}
-	return cdbwriter.LoginEvent{
-		Grant: cdbwriter.Grant{Addr: ev.Addr, User: ev.User, Daemon: ev.Daemon, Host: host},
-		At:    m.Received,
-	}, true
+	out := cdbwriter.Event{
+		Grant:   cdbwriter.Grant{Addr: ev.Addr, User: ev.User, Daemon: ev.Daemon, Host: host},
+		Session: ev.Session,
+		At:      m.Received,
+	}
+	switch ev.Kind {
+	case parsers.Login:
+		d.pstats.Logins.Add(1)
+	case parsers.Logout:
+		out.Logout = true
+	default:
+		return cdbwriter.Event{}, false
+	}
+	return out, true
 }
 
 func isTerminal(w io.Writer) bool {

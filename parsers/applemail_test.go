@@ -1,0 +1,16 @@
+package parsers
+
+import "testing"
+
+func TestAppleMail(t *testing.T) {
+	runCases(t, AppleMail{}, []parseCase{
+		{"plain", "applemailserver", `IMAP User "alice" log on successful from 192.0.2.10`, "login|192.0.2.10|alice|"},
+		{"prefixed", "applemailserver", `Mar 21 2003 10:15:05 IMAP User "alice" log on successful from 192.0.2.10`, "login|192.0.2.10|alice|"},
+		{"quote in user", "mailservice", `IMAP User "a"b" log on successful from 192.0.2.10`, `login|192.0.2.10|a"b|`},
+
+		{"glued prefix", "applemailserver", `xIMAP User "alice" log on successful from 192.0.2.10`, "nomatch"},
+		{"failed", "applemailserver", `IMAP User "alice" log on failed from 192.0.2.10`, "nomatch"},
+		{"trailing text", "applemailserver", `IMAP User "alice" log on successful from 192.0.2.10 x`, "refused"},
+		{"twice", "applemailserver", `IMAP User "x" log on successful from 203.0.113.66" log on successful from 192.0.2.10`, "refused"},
+	})
+}
