@@ -36,7 +36,7 @@ func TestKeyIsPostfixForm(t *testing.T) {
 }
 
 func TestTableGraceAndExtension(t *testing.T) {
-	tab := NewTable(30*time.Minute, 0, nil)
+	tab := NewTable(TableConfig{Grace: 30 * time.Minute})
 	if out := tab.Login(grant("192.0.2.10"), "", t0); out != Added {
 		t.Fatalf("first login = %v, want added", out)
 	}
@@ -63,7 +63,7 @@ func TestTableGraceAndExtension(t *testing.T) {
 }
 
 func TestTableExcludesAndUnmaps(t *testing.T) {
-	tab := NewTable(time.Minute, 0, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:bad::/48")})
+	tab := NewTable(TableConfig{Grace: time.Minute, Exclude: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:bad::/48")}})
 	for _, a := range []string{"10.1.2.3", "::ffff:10.9.9.9", "2001:db8:bad::1"} {
 		if out := tab.Login(grant(a), "", t0); out != Excluded {
 			t.Errorf("Login(%s) = %v, want excluded", a, out)
@@ -79,7 +79,7 @@ func TestTableExcludesAndUnmaps(t *testing.T) {
 }
 
 func TestRestoreSkipsExpiredAndExcluded(t *testing.T) {
-	tab := NewTable(time.Minute, 0, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")})
+	tab := NewTable(TableConfig{Grace: time.Minute, Exclude: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}})
 	in := []Grant{
 		{Addr: netip.MustParseAddr("192.0.2.1"), Expires: t0.Add(time.Hour)},
 		{Addr: netip.MustParseAddr("192.0.2.2"), Expires: t0},
@@ -224,7 +224,7 @@ func newTestService(t *testing.T, dir string, grace time.Duration) *Service {
 		StatePath: filepath.Join(dir, "pbs.state"),
 		Flush:     time.Second,
 		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
-	}, NewTable(grace, 0, nil))
+	}, NewTable(TableConfig{Grace: grace}))
 	if err := svc.Start(t0); err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +316,7 @@ func TestServiceRetriesFailedPublish(t *testing.T) {
 		StatePath: filepath.Join(dir, "pbs.state"),
 		Flush:     time.Second,
 		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
-	}, NewTable(time.Hour, 0, nil))
+	}, NewTable(TableConfig{Grace: time.Hour}))
 	if err := svc.Start(t0); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package cdbwriter
 
 import (
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -27,19 +28,33 @@ type Config struct {
 // Stats counts what the Service did. All fields are safe for concurrent use.
 type Stats struct {
 	Granted, Extended, Excluded, Expired atomic.Int64
+	Evicted                              atomic.Int64 // grants dropped because -max-entries was reached
 	Active                               atomic.Int64
 	Publishes, PublishErrors             atomic.Int64
 	StateSaves, StateErrors              atomic.Int64
 	LastPublishUnix                      atomic.Int64
 }
 
-// Event is a login or logout received at At (relaygate's clock, not the
-// syslog header's).
+// EventKind says what an Event asks of the Service.
+type EventKind uint8
+
+const (
+	// EventLogin grants Grant.Addr; a Session keeps it open until its logout.
+	EventLogin EventKind = iota
+	// EventLogout closes Grant.Daemon's Session.
+	EventLogout
+	// EventExclude replaces the excluded networks (a SIGHUP reload).
+	EventExclude
+)
+
+// Event is one instruction for the Service, received at At (relaygate's
+// clock, not the syslog header's).
 type Event struct {
-	Logout  bool
+	Kind    EventKind
 	Grant   Grant  // for a logout only Daemon and User are used
 	Session string // the daemon's session id, if it logs one
 	At      time.Time
+	Exclude []netip.Prefix // EventExclude only
 }
 
 // Service owns a Table and keeps the map and state file in step with it:
@@ -59,6 +74,7 @@ type Service struct {
 	lastSave         time.Time
 	retryAt          time.Time
 	backoff          time.Duration
+	lastEvictWarn    time.Time
 }
 
 // NewService returns a Service for table. Call Start before anything else.
@@ -118,6 +134,16 @@ func (s *Service) Start(now time.Time) error {
 	return nil
 }
 
+// SetExclude replaces the excluded networks; grants inside them are removed
+// and published away at the next write.
+func (s *Service) SetExclude(exclude []netip.Prefix) {
+	for _, g := range s.table.SetExclude(exclude) {
+		s.log.Info().Str("addr", Key(g.Addr)).Str("user", g.User).Str("daemon", g.Daemon).
+			Msg("grant removed: address now excluded")
+	}
+	s.stats.Active.Store(int64(s.table.Len()))
+}
+
 // Logout records the end of a session at now.
 func (s *Service) Logout(daemon, user, session string, now time.Time) {
 	if a, ok := s.table.Logout(daemon, session, now); ok {
@@ -128,7 +154,16 @@ func (s *Service) Logout(daemon, user, session string, now time.Time) {
 // Login records a successful login at now; a non-empty session keeps the
 // grant open until its logout.
 func (s *Service) Login(g Grant, session string, now time.Time) Outcome {
+	before := s.table.Evictions()
 	out := s.table.Login(g, session, now)
+	if n := s.table.Evictions() - before; n > 0 {
+		s.stats.Evicted.Add(int64(n))
+		if now.Sub(s.lastEvictWarn) >= 10*time.Second {
+			s.lastEvictWarn = now
+			s.log.Warn().Int("max_entries", s.table.maxEntries).Int64("evicted_total", s.stats.Evicted.Load()).
+				Msg("grant table full: evicted the least recently logged-in grants (raise -max-entries, or find the flood)")
+		}
+	}
 	ev := s.log.Info()
 	switch out {
 	case Added:
@@ -306,10 +341,15 @@ func (s *Service) Run(events <-chan Event, now func() time.Time) error {
 				}
 				return nil
 			}
-			if ev.Logout {
+			switch ev.Kind {
+			case EventLogout:
 				s.Logout(ev.Grant.Daemon, ev.Grant.User, ev.Session, ev.At)
-			} else if s.Login(ev.Grant, ev.Session, ev.At) == Excluded {
-				continue
+			case EventExclude:
+				s.SetExclude(ev.Exclude)
+			default:
+				if s.Login(ev.Grant, ev.Session, ev.At) == Excluded {
+					continue
+				}
 			}
 			arm(s.Due())
 		case <-timer.C:

@@ -8,7 +8,7 @@ import (
 )
 
 func TestOpenSessionSurvivesGrace(t *testing.T) {
-	tab := NewTable(30*time.Minute, 24*time.Hour, nil)
+	tab := NewTable(TableConfig{Grace: 30 * time.Minute, MaxSession: 24 * time.Hour})
 	tab.Login(grant("192.0.2.10"), "S1", t0)
 	// Thunderbird keeps its IMAP session open for hours.
 	if gone := tab.Expire(t0.Add(5 * time.Hour)); len(gone) != 0 {
@@ -20,7 +20,7 @@ func TestOpenSessionSurvivesGrace(t *testing.T) {
 }
 
 func TestGraceRunsFromLastLogout(t *testing.T) {
-	tab := NewTable(30*time.Minute, 24*time.Hour, nil)
+	tab := NewTable(TableConfig{Grace: 30 * time.Minute, MaxSession: 24 * time.Hour})
 	tab.Login(grant("192.0.2.10"), "S1", t0)
 	tab.Login(grant("192.0.2.10"), "S2", t0.Add(time.Minute))
 	logout1 := t0.Add(2 * time.Hour)
@@ -42,7 +42,7 @@ func TestGraceRunsFromLastLogout(t *testing.T) {
 }
 
 func TestLogoutNeverGrants(t *testing.T) {
-	tab := NewTable(30*time.Minute, 0, nil)
+	tab := NewTable(TableConfig{Grace: 30 * time.Minute})
 	if _, ok := tab.Logout("dovecot", "unknown", t0); ok {
 		t.Fatal("logout of an unknown session did something")
 	}
@@ -57,7 +57,7 @@ func TestLogoutNeverGrants(t *testing.T) {
 }
 
 func TestMaxSessionClosesLostSession(t *testing.T) {
-	tab := NewTable(30*time.Minute, 24*time.Hour, nil)
+	tab := NewTable(TableConfig{Grace: 30 * time.Minute, MaxSession: 24 * time.Hour})
 	tab.Login(grant("192.0.2.10"), "lost", t0)
 	limit := t0.Add(24 * time.Hour)
 	if gone := tab.Expire(limit.Add(-time.Nanosecond)); len(gone) != 0 {
@@ -76,7 +76,7 @@ func TestMaxSessionClosesLostSession(t *testing.T) {
 }
 
 func TestSessionsPerAddressBounded(t *testing.T) {
-	tab := NewTable(time.Minute, 0, nil)
+	tab := NewTable(TableConfig{Grace: time.Minute})
 	for i := range 10 * maxSessionsPerAddr {
 		tab.Login(grant("192.0.2.1"), "s"+strconv.Itoa(i), t0.Add(time.Duration(i)))
 	}

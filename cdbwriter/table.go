@@ -4,6 +4,7 @@
 package cdbwriter
 
 import (
+	"container/list"
 	"maps"
 	"net/netip"
 	"slices"
@@ -22,6 +23,8 @@ type Grant struct {
 	// While any is open the grant does not expire; grace runs from the
 	// last logout.
 	Sessions map[string]time.Time `json:"sessions,omitempty"`
+
+	lru *list.Element // position in Table.order; nil outside the table
 }
 
 // Open reports whether the grant has an open session.
@@ -61,9 +64,12 @@ func (o Outcome) String() string {
 type Table struct {
 	grace      time.Duration
 	maxSession time.Duration
+	maxEntries int
 	exclude    []netip.Prefix
 	grants     map[netip.Addr]*Grant
 	sessions   map[string]netip.Addr // open session key → its address
+	order      *list.List            // of netip.Addr, least recently logged in first
+	evictions  uint64
 
 	// members counts changes to the set of addresses, which is all the map
 	// holds; changes also counts expiry and session moves, which only the
@@ -76,24 +82,97 @@ type Table struct {
 // DefaultMaxSession closes a session whose logout was never seen.
 const DefaultMaxSession = 24 * time.Hour
 
+// DefaultMaxEntries bounds the table, and with it the map and memory, under a
+// flood of logins from distinct addresses.
+const DefaultMaxEntries = 100000
+
 // maxSessionsPerAddr bounds the open sessions one address can hold, so a
 // flood of logins that never log out cannot grow memory without limit.
 const maxSessionsPerAddr = 256
 
-// NewTable returns an empty table granting for grace and never granting
-// addresses inside exclude. Sessions with no logout are closed by
-// themselves after maxSession (DefaultMaxSession if 0).
-func NewTable(grace, maxSession time.Duration, exclude []netip.Prefix) *Table {
-	if maxSession <= 0 {
-		maxSession = DefaultMaxSession
+// TableConfig sets a Table's policy.
+type TableConfig struct {
+	Grace      time.Duration  // how long a login grants relay
+	MaxSession time.Duration  // a session with no logout closes by itself after this (DefaultMaxSession if 0)
+	MaxEntries int            // when full, the least recently logged-in grant is evicted (DefaultMaxEntries if 0)
+	Exclude    []netip.Prefix // networks never granted
+}
+
+// NewTable returns an empty table.
+func NewTable(c TableConfig) *Table {
+	if c.MaxSession <= 0 {
+		c.MaxSession = DefaultMaxSession
+	}
+	if c.MaxEntries <= 0 {
+		c.MaxEntries = DefaultMaxEntries
 	}
 	return &Table{
-		grace:      grace,
-		maxSession: maxSession,
-		exclude:    exclude,
+		grace:      c.Grace,
+		maxSession: c.MaxSession,
+		maxEntries: c.MaxEntries,
+		exclude:    c.Exclude,
 		grants:     make(map[netip.Addr]*Grant),
 		sessions:   make(map[string]netip.Addr),
+		order:      list.New(),
 	}
+}
+
+// Evictions counts grants evicted because the table was full.
+func (t *Table) Evictions() uint64 { return t.evictions }
+
+// SetExclude replaces the excluded networks and removes the grants now
+// inside them, which it returns: an operator who excludes a network expects
+// it out of the map at once.
+func (t *Table) SetExclude(exclude []netip.Prefix) []Grant {
+	t.exclude = exclude
+	var gone []Grant
+	for a, g := range t.grants {
+		if t.Excluded(a) {
+			gone = append(gone, t.copyOf(g))
+			t.remove(g)
+		}
+	}
+	if len(gone) > 0 {
+		t.members++
+		t.changes++
+		slices.SortFunc(gone, func(a, b Grant) int { return a.Addr.Compare(b.Addr) })
+	}
+	return gone
+}
+
+// remove deletes g and its sessions from the table.
+func (t *Table) remove(g *Grant) {
+	for key := range g.Sessions {
+		delete(t.sessions, key)
+	}
+	if g.lru != nil {
+		t.order.Remove(g.lru)
+		g.lru = nil
+	}
+	delete(t.grants, g.Addr)
+}
+
+// insert adds a new grant, evicting the least recently logged-in one if the
+// table is full.
+func (t *Table) insert(g *Grant) {
+	for len(t.grants) >= t.maxEntries {
+		oldest := t.order.Front()
+		if oldest == nil {
+			break
+		}
+		t.remove(t.grants[oldest.Value.(netip.Addr)])
+		t.evictions++
+	}
+	t.grants[g.Addr] = g
+	g.lru = t.order.PushBack(g.Addr)
+	t.members++
+}
+
+func (t *Table) copyOf(g *Grant) Grant {
+	c := *g
+	c.Sessions = maps.Clone(g.Sessions)
+	c.lru = nil
+	return c
 }
 
 // Grace is how long a login grants relay.
@@ -123,10 +202,11 @@ func (t *Table) Login(g Grant, session string, now time.Time) Outcome {
 	}
 	expires := now.Add(t.grace)
 	cur, had := t.grants[g.Addr]
-	if !had {
+	if had {
+		t.order.MoveToBack(cur.lru)
+	} else {
 		cur = &Grant{Addr: g.Addr}
-		t.grants[g.Addr] = cur
-		t.members++
+		t.insert(cur)
 	}
 	if expires.After(cur.Expires) {
 		// A restored grant may outlast a new one if grace was shortened.
@@ -207,6 +287,9 @@ func (t *Table) Logout(daemon, session string, now time.Time) (netip.Addr, bool)
 // sessions. Expired and excluded ones are skipped; the number restored is
 // returned.
 func (t *Table) Restore(gs []Grant, now time.Time) int {
+	// Oldest first, so the eviction order approximates the original one.
+	gs = slices.Clone(gs)
+	slices.SortStableFunc(gs, func(a, b Grant) int { return a.Expires.Compare(b.Expires) })
 	n := 0
 	for _, g := range gs {
 		g.Addr = g.Addr.Unmap()
@@ -219,7 +302,7 @@ func (t *Table) Restore(gs []Grant, now time.Time) int {
 		sessions := g.Sessions
 		g.Sessions = nil
 		restored := g
-		t.grants[g.Addr] = &restored
+		t.insert(&restored)
 		for key, at := range sessions {
 			if _, taken := t.sessions[key]; taken {
 				continue
@@ -230,7 +313,6 @@ func (t *Table) Restore(gs []Grant, now time.Time) int {
 			restored.Sessions[key] = at
 			t.sessions[key] = g.Addr
 		}
-		t.members++
 		t.changes++
 		n++
 	}
@@ -242,15 +324,15 @@ func (t *Table) Restore(gs []Grant, now time.Time) int {
 // removed grants.
 func (t *Table) Expire(now time.Time) []Grant {
 	var gone []Grant
-	for a, g := range t.grants {
+	for _, g := range t.grants {
 		for key, opened := range g.Sessions {
 			if closeAt := opened.Add(t.maxSession); !closeAt.After(now) {
 				t.closeSession(key, closeAt)
 			}
 		}
 		if !g.Open() && !g.Expires.After(now) {
-			gone = append(gone, *g)
-			delete(t.grants, a)
+			gone = append(gone, t.copyOf(g))
+			t.remove(g)
 		}
 	}
 	if len(gone) > 0 {
@@ -287,9 +369,7 @@ func (t *Table) NextExpiry() (time.Time, bool) {
 func (t *Table) Grants() []Grant {
 	out := make([]Grant, 0, len(t.grants))
 	for _, g := range t.grants {
-		c := *g
-		c.Sessions = maps.Clone(g.Sessions)
-		out = append(out, c)
+		out = append(out, t.copyOf(g))
 	}
 	slices.SortFunc(out, func(a, b Grant) int { return a.Addr.Compare(b.Addr) })
 	return out

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 )
@@ -17,6 +18,8 @@ type serveConfig struct {
 	statePath       string
 	grace           time.Duration
 	maxSession      time.Duration
+	maxEntries      int
+	excludeFile     string
 	parsers         parserFlags
 	flush           time.Duration
 	allow           []netip.Prefix
@@ -54,6 +57,8 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.parsers.rules, "rules", "", "YAML `file` of custom login/logout rules")
 	fs.StringVar(&allow, "allow", defaultAllow, "comma-separated `CIDRs` UDP/TCP syslog senders must come from")
 	fs.StringVar(&exclude, "exclude", "", "comma-separated `CIDRs` never to grant")
+	fs.StringVar(&c.excludeFile, "exclude-file", "", "`file` of CIDRs never to grant, one per line, # comments; re-read on SIGHUP")
+	fs.IntVar(&c.maxEntries, "max-entries", 100000, "most grants kept; when full the least recently logged-in `number` is evicted")
 	fs.StringVar(&c.mynetworks, "mynetworks", "auto", "networks never to grant because Postfix already trusts them: auto (ask postconf), none, or comma-separated CIDRs")
 	fs.StringVar(&c.postfixConfig, "postfix-config", "", "Postfix configuration `directory` for -mynetworks auto (postconf -c)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
@@ -70,6 +75,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	c.grace, c.flush = graceFlag, flushFlag
 	if c.grace <= 0 {
 		return c, fmt.Errorf("-grace %s: must be positive", c.grace)
+	}
+	if c.maxEntries <= 0 {
+		return c, fmt.Errorf("-max-entries %d: must be positive", c.maxEntries)
 	}
 	if c.maxSession <= 0 {
 		return c, fmt.Errorf("-max-session %s: must be positive", c.maxSession)
@@ -160,4 +168,28 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// readExcludeFile reads one CIDR (or address) per line; "#" starts a comment.
+func readExcludeFile(path string) ([]netip.Prefix, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for i, line := range strings.Split(string(data), "\n") {
+		if j := strings.IndexByte(line, '#'); j >= 0 {
+			line = line[:j]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		p, err := parsePrefix(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -39,6 +42,8 @@ type daemon struct {
 	pstats   pipelineStats
 	wstats   cdbwriter.Stats
 	excluded []netip.Prefix
+	hup      <-chan os.Signal // SIGHUP: reload rules and exclusions; nil in tests
+	reloads  chan reloadable  // from the reload goroutine to the pipeline
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -47,10 +52,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	// Ask for SIGHUP before anything is bound, so an early reload request is
+	// never the default "terminate".
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	d, err := newDaemon(ctx, cfg, log, time.Now)
 	if err != nil {
 		return err
 	}
+	d.hup = hup
 	return d.run(ctx)
 }
 
@@ -65,27 +76,54 @@ func newLogger(cfg serveConfig, w io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
 
+// reloadable is the part of the configuration SIGHUP re-reads: the rules
+// file, the exclusion file and Postfix's mynetworks.
+type reloadable struct {
+	parsers *parsers.Set
+	exclude []netip.Prefix
+	mynet   mynetworksResult
+}
+
+// loadReloadable reads every file the reloadable configuration comes from.
+// On error nothing is applied: the caller keeps the configuration it has.
+func loadReloadable(ctx context.Context, cfg serveConfig) (reloadable, error) {
+	var r reloadable
+	var err error
+	if r.parsers, err = buildParsers(cfg.parsers); err != nil {
+		return r, err
+	}
+	if r.mynet, err = resolveMynetworks(ctx, cfg.mynetworks, cfg.postfixConfig); err != nil {
+		return r, err
+	}
+	r.exclude = append(append([]netip.Prefix{}, cfg.exclude...), r.mynet.prefixes...)
+	if cfg.excludeFile != "" {
+		fromFile, err := readExcludeFile(cfg.excludeFile)
+		if err != nil {
+			return r, fmt.Errorf("-exclude-file: %w", err)
+		}
+		r.exclude = append(r.exclude, fromFile...)
+	}
+	return r, nil
+}
+
 // newDaemon binds the listeners and publishes the initial map. When it
 // returns without error Postfix can already open the map.
 func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now func() time.Time) (*daemon, error) {
-	set, err := buildParsers(cfg.parsers)
+	conf, err := loadReloadable(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	d := &daemon{
-		cfg: cfg, log: log, now: now, parsers: set,
-		corr: parsers.NewCorrelator(correlatorEntries, correlatorMaxAge),
+		cfg: cfg, log: log, now: now, parsers: conf.parsers,
+		corr:    parsers.NewCorrelator(correlatorEntries, correlatorMaxAge),
+		reloads: make(chan reloadable, 1),
 	}
-
-	mynet, err := resolveMynetworks(ctx, cfg.mynetworks, cfg.postfixConfig)
-	if err != nil {
-		return nil, err
-	}
+	mynet := conf.mynet
 	if len(mynet.ignored) > 0 {
 		log.Warn().Strs("entries", mynet.ignored).
 			Msg("mynetworks entries that are not networks are ignored; list them in -exclude if they must never be granted")
 	}
-	d.excluded = append(append([]netip.Prefix{}, cfg.exclude...), mynet.prefixes...)
+	d.excluded = conf.exclude
 
 	d.recv, err = receiver.Listen(receiver.Config{
 		UDP: cfg.udp, TCP: cfg.tcp, Unix: cfg.unix,
@@ -97,7 +135,9 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 	if err != nil {
 		return nil, err
 	}
-	table := cdbwriter.NewTable(cfg.grace, cfg.maxSession, d.excluded)
+	table := cdbwriter.NewTable(cdbwriter.TableConfig{
+		Grace: cfg.grace, MaxSession: cfg.maxSession, MaxEntries: cfg.maxEntries, Exclude: d.excluded,
+	})
 	d.svc = cdbwriter.NewService(cdbwriter.Config{
 		MapPath:   cfg.mapPath,
 		StatePath: cfg.statePath,
@@ -152,7 +192,7 @@ func (d *daemon) run(ctx context.Context) error {
 	events := make(chan cdbwriter.Event, 1024)
 
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		defer close(msgs)
@@ -161,19 +201,89 @@ func (d *daemon) run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		defer close(events)
-		for m := range msgs {
-			if ev, ok := d.handle(m); ok {
-				events <- ev
-			}
-		}
+		d.pipeline(msgs, events)
+	}()
+	go func() {
+		defer wg.Done()
+		d.watchReloads(ctx)
 	}()
 	err := d.svc.Run(events, d.now)
 	wg.Wait()
 	if err != nil {
 		return err
 	}
-	d.log.Info().Int64("grants", d.wstats.Active.Load()).Msg("stopped")
+	d.log.Info().Fields(d.counters()).Msg("stopped")
 	return nil
+}
+
+// pipeline parses messages and applies reloads; it is the only goroutine
+// that touches the parser set and the correlator.
+func (d *daemon) pipeline(msgs <-chan receiver.Message, events chan<- cdbwriter.Event) {
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return
+			}
+			if ev, ok := d.handle(m); ok {
+				events <- ev
+			}
+		case r := <-d.reloads:
+			d.parsers = r.parsers
+			events <- cdbwriter.Event{Kind: cdbwriter.EventExclude, Exclude: r.exclude, At: d.now()}
+		}
+	}
+}
+
+// watchReloads re-reads the reloadable configuration on SIGHUP. A bad new
+// file is rejected with its error and the running configuration stays.
+func (d *daemon) watchReloads(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.hup:
+			d.reload(ctx)
+		}
+	}
+}
+
+func (d *daemon) reload(ctx context.Context) {
+	conf, err := loadReloadable(ctx, d.cfg)
+	if err != nil {
+		d.log.Error().Err(err).Msg("reload rejected; the running configuration stays")
+		return
+	}
+	select {
+	case d.reloads <- conf:
+		d.log.Info().Int("parsers", len(conf.parsers.Parsers())).Str("excluded", joinPrefixes(conf.exclude)).Msg("reloaded")
+	case <-ctx.Done():
+	}
+}
+
+// counters is every count the daemon keeps, for the shutdown log line.
+func (d *daemon) counters() map[string]any {
+	c := map[string]any{
+		"received_udp":        d.rstats.UDP.Load(),
+		"received_tcp":        d.rstats.TCP.Load(),
+		"received_unix":       d.rstats.Unix.Load(),
+		"dropped_not_allowed": d.rstats.NotAllowed.Load(),
+		"dropped_too_long":    d.rstats.TooLong.Load(),
+		"dropped_malformed":   d.rstats.Malformed.Load(),
+		"unmatched":           d.pstats.Unmatched.Load(),
+		"refused":             d.pstats.Refused.Load(),
+		"logins":              d.pstats.Logins.Load(),
+		"granted":             d.wstats.Granted.Load(),
+		"extended":            d.wstats.Extended.Load(),
+		"excluded":            d.wstats.Excluded.Load(),
+		"expired":             d.wstats.Expired.Load(),
+		"evicted":             d.wstats.Evicted.Load(),
+		"publishes":           d.wstats.Publishes.Load(),
+		"publish_errors":      d.wstats.PublishErrors.Load(),
+		"state_errors":        d.wstats.StateErrors.Load(),
+		"grants":              d.wstats.Active.Load(),
+	}
+	return c
 }
 
 // handle parses one message; it reports a grant table event, if any.
@@ -210,7 +320,7 @@ func (d *daemon) handle(m receiver.Message) (cdbwriter.Event, bool) {
 	case parsers.Login:
 		d.pstats.Logins.Add(1)
 	case parsers.Logout:
-		out.Logout = true
+		out.Kind = cdbwriter.EventLogout
 	default:
 		return cdbwriter.Event{}, false
 	}
