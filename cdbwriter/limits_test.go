@@ -3,8 +3,11 @@ package cdbwriter
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func TestMaxEntriesEvictsLeastRecentlyLoggedIn(t *testing.T) {
@@ -62,5 +65,35 @@ func TestSetExcludeRemovesNewlyExcluded(t *testing.T) {
 	}
 	if tab.Len() != 1 {
 		t.Fatalf("other grants dropped: %v", tab.Grants())
+	}
+}
+
+// TestStateFailureDoesNotDelayMap: a state file that cannot be written has
+// its own retry schedule; new grants still reach Postfix after one -flush.
+func TestStateFailureDoesNotDelayMap(t *testing.T) {
+	dir := t.TempDir()
+	svc := NewService(Config{
+		MapPath:   filepath.Join(dir, "pbs.cdb"),
+		StatePath: filepath.Join(dir, "missing-dir", "pbs.state"),
+		Flush:     time.Second,
+		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
+	}, NewTable(TableConfig{Grace: time.Hour}))
+	if err := svc.Start(t0); err != nil {
+		t.Fatalf("an unwritable state file stopped the start: %v", err)
+	}
+	for i := 1; i <= 8; i++ {
+		now := t0.Add(time.Duration(i) * time.Second)
+		a := netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
+		svc.Login(Grant{Addr: a, Daemon: "dovecot"}, "", now)
+		if next := svc.Tick(now); next.IsZero() {
+			t.Fatal("no retry of the state file scheduled")
+		}
+		keys, err := ReadMap(filepath.Join(dir, "pbs.cdb"))
+		if err != nil || len(keys) != i {
+			t.Fatalf("after login %d the map has %d keys (%v): the state failure delayed the map", i, len(keys), err)
+		}
+	}
+	if svc.stats.StateErrors.Load() == 0 {
+		t.Fatal("state errors not counted")
 	}
 }

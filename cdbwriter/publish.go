@@ -82,7 +82,7 @@ func writeAtomic(path string, mode os.FileMode, write func(*os.File) error) (err
 		}
 	}()
 	if err = write(f); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
+		return err // an *os.PathError that names the temporary file
 	}
 	// CreateTemp makes the file 0600; postmap -q and proxymap read the map
 	// as non-root users.

@@ -1,6 +1,7 @@
 package cdbwriter
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync/atomic"
@@ -33,6 +34,7 @@ type Stats struct {
 	Publishes, PublishErrors             atomic.Int64
 	StateSaves, StateErrors              atomic.Int64
 	LastPublishUnix                      atomic.Int64
+	LastPublishNanos                     atomic.Int64 // how long the last successful publish took
 }
 
 // EventKind says what an Event asks of the Service.
@@ -72,8 +74,8 @@ type Service struct {
 	savedChanges     uint64
 	lastPublish      time.Time
 	lastSave         time.Time
-	retryAt          time.Time
-	backoff          time.Duration
+	mapRetry         retry
+	stateRetry       retry
 	lastEvictWarn    time.Time
 }
 
@@ -127,9 +129,14 @@ func (s *Service) Start(now time.Time) error {
 				Str("state", s.cfg.StatePath).Msg("restored grants")
 		}
 	}
-	if err := s.publish(now); err != nil {
+	// A map that cannot be written at startup is a configuration error to
+	// fix before anything else. A state file that cannot be written is not
+	// (grants still reach Postfix, and the write is retried). The map may go
+	// first here: everything in it was just read from the state file.
+	if err := s.publishMap(now); err != nil {
 		return err
 	}
+	_ = s.writeState(now)
 	s.stats.Active.Store(int64(s.table.Len()))
 	return nil
 }
@@ -199,23 +206,28 @@ func (s *Service) Tick(now time.Time) time.Time {
 			Str("host", g.Host).Msg("expired")
 	}
 	s.stats.Active.Store(int64(s.table.Len()))
-	if now.Before(s.retryAt) {
-		return s.next()
-	}
-	members, changes := s.table.Versions()
-	switch {
-	case members != s.publishedMembers && !now.Before(s.lastPublish.Add(s.cfg.Flush)):
-		if err := s.publish(now); err != nil {
-			s.fail(now, err)
-		}
-	case changes != s.savedChanges && !now.Before(s.lastSave.Add(s.cfg.StateEvery)):
-		if err := s.saveState(now); err != nil {
-			s.fail(now, err)
-		} else {
-			s.backoff = 0
-		}
+	if s.mapDue(now) {
+		// The state first, so a grant is on disk before Postfix can see it
+		// and a kill -9 at any moment never loses a published grant. A
+		// failing state file delays nothing: the map goes out regardless.
+		s.writeState(now)
+		s.writeMap(now)
+	} else if s.stateDue(now) && !now.Before(s.lastSave.Add(s.cfg.StateEvery)) {
+		s.writeState(now)
 	}
 	return s.next()
+}
+
+// mapDue: the set of addresses changed, -flush has passed since the last
+// publish, and no failed publish is waiting for its retry time.
+func (s *Service) mapDue(now time.Time) bool {
+	members, _ := s.table.Versions()
+	return members != s.publishedMembers && !now.Before(s.lastPublish.Add(s.cfg.Flush)) && !now.Before(s.mapRetry.at)
+}
+
+func (s *Service) stateDue(now time.Time) bool {
+	_, changes := s.table.Versions()
+	return s.cfg.StatePath != "" && changes != s.savedChanges && !now.Before(s.stateRetry.at)
 }
 
 // Due returns when the next write is due, for a driver deciding whether a
@@ -234,9 +246,10 @@ func (s *Service) next() time.Time {
 	}
 	members, changes := s.table.Versions()
 	if members != s.publishedMembers {
-		earliest(latest(s.lastPublish.Add(s.cfg.Flush), s.retryAt))
-	} else if changes != s.savedChanges && s.cfg.StatePath != "" {
-		earliest(latest(s.lastSave.Add(s.cfg.StateEvery), s.retryAt))
+		earliest(latest(s.lastPublish.Add(s.cfg.Flush), s.mapRetry.at))
+	}
+	if changes != s.savedChanges && s.cfg.StatePath != "" {
+		earliest(latest(s.lastSave.Add(s.cfg.StateEvery), s.stateRetry.at))
 	}
 	return next
 }
@@ -248,71 +261,87 @@ func latest(a, b time.Time) time.Time {
 	return b
 }
 
-// Shutdown writes the map and state one last time, whatever Flush says.
+// Shutdown writes the map and state one last time, whatever Flush and the
+// retry back-offs say.
 func (s *Service) Shutdown(now time.Time) error {
 	s.Tick(now)
-	members, changes := s.table.Versions()
-	if members != s.publishedMembers {
-		return s.publish(now)
+	var errs []error
+	if _, changes := s.table.Versions(); changes != s.savedChanges && s.cfg.StatePath != "" {
+		errs = append(errs, s.writeState(now))
 	}
-	if changes != s.savedChanges {
-		return s.saveState(now)
+	if members, _ := s.table.Versions(); members != s.publishedMembers {
+		errs = append(errs, s.writeMap(now))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// publish saves the state and then the map: a grant is on disk in the state
-// file before Postfix can see it, so a kill -9 at any moment never loses a
-// grant that was published.
-func (s *Service) publish(now time.Time) error {
+// retry is one writer's back-off after failures.
+type retry struct {
+	at      time.Time
+	backoff time.Duration
+}
+
+func (r *retry) failed(now time.Time, first, maxBackoff time.Duration) {
+	if r.backoff == 0 {
+		r.backoff = first
+	} else {
+		r.backoff = min(2*r.backoff, maxBackoff)
+	}
+	r.at = now.Add(r.backoff)
+}
+
+func (r *retry) succeeded() { *r = retry{} }
+
+// writeMap publishes the table as the map; a failure keeps the previous map
+// and schedules a retry.
+func (s *Service) writeMap(now time.Time) error {
+	err := s.publishMap(now)
+	if err != nil {
+		s.log.Error().Err(err).Dur("retry_in", s.mapRetry.backoff).Int("grants", s.table.Len()).
+			Msg("map write failed; the previous map stays in place and grants continue in memory")
+	}
+	return err
+}
+
+func (s *Service) publishMap(now time.Time) error {
 	members, _ := s.table.Versions()
 	grants := s.table.Grants()
-	stateErr := s.saveStateGrants(now, grants)
 	start := time.Now()
 	if err := WriteMap(s.cfg.MapPath, grants); err != nil {
 		s.stats.PublishErrors.Add(1)
+		s.mapRetry.failed(now, max(s.cfg.Flush, 100*time.Millisecond), s.cfg.MaxBackoff)
 		return err
 	}
+	s.mapRetry.succeeded()
 	s.stats.Publishes.Add(1)
 	s.stats.LastPublishUnix.Store(now.Unix())
+	s.stats.LastPublishNanos.Store(int64(time.Since(start)))
 	s.publishedMembers = members
 	s.lastPublish = now
 	s.log.Debug().Int("entries", len(grants)).Dur("took", time.Since(start)).Msg("published map")
-	if stateErr != nil {
-		return stateErr
-	}
-	s.backoff = 0
 	return nil
 }
 
-func (s *Service) saveState(now time.Time) error {
-	return s.saveStateGrants(now, s.table.Grants())
-}
-
-func (s *Service) saveStateGrants(now time.Time, grants []Grant) error {
+// writeState saves the table to the state file; a failure schedules a retry
+// of its own, so it never holds back the map.
+func (s *Service) writeState(now time.Time) error {
+	_, changes := s.table.Versions()
 	if s.cfg.StatePath == "" {
-		_, s.savedChanges = s.table.Versions()
+		s.savedChanges = changes
 		return nil
 	}
-	_, changes := s.table.Versions()
-	if err := SaveState(s.cfg.StatePath, grants); err != nil {
+	if err := SaveState(s.cfg.StatePath, s.table.Grants()); err != nil {
 		s.stats.StateErrors.Add(1)
+		s.stateRetry.failed(now, max(s.cfg.Flush, 100*time.Millisecond), s.cfg.MaxBackoff)
+		s.log.Error().Err(err).Dur("retry_in", s.stateRetry.backoff).
+			Msg("state write failed; grants still reach Postfix but would not survive a restart until it succeeds")
 		return err
 	}
+	s.stateRetry.succeeded()
 	s.stats.StateSaves.Add(1)
 	s.savedChanges = changes
 	s.lastSave = now
 	return nil
-}
-
-func (s *Service) fail(now time.Time, err error) {
-	if s.backoff == 0 {
-		s.backoff = max(s.cfg.Flush, 100*time.Millisecond)
-	} else {
-		s.backoff = min(2*s.backoff, s.cfg.MaxBackoff)
-	}
-	s.retryAt = now.Add(s.backoff)
-	s.log.Error().Err(err).Dur("retry_in", s.backoff).Msg("write failed; the previous map stays in place")
 }
 
 // Run feeds events to the service and keeps its timers until events is

@@ -159,6 +159,24 @@ func (s *Set) Knows(program string) bool {
 	return ok
 }
 
+// KnowsBytes is Knows for a program tag still in a receive buffer; it does
+// not allocate, so messages of programs no parser handles (most of a mail
+// log) can be dropped before any string is made.
+func (s *Set) KnowsBytes(program []byte) bool {
+	var lower [64]byte
+	if len(program) > len(lower) {
+		return false
+	}
+	for i, c := range program {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	_, ok := s.byProgram[string(lower[:len(program)])]
+	return ok
+}
+
 // Parse returns the first event any parser for m's program finds. An
 // *AddrError is returned only if no parser produced an event.
 func (s *Set) Parse(m Message) (Event, error) {

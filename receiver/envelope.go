@@ -32,6 +32,9 @@ func ParseEnvelope(raw []byte) (Envelope, error) {
 	if len(raw) == 0 {
 		return Envelope{Format: "raw"}, errEmpty
 	}
+	if env, ok := fastEnvelope(raw); ok {
+		return env, nil
+	}
 	parts, perr := safeParse(raw)
 	var env Envelope
 	if perr == nil {

@@ -179,3 +179,12 @@ func FuzzFrameReader(f *testing.F) {
 		}
 	})
 }
+
+func TestFrameReaderTruncatedFrame(t *testing.T) {
+	for _, in := range []string{"500 <13>Nov 21 10:00:00 h a: x\n", "123456789 short", "12 "} {
+		fr := newFrameReader(strings.NewReader(in), DefaultMaxMessage)
+		if _, err := fr.next(); !errors.Is(err, errTruncated) {
+			t.Errorf("next(%q) = %v, want errTruncated", in, err)
+		}
+	}
+}

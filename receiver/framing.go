@@ -10,11 +10,27 @@ import (
 // DefaultMaxMessage is the largest message accepted on any transport. It
 // matches the largest UDP datagram, so a message never depends on the
 // transport that carried it.
+//
+// On every transport a message's size is measured without the trailing CR,
+// LF or NUL a sender may append (at most two such bytes beyond the limit are
+// tolerated), so the same message is accepted or refused alike over UDP, the
+// unix socket, TCP and TLS, whatever the framing.
 const DefaultMaxMessage = 64 * 1024
 
 // errTooLong reports a message over the size limit that was skipped; the
 // stream stays in sync, so reading goes on with the next message.
 var errTooLong = errors.New("message too long")
+
+// errTruncated reports a stream that ended inside an octet-counted frame:
+// the count promised more than the sender sent.
+var errTruncated = errors.New("stream ended inside an octet-counted frame")
+
+func truncated(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return errTruncated
+	}
+	return err
+}
 
 // errBadFrame reports framing the stream cannot be resynchronised after.
 var errBadFrame = errors.New("bad octet-counted frame")
@@ -44,9 +60,11 @@ func (f *frameReader) next() ([]byte, error) {
 		return nil, err
 	}
 	if isCounted {
-		if count > f.max {
+		// The size limit is measured as on every other transport: without
+		// the trailing CR, LF or NUL some senders count into the frame.
+		if count > f.max+2 {
 			if _, err := f.r.Discard(count); err != nil {
-				return nil, err
+				return nil, truncated(err)
 			}
 			return nil, errTooLong
 		}
@@ -55,9 +73,13 @@ func (f *frameReader) next() ([]byte, error) {
 		}
 		f.buf = f.buf[:count]
 		if _, err := io.ReadFull(f.r, f.buf); err != nil {
-			return nil, err
+			return nil, truncated(err)
 		}
-		return f.buf, nil
+		msg := trimTrailingControl(f.buf)
+		if len(msg) > f.max {
+			return nil, errTooLong
+		}
+		return msg, nil
 	}
 	return f.line()
 }

@@ -1,22 +1,28 @@
 // Package receiver is relaygate's syslog destination: UDP, TCP (newline and
-// RFC 6587 octet-counted framing) and a unix datagram socket. It turns every
-// message into an Envelope with go-syslog v2's Automatic format (RFC 3164 or
-// RFC 5424, detected per message) and hands it on; it knows nothing of mail
-// daemons.
+// RFC 6587 octet-counted framing), TLS (RFC 5425) and a unix datagram
+// socket. It turns every message into an Envelope with go-syslog v2's
+// Automatic format (RFC 3164 or RFC 5424, detected per message) and hands it
+// on; it knows nothing of mail daemons.
 //
 // The sockets are relaygate's own rather than go-syslog's Server, which can be
 // crashed remotely, shrinks the UDP receive buffer to 128 KiB, silently drops
 // a TCP connection on a 64 KiB line, cannot refuse a sender before accepting
 // it, and panics in Kill (see docs/DESIGN.md).
+//
+// Every limit (sender networks, HOSTNAME list, connection count, idle time,
+// message size, TLS client certificates) is counted in Stats and logged at
+// most once per reason every 10 s; none of them is ever fatal.
 package receiver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,23 +34,63 @@ import (
 type Message struct {
 	Envelope
 	Received  time.Time // relaygate's clock at receipt; grants never use the header time
-	Transport string    // "udp", "tcp" or "unix"
+	Transport string    // "udp", "tcp", "tls" or "unix"
 	Peer      string    // sender "ip:port", or the socket path for unix
+	// TLSPeer names the sender's verified client certificate: its subject
+	// CN, or its first DNS name when the CN is empty. Set only on "tls"
+	// with TLSClientCA; empty otherwise.
+	TLSPeer string
 }
 
 // Config says where to listen and whom to hear.
 type Config struct {
 	UDP  string // "host:port"; empty disables
 	TCP  string // "host:port"; empty disables
+	TLS  string // "host:port" for syslog over TLS (RFC 5425); empty disables
 	Unix string // datagram socket path; empty disables
 
-	// Allow lists the networks UDP and TCP senders must come from. The unix
-	// socket is guarded by its file permissions instead.
+	// TLSCert and TLSKey are the PEM files of the TLS listener's certificate
+	// (with any intermediates after it) and its private key; both are
+	// required when TLS is set.
+	TLSCert, TLSKey string
+	// TLSClientCA is a PEM bundle of CA certificates. When set, a TLS client
+	// must present a certificate signed by one of them, or it is refused at
+	// the handshake (rsyslog: StreamDriverMode="1" with a client certificate
+	// configured; syslog-ng: tls(cert-file() key-file())). When empty, any
+	// client that can reach the listener and passes Allow may send.
+	TLSClientCA string
+	// TLSHandshakeTimeout bounds the TLS handshake, so a client that
+	// connects and stays silent can't hold a connection slot;
+	// DefaultTLSHandshakeTimeout if 0.
+	TLSHandshakeTimeout time.Duration
+
+	// Allow lists the networks UDP, TCP and TLS senders must come from. The
+	// unix socket is guarded by its file permissions instead.
 	Allow []netip.Prefix
 
-	MaxMessage  int           // bytes; DefaultMaxMessage if 0
+	// AllowHosts, when not empty, lists the syslog HOSTNAME values accepted
+	// (compared case-insensitively and exactly: "mx1" does not match
+	// "mx1.example.org"); a message with any other HOSTNAME, or none, is
+	// dropped, on every transport. (For a well-formed RFC 3164 line without
+	// a HOSTNAME, the form local daemons write to a unix socket, go-syslog
+	// reports relaygate's own host name.)
+	//
+	// This only keeps out the logs of misconfigured senders (a log host
+	// forwarding everything it collects). It is not authentication:
+	// HOSTNAME is whatever text the sender chose to write. Allow, the unix
+	// socket's permissions and TLSClientCA decide who may send.
+	AllowHosts []string
+
+	// Wanted, when set, says whether any parser handles a program tag.
+	// Messages of other programs — nearly all of a busy host's log — are
+	// counted and dropped before any string is made or anything queued. It
+	// is called from every reader goroutine and must be safe for that.
+	Wanted func(program []byte) bool
+
+	MaxMessage  int           // bytes, without trailing CR/LF/NUL; DefaultMaxMessage if 0
+	MaxConns    int           // concurrent TCP and TLS connections; DefaultMaxConns if 0
 	UDPReadBuf  int           // SO_RCVBUF bytes; DefaultUDPReadBuffer if 0
-	IdleTimeout time.Duration // TCP connections idle this long are closed; 0 = never
+	IdleTimeout time.Duration // TCP and TLS connections idle this long are closed; 0 = never
 
 	Now    func() time.Time
 	Logger zerolog.Logger
@@ -55,36 +101,83 @@ type Config struct {
 // while the parser catches up (the kernel caps it at net.core.rmem_max).
 const DefaultUDPReadBuffer = 8 << 20
 
+// DefaultMaxConns bounds the TCP and TLS connections open at once, so a
+// flood of connections can't use up relaygate's file descriptors. A log
+// setup needs one connection per forwarding host.
+const DefaultMaxConns = 256
+
+// DefaultTLSHandshakeTimeout is generous for any real client.
+const DefaultTLSHandshakeTimeout = 10 * time.Second
+
 // Stats counts what the receiver saw. All fields are safe for concurrent use.
+// Snapshot returns them by name.
 type Stats struct {
-	UDP, TCP, Unix      atomic.Int64 // messages received per transport
+	UDP, TCP, TLS, Unix atomic.Int64 // messages received per transport
 	NotAllowed          atomic.Int64 // datagrams and connections from senders outside Allow
+	HostNotAllowed      atomic.Int64 // messages whose HOSTNAME is not in AllowHosts
 	TooLong             atomic.Int64 // messages over MaxMessage, skipped
 	Malformed           atomic.Int64 // no program tag could be read, or bad framing
-	ConnectionsAccepted atomic.Int64
+	ConnectionsAccepted atomic.Int64 // TCP and TLS connections taken into service
+	ConnectionsOpen     atomic.Int64 // gauge: TCP and TLS connections open now
+	ConnsRefused        atomic.Int64 // connections closed at once because MaxConns were open
+	IdleClosed          atomic.Int64 // connections closed after IdleTimeout without a message
+	TLSRefused          atomic.Int64 // TLS handshakes that failed (no or untrusted client certificate, not TLS, timeout)
+	Unwanted            atomic.Int64 // messages of programs no parser handles (Config.Wanted), dropped unparsed
+}
+
+// Snapshot returns every counter under a stable snake_case name, for the
+// shutdown log line and metrics. ConnectionsOpen ("connections_open") is a
+// gauge; all others only grow.
+func (s *Stats) Snapshot() map[string]int64 {
+	return map[string]int64{
+		"udp_messages":         s.UDP.Load(),
+		"tcp_messages":         s.TCP.Load(),
+		"tls_messages":         s.TLS.Load(),
+		"unix_messages":        s.Unix.Load(),
+		"not_allowed":          s.NotAllowed.Load(),
+		"host_not_allowed":     s.HostNotAllowed.Load(),
+		"too_long":             s.TooLong.Load(),
+		"malformed":            s.Malformed.Load(),
+		"connections_accepted": s.ConnectionsAccepted.Load(),
+		"connections_open":     s.ConnectionsOpen.Load(),
+		"connections_refused":  s.ConnsRefused.Load(),
+		"idle_closed":          s.IdleClosed.Load(),
+		"tls_refused":          s.TLSRefused.Load(),
+		"unwanted_program":     s.Unwanted.Load(),
+	}
 }
 
 // Receiver owns the bound sockets.
 type Receiver struct {
-	cfg   Config
-	log   zerolog.Logger
-	stats *Stats
-	udp   *net.UDPConn
-	tcp   *net.TCPListener
-	unix  *net.UnixConn
+	cfg     Config
+	log     zerolog.Logger
+	stats   *Stats
+	udp     *net.UDPConn
+	tcp     *net.TCPListener
+	tlsLn   *net.TCPListener
+	tlsConf *tls.Config
+	unix    *net.UnixConn
+	hosts   map[string]struct{} // AllowHosts, lower case; nil = all
 
 	warn *rateLimiter
 
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
+	conns  map[net.Conn]struct{} // TCP and TLS, the raw connection
 	closed bool
 }
 
 // Listen binds every configured socket, so that a caller can report a bad
-// address before doing anything else.
+// address before doing anything else. It loads the TLS certificate, key and
+// client CA first, and names the file in any error.
 func Listen(cfg Config) (*Receiver, error) {
 	if cfg.MaxMessage <= 0 {
 		cfg.MaxMessage = DefaultMaxMessage
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.TLSHandshakeTimeout <= 0 {
+		cfg.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
 	}
 	if cfg.UDPReadBuf <= 0 {
 		cfg.UDPReadBuf = DefaultUDPReadBuffer
@@ -102,6 +195,28 @@ func Listen(cfg Config) (*Receiver, error) {
 		conns: make(map[net.Conn]struct{}),
 		warn:  newRateLimiter(10 * time.Second),
 	}
+	for _, h := range cfg.AllowHosts {
+		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+			if r.hosts == nil {
+				r.hosts = make(map[string]struct{})
+			}
+			r.hosts[h] = struct{}{}
+		}
+	}
+	if cfg.TLS == "" && (cfg.TLSCert != "" || cfg.TLSKey != "" || cfg.TLSClientCA != "") {
+		return nil, errors.New("-tls-cert, -tls-key and -tls-client-ca need -tls (the TLS listen address)")
+	}
+	if cfg.TLS != "" {
+		conf, leaf, err := loadTLSConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		r.tlsConf = conf
+		if now := cfg.Now(); now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
+			r.log.Warn().Str("file", cfg.TLSCert).Time("not_before", leaf.NotBefore).Time("not_after", leaf.NotAfter).
+				Msg("TLS certificate is not valid now; clients that verify it will refuse to send")
+		}
+	}
 	if cfg.UDP != "" {
 		addr, err := net.ResolveUDPAddr("udp", cfg.UDP)
 		if err != nil {
@@ -114,15 +229,20 @@ func Listen(cfg Config) (*Receiver, error) {
 		_ = r.udp.SetReadBuffer(cfg.UDPReadBuf)
 	}
 	if cfg.TCP != "" {
-		addr, err := net.ResolveTCPAddr("tcp", cfg.TCP)
+		ln, err := listenTCP("tcp", cfg.TCP)
 		if err != nil {
 			r.Close()
-			return nil, fmt.Errorf("tcp listen address %q: %w", cfg.TCP, err)
+			return nil, err
 		}
-		if r.tcp, err = net.ListenTCP("tcp", addr); err != nil {
+		r.tcp = ln
+	}
+	if cfg.TLS != "" {
+		ln, err := listenTCP("tls", cfg.TLS)
+		if err != nil {
 			r.Close()
-			return nil, fmt.Errorf("listen tcp %s: %w", cfg.TCP, err)
+			return nil, err
 		}
+		r.tlsLn = ln
 	}
 	if cfg.Unix != "" {
 		if err := removeStaleSocket(cfg.Unix); err != nil {
@@ -137,10 +257,22 @@ func Listen(cfg Config) (*Receiver, error) {
 		_ = conn.SetReadBuffer(cfg.UDPReadBuf)
 		r.unix = conn
 	}
-	if r.udp == nil && r.tcp == nil && r.unix == nil {
-		return nil, errors.New("no listener configured: set at least one of -udp, -tcp, -unix")
+	if r.udp == nil && r.tcp == nil && r.tlsLn == nil && r.unix == nil {
+		return nil, errors.New("no listener configured: set at least one of -udp, -tcp, -tls, -unix")
 	}
 	return r, nil
+}
+
+func listenTCP(transport, address string) (*net.TCPListener, error) {
+	addr, err := net.ResolveTCPAddr("tcp", address)
+	if err != nil {
+		return nil, fmt.Errorf("%s listen address %q: %w", transport, address, err)
+	}
+	ln, err := net.ListenTCP("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s %s: %w", transport, address, err)
+	}
+	return ln, nil
 }
 
 // removeStaleSocket deletes a socket file left by an earlier run, but never
@@ -178,13 +310,25 @@ func (r *Receiver) TCPAddr() net.Addr {
 	return r.tcp.Addr()
 }
 
-// Close releases every socket; Serve returns soon after.
+// TLSAddr returns the bound TLS address, or nil.
+func (r *Receiver) TLSAddr() net.Addr {
+	if r.tlsLn == nil {
+		return nil
+	}
+	return r.tlsLn.Addr()
+}
+
+// Close releases every socket and ends every connection, including TLS
+// handshakes in progress; Serve returns soon after.
 func (r *Receiver) Close() {
 	if r.udp != nil {
 		r.udp.Close()
 	}
 	if r.tcp != nil {
 		r.tcp.Close()
+	}
+	if r.tlsLn != nil {
+		r.tlsLn.Close()
 	}
 	r.mu.Lock()
 	if r.unix != nil && !r.closed {
@@ -196,6 +340,12 @@ func (r *Receiver) Close() {
 		c.Close()
 	}
 	r.mu.Unlock()
+}
+
+func (r *Receiver) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
 }
 
 // Serve delivers messages to out until ctx is done, then closes the sockets
@@ -212,7 +362,11 @@ func (r *Receiver) Serve(ctx context.Context, out chan<- Message) error {
 	}
 	if r.tcp != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.accept(ctx, &wg, out) }()
+		go func() { defer wg.Done(); r.accept(ctx, &wg, r.tcp, "tcp", out) }()
+	}
+	if r.tlsLn != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.accept(ctx, &wg, r.tlsLn, "tls", out) }()
 	}
 	<-ctx.Done()
 	r.Close()
@@ -230,10 +384,18 @@ func (r *Receiver) allowed(ap netip.AddrPort) bool {
 	return false
 }
 
+// source says where a message came from.
+type source struct {
+	transport string // "udp", "tcp", "tls" or "unix"
+	peer      string
+	tlsPeer   string
+}
+
 func (r *Receiver) readDatagrams(ctx context.Context, conn net.PacketConn, transport string, out chan<- Message) {
-	// One byte more than the limit, so an over-long datagram is seen as such
-	// rather than parsed truncated.
-	buf := make([]byte, r.cfg.MaxMessage+1)
+	// Room for the limit and the two trailing bytes (CR LF) not counted in
+	// it, and one more, so an over-long datagram is seen as such rather than
+	// parsed truncated.
+	buf := make([]byte, r.cfg.MaxMessage+3)
 	udp, isUDP := conn.(*net.UDPConn)
 	for {
 		var (
@@ -270,9 +432,9 @@ func (r *Receiver) readDatagrams(ctx context.Context, conn net.PacketConn, trans
 			}
 			continue
 		}
-		if n > r.cfg.MaxMessage {
+		if n > r.cfg.MaxMessage+2 || len(trimTrailingControl(buf[:n])) > r.cfg.MaxMessage {
 			r.stats.TooLong.Add(1)
-			r.warnf("too_long", peer, "dropped over-long datagram")
+			r.warnf("too_long", peer, fmt.Sprintf("dropped %s datagram over %d bytes (-max-message)", transport, r.cfg.MaxMessage))
 			continue
 		}
 		if transport == "udp" {
@@ -280,14 +442,21 @@ func (r *Receiver) readDatagrams(ctx context.Context, conn net.PacketConn, trans
 		} else {
 			r.stats.Unix.Add(1)
 		}
-		if !r.deliver(ctx, buf[:n], transport, peer, out) {
+		if !r.deliver(ctx, buf[:n], source{transport: transport, peer: peer}, out) {
 			return
 		}
 	}
 }
 
 // deliver parses raw and sends it on. It reports false once ctx is done.
-func (r *Receiver) deliver(ctx context.Context, raw []byte, transport, peer string, out chan<- Message) bool {
+func (r *Receiver) deliver(ctx context.Context, raw []byte, src source, out chan<- Message) bool {
+	if r.cfg.Wanted != nil {
+		raw = trimTrailingControl(raw)
+		if sp, ok := FastSpans(raw); ok && !r.cfg.Wanted(sp.ProgramBytes(raw)) {
+			r.stats.Unwanted.Add(1)
+			return true
+		}
+	}
 	env, err := ParseEnvelope(raw)
 	if err != nil {
 		if errors.Is(err, errEmpty) {
@@ -296,10 +465,21 @@ func (r *Receiver) deliver(ctx context.Context, raw []byte, transport, peer stri
 		r.stats.Malformed.Add(1)
 		// Untagged text is common noise (kernel lines, broken senders):
 		// counted, logged only at debug.
-		r.log.Debug().Err(err).Str("peer", peer).Msg("message without program tag")
+		r.log.Debug().Err(err).Str("peer", src.peer).Msg("message without program tag")
 		return true
 	}
-	m := Message{Envelope: env, Received: r.cfg.Now(), Transport: transport, Peer: peer}
+	if r.hosts != nil {
+		if _, ok := r.hosts[strings.ToLower(env.Host)]; !ok {
+			r.stats.HostNotAllowed.Add(1)
+			r.warnf("host_not_allowed", src.peer, fmt.Sprintf("dropped message from HOSTNAME %q, not in -allow-hosts", env.Host))
+			return true
+		}
+	}
+	if r.cfg.Wanted != nil && !r.cfg.Wanted([]byte(env.Program)) {
+		r.stats.Unwanted.Add(1)
+		return true
+	}
+	m := Message{Envelope: env, Received: r.cfg.Now(), Transport: src.transport, Peer: src.peer, TLSPeer: src.tlsPeer}
 	select {
 	case out <- m:
 		return true
@@ -308,10 +488,12 @@ func (r *Receiver) deliver(ctx context.Context, raw []byte, transport, peer stri
 	}
 }
 
-func (r *Receiver) accept(ctx context.Context, wg *sync.WaitGroup, out chan<- Message) {
+// accept serves one TCP or TLS listener. A sender outside -allow is refused
+// before anything else, so it never gets to a TLS handshake.
+func (r *Receiver) accept(ctx context.Context, wg *sync.WaitGroup, ln *net.TCPListener, transport string, out chan<- Message) {
 	backoff := 5 * time.Millisecond
 	for {
-		conn, err := r.tcp.AcceptTCP()
+		conn, err := ln.AcceptTCP()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
@@ -335,39 +517,93 @@ func (r *Receiver) accept(ctx context.Context, wg *sync.WaitGroup, out chan<- Me
 			conn.Close()
 			continue
 		}
-		r.stats.ConnectionsAccepted.Add(1)
-		if !r.track(conn) {
+		switch r.track(conn) {
+		case trackClosed:
 			conn.Close()
 			return
+		case trackFull:
+			r.stats.ConnsRefused.Add(1)
+			r.warnf("max_conns", ap.String(), fmt.Sprintf("refused %s connection: %d connections already open (-max-conns)", transport, r.cfg.MaxConns))
+			conn.Close()
+			continue
 		}
+		r.stats.ConnectionsAccepted.Add(1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer r.untrack(conn)
-			r.readStream(ctx, conn, ap.String(), out)
+			src := source{transport: transport, peer: ap.String()}
+			if transport == "tls" {
+				r.serveTLS(ctx, conn, src, out)
+				return
+			}
+			r.readStream(ctx, conn, src, out)
 		}()
 	}
 }
 
-func (r *Receiver) track(c net.Conn) bool {
+type trackResult int
+
+const (
+	trackOK trackResult = iota
+	trackFull
+	trackClosed
+)
+
+// track registers a connection so Close can end it, unless MaxConns are
+// already open.
+func (r *Receiver) track(c net.Conn) trackResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return false
+		return trackClosed
+	}
+	if len(r.conns) >= r.cfg.MaxConns {
+		return trackFull
 	}
 	r.conns[c] = struct{}{}
-	return true
+	r.stats.ConnectionsOpen.Store(int64(len(r.conns)))
+	return trackOK
 }
 
 func (r *Receiver) untrack(c net.Conn) {
 	r.mu.Lock()
 	delete(r.conns, c)
+	r.stats.ConnectionsOpen.Store(int64(len(r.conns)))
 	r.mu.Unlock()
 	c.Close()
 }
 
-func (r *Receiver) readStream(ctx context.Context, conn net.Conn, peer string, out chan<- Message) {
+// serveTLS does the handshake, bounded by TLSHandshakeTimeout and ended by
+// Close, then reads the stream like TCP. raw is the tracked connection.
+func (r *Receiver) serveTLS(ctx context.Context, raw net.Conn, src source, out chan<- Message) {
+	conn := tls.Server(raw, r.tlsConf)
+	hctx, cancel := context.WithTimeout(ctx, r.cfg.TLSHandshakeTimeout)
+	err := conn.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil || r.isClosed() {
+			return // shutting down
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("no handshake within %s", r.cfg.TLSHandshakeTimeout)
+		}
+		r.stats.TLSRefused.Add(1)
+		r.warnf("tls_refused", src.peer, "refused TLS connection: handshake failed: "+err.Error())
+		return
+	}
+	st := conn.ConnectionState()
+	if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
+		src.tlsPeer = certName(st.VerifiedChains[0][0])
+	}
+	r.log.Debug().Str("peer", src.peer).Str("tls_peer", src.tlsPeer).
+		Str("version", tls.VersionName(st.Version)).Msg("TLS connection")
+	r.readStream(ctx, conn, src, out)
+}
+
+func (r *Receiver) readStream(ctx context.Context, conn net.Conn, src source, out chan<- Message) {
 	fr := newFrameReader(conn, r.cfg.MaxMessage)
+	name := strings.ToUpper(src.transport)
 	for {
 		if r.cfg.IdleTimeout > 0 {
 			_ = conn.SetReadDeadline(time.Now().Add(r.cfg.IdleTimeout))
@@ -377,20 +613,34 @@ func (r *Receiver) readStream(ctx context.Context, conn net.Conn, peer string, o
 		case err == nil:
 		case errors.Is(err, errTooLong):
 			r.stats.TooLong.Add(1)
-			r.warnf("too_long", peer, fmt.Sprintf("skipped a TCP message over %d bytes; the connection goes on", r.cfg.MaxMessage))
+			r.warnf("too_long", src.peer, fmt.Sprintf("skipped a %s message over %d bytes (-max-message); the connection goes on", name, r.cfg.MaxMessage))
 			continue
+		case errors.Is(err, errTruncated):
+			r.stats.Malformed.Add(1)
+			r.warnf("truncated_frame", src.peer, "TCP connection ended inside an octet-counted frame; its rest was dropped")
+			return
 		case errors.Is(err, errBadFrame):
 			r.stats.Malformed.Add(1)
-			r.warnf("bad_frame", peer, "closed TCP connection: "+err.Error())
+			r.warnf("bad_frame", src.peer, "closed "+name+" connection: "+err.Error())
+			return
+		case r.cfg.IdleTimeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil:
+			r.stats.IdleClosed.Add(1)
+			// Routine (rsyslog and syslog-ng reconnect when they next
+			// have something to send): rate-limited, at info level.
+			r.infof("idle", src.peer, fmt.Sprintf("closed %s connection idle for %s (-idle-timeout)", name, r.cfg.IdleTimeout))
 			return
 		default:
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) && !isEOF(err) {
-				r.log.Debug().Err(err).Str("peer", peer).Msg("tcp connection ended")
+				r.log.Debug().Err(err).Str("peer", src.peer).Msg(src.transport + " connection ended")
 			}
 			return
 		}
-		r.stats.TCP.Add(1)
-		if !r.deliver(ctx, raw, "tcp", peer, out) {
+		if src.transport == "tls" {
+			r.stats.TLS.Add(1)
+		} else {
+			r.stats.TCP.Add(1)
+		}
+		if !r.deliver(ctx, raw, src, out) {
 			return
 		}
 	}
@@ -399,8 +649,17 @@ func (r *Receiver) readStream(ctx context.Context, conn net.Conn, peer string, o
 // warnf logs a warning at most once per interval and reason, with how many
 // were suppressed, so a flood of bad input can't flood the log.
 func (r *Receiver) warnf(reason, peer, msg string) {
+	r.limited(r.log.Warn, reason, peer, msg)
+}
+
+// infof is warnf for routine events.
+func (r *Receiver) infof(reason, peer, msg string) {
+	r.limited(r.log.Info, reason, peer, msg)
+}
+
+func (r *Receiver) limited(level func() *zerolog.Event, reason, peer, msg string) {
 	if suppressed, ok := r.warn.allow(reason); ok {
-		ev := r.log.Warn().Str("reason", reason)
+		ev := level().Str("reason", reason)
 		if peer != "" {
 			ev = ev.Str("peer", peer)
 		}

@@ -1,13 +1,17 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,8 +24,27 @@ type harness struct {
 	r      *Receiver
 	out    chan Message
 	stats  *Stats
+	logs   *logBuffer
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// logBuffer keeps the receiver's log for assertions.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func start(t *testing.T, cfg Config) *harness {
@@ -29,14 +52,15 @@ func start(t *testing.T, cfg Config) *harness {
 	if cfg.Allow == nil {
 		cfg.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
-	cfg.Logger = zerolog.New(zerolog.NewTestWriter(t))
+	logs := new(logBuffer)
+	cfg.Logger = zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), logs)).Level(zerolog.DebugLevel)
 	cfg.Stats = new(Stats)
 	r, err := Listen(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{r: r, out: make(chan Message, 100), stats: cfg.Stats, cancel: cancel, done: make(chan struct{})}
+	h := &harness{r: r, out: make(chan Message, 100), stats: cfg.Stats, logs: logs, cancel: cancel, done: make(chan struct{})}
 	go func() { r.Serve(ctx, h.out); close(h.done) }()
 	t.Cleanup(h.stop)
 	return h
@@ -192,6 +216,62 @@ func TestListenErrors(t *testing.T) {
 	}
 	if _, err := Listen(Config{Unix: path}); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("unix over a regular file: %v", err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitCount waits for a counter to reach want.
+func waitCount(t *testing.T, name string, c interface{ Load() int64 }, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Load() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %d, want %d", name, c.Load(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// expectLog waits for a log line holding every one of parts.
+func (h *harness) expectLog(t *testing.T, parts ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, line := range strings.Split(h.logs.String(), "\n") {
+			found := true
+			for _, p := range parts {
+				found = found && strings.Contains(line, p)
+			}
+			if found {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q in:\n%s", parts, h.logs.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// expectClosed reads from c until the server closes it.
+func expectClosed(t *testing.T, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.Copy(io.Discard, c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("server did not close the connection")
 	}
 }
 

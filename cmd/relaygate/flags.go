@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -14,6 +15,13 @@ import (
 // serveConfig is everything `relaygate serve` is told on its command line.
 type serveConfig struct {
 	udp, tcp, unix  string
+	tls             string
+	tlsCert         string
+	tlsKey          string
+	tlsClientCA     string
+	maxConns        int
+	idleTimeout     time.Duration
+	allowHosts      []string
 	mapPath         string
 	statePath       string
 	grace           time.Duration
@@ -28,7 +36,8 @@ type serveConfig struct {
 	postfixConfig   string
 	logLevel        string
 	logFormat       string
-	stateFromMapDir bool // statePath was derived from mapPath
+	stateFromMapDir bool   // statePath was derived from mapPath
+	metrics         string // HTTP address for /metrics, /healthz and /grants; empty disables
 }
 
 const (
@@ -38,9 +47,17 @@ const (
 )
 
 func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
+	return parseServeFlagsVisit(args, stderr, nil)
+}
+
+// parseServeFlagsVisit is parseServeFlags; a non-nil visit is handed the
+// complete flag set instead of parsing, so the man page is generated from
+// the very definitions serve uses.
+func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.FlagSet)) (serveConfig, error) {
 	var (
 		c                    serveConfig
 		allow, exclude       string
+		allowHosts           string
 		fs                   = flag.NewFlagSet("relaygate serve", flag.ContinueOnError)
 		graceFlag, flushFlag = 30 * time.Minute, time.Second
 	)
@@ -48,6 +65,13 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.udp, "udp", defaultListen, "UDP `address` to receive syslog on; empty disables")
 	fs.StringVar(&c.tcp, "tcp", defaultListen, "TCP `address` to receive syslog on (newline or octet-counted framing); empty disables")
 	fs.StringVar(&c.unix, "unix", "", "unix datagram socket `path` to receive syslog on; empty disables")
+	fs.StringVar(&c.tls, "tls", "", "TCP `address` to receive syslog over TLS (RFC 5425) on; empty disables")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM `file` with the TLS server certificate (intermediates after it); required with -tls")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM `file` with the private key of -tls-cert; required with -tls")
+	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "PEM `file` of CA certificates; when set, TLS senders must present a client certificate signed by one of them")
+	fs.IntVar(&c.maxConns, "max-conns", 256, "most TCP and TLS `connections` open at once; more are closed on accept and counted")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 10*time.Minute, "close TCP and TLS connections idle this long (senders reconnect); 0 = never")
+	fs.StringVar(&allowHosts, "allow-hosts", "", "comma-separated syslog HOSTNAME `values` to accept (default all); a filter against misconfigured senders, not authentication")
 	fs.StringVar(&c.mapPath, "map", defaultMap, "cdb map `file` to publish; Postfix names it without \".cdb\" (cdb:/path/pop-before-smtp)")
 	fs.StringVar(&c.statePath, "state", "", "state `file` that keeps grants across restarts (default: the map's name with .state)")
 	fs.DurationVar(&graceFlag, "grace", graceFlag, "how long a login allows relaying")
@@ -63,6 +87,11 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	fs.StringVar(&c.postfixConfig, "postfix-config", "", "Postfix configuration `directory` for -mynetworks auto (postconf -c)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "console", "log `format`: console or json")
+	fs.StringVar(&c.metrics, "metrics", "", "HTTP `address` serving Prometheus /metrics, /healthz and /grants (for relaygate status), e.g. 127.0.0.1:9725; empty disables")
+	if visit != nil {
+		visit(fs)
+		return c, errHelp
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, errHelp
@@ -102,11 +131,27 @@ func parseServeFlags(args []string, stderr io.Writer) (serveConfig, error) {
 	if c.postfixConfig != "" && c.mynetworks != "auto" {
 		return c, errors.New("-postfix-config is only used with -mynetworks auto")
 	}
-	if c.udp == "" && c.tcp == "" && c.unix == "" {
-		return c, errors.New("-udp, -tcp and -unix are all empty: nothing to listen on")
+	if c.udp == "" && c.tcp == "" && c.unix == "" && c.tls == "" {
+		return c, errors.New("-udp, -tcp, -tls and -unix are all empty: nothing to listen on")
+	}
+	if c.maxConns <= 0 {
+		return c, fmt.Errorf("-max-conns %d: must be positive", c.maxConns)
+	}
+	if c.idleTimeout < 0 {
+		return c, fmt.Errorf("-idle-timeout %s: must not be negative", c.idleTimeout)
+	}
+	for _, h := range strings.Split(allowHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			c.allowHosts = append(c.allowHosts, h)
+		}
 	}
 	if c.mapPath == "" {
 		return c, errors.New("-map: empty path")
+	}
+	if c.metrics != "" {
+		if _, _, err := net.SplitHostPort(c.metrics); err != nil {
+			return c, fmt.Errorf("-metrics %q: want host:port, such as 127.0.0.1:9725: %w", c.metrics, err)
+		}
 	}
 	if !strings.HasSuffix(c.mapPath, ".cdb") {
 		// Postfix opens cdb:NAME as NAME.cdb, so that is the file to write.

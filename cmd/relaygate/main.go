@@ -18,7 +18,10 @@ import (
 const usage = `usage: relaygate [serve] [flags]      run the daemon (default)
        relaygate parse [FILE...]      print the login events found in syslog lines
        relaygate list [-map PATH] [-state PATH]
-                                      print the current grants
+                                      print the grants in the map (from the state file)
+       relaygate status [-metrics ADDR]  print the running daemon's live grants
+       relaygate check [-map PATH] [-postfix-config DIR] [-user NAME]
+                                      check the map directory and Postfix's setup
        relaygate version
 
 Run "relaygate serve -h" for the daemon's flags.
@@ -51,6 +54,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = parseCmd(args, stdin, stdout, stderr)
 	case "list":
 		err = listCmd(args, stdout, stderr)
+	case "status":
+		err = statusCmd(ctx, args, stdout, stderr)
+	case "check":
+		err = checkCmd(ctx, args, stdout, stderr)
+	case "manpage":
+		// Hidden: regenerates docs/relaygate.8 from the serve flags.
+		err = manpageCmd(stdout)
 	case "version":
 		fmt.Fprintln(stdout, "relaygate", version())
 	case "help":

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -151,9 +150,41 @@ func fileExists(p string) bool {
 type proc struct {
 	cmd      *exec.Cmd
 	udp, tcp string
-	mu       sync.Mutex
-	logs     bytes.Buffer
+	logs     *lineLog
 	exited   chan struct{}
+}
+
+// lineLog collects a process's stderr. cmd.Wait returns only after every
+// byte written to it was copied here, so the last lines (the "stopped"
+// line) are never lost, as they can be with StderrPipe.
+type lineLog struct {
+	mu      sync.Mutex
+	all     bytes.Buffer
+	partial []byte
+	onLine  func(line []byte)
+}
+
+func (l *lineLog) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.all.Write(b)
+	l.partial = append(l.partial, b...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		if l.onLine != nil {
+			l.onLine(l.partial[:i])
+		}
+		l.partial = l.partial[i+1:]
+	}
+}
+
+func (l *lineLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.all.String()
 }
 
 func startProc(t *testing.T, args ...string) *proc {
@@ -162,33 +193,33 @@ func startProc(t *testing.T, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startProcAs(t, exe, nil, args...)
+}
+
+// startProcAs starts relaygate from exe (a copy of the test binary) with the
+// given credentials (nil: the test's own).
+func startProcAs(t *testing.T, exe string, cred *syscall.Credential, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(exe, append([]string{"serve", "-log-format", "json", "-udp", "127.0.0.1:0", "-tcp", "127.0.0.1:0", "-mynetworks", "none"}, args...)...)
-	cmd.Env = append(os.Environ(), "RELAYGATE_TEST_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	// atexit_sleep_ms: the race detector's own one-second pause at exit is
+	// not relaygate's shutdown time.
+	cmd.Env = append(os.Environ(), "RELAYGATE_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0")
+	if cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
 	p := &proc{cmd: cmd, exited: make(chan struct{})}
 	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			p.mu.Lock()
-			p.logs.Write(line)
-			p.logs.WriteByte('\n')
-			p.mu.Unlock()
-			var ev struct{ Message, UDP, TCP string }
-			if json.Unmarshal(line, &ev) == nil && ev.Message == "relaygate listening" {
-				p.udp, p.tcp = ev.UDP, ev.TCP
-				close(ready)
-			}
+	p.logs = &lineLog{onLine: func(line []byte) {
+		var ev struct{ Message, UDP, TCP string }
+		if json.Unmarshal(line, &ev) == nil && ev.Message == "relaygate listening" {
+			p.udp, p.tcp = ev.UDP, ev.TCP
+			close(ready)
 		}
-	}()
+	}}
+	cmd.Stderr = p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
 	go func() { cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
@@ -207,11 +238,7 @@ func startProc(t *testing.T, args ...string) *proc {
 	return p
 }
 
-func (p *proc) log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
+func (p *proc) log() string { return p.logs.String() }
 
 // stop sends sig and returns the exit code.
 func (p *proc) stop(t *testing.T, sig syscall.Signal, within time.Duration) int {

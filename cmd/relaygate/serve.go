@@ -27,6 +27,7 @@ type pipelineStats struct {
 	Unmatched atomic.Int64 // most of any mail log; counted, never logged
 	Refused   atomic.Int64 // a login shape with an address that can't be granted
 	Logins    atomic.Int64
+	Events    eventCounts // by daemon and kind, for relaygate_events_total
 }
 
 // daemon is a wired relaygate; tests build one with newDaemon and drive it.
@@ -42,8 +43,10 @@ type daemon struct {
 	pstats   pipelineStats
 	wstats   cdbwriter.Stats
 	excluded []netip.Prefix
-	hup      <-chan os.Signal // SIGHUP: reload rules and exclusions; nil in tests
-	reloads  chan reloadable  // from the reload goroutine to the pipeline
+	hup      <-chan os.Signal            // SIGHUP: reload rules and exclusions; nil in tests
+	reloads  chan reloadable             // from the reload goroutine to the pipeline
+	known    atomic.Pointer[parsers.Set] // what the receiver's program filter asks
+	mon      *monitor                    // -metrics endpoint, publish health, grant snapshots
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -124,10 +127,18 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 			Msg("mynetworks entries that are not networks are ignored; list them in -exclude if they must never be granted")
 	}
 	d.excluded = conf.exclude
+	d.known.Store(conf.parsers)
 
 	d.recv, err = receiver.Listen(receiver.Config{
-		UDP: cfg.udp, TCP: cfg.tcp, Unix: cfg.unix,
-		Allow:  cfg.allow,
+		UDP: cfg.udp, TCP: cfg.tcp, Unix: cfg.unix, TLS: cfg.tls,
+		TLSCert: cfg.tlsCert, TLSKey: cfg.tlsKey, TLSClientCA: cfg.tlsClientCA,
+		Allow:       cfg.allow,
+		AllowHosts:  cfg.allowHosts,
+		MaxConns:    cfg.maxConns,
+		IdleTimeout: cfg.idleTimeout,
+		// The receiver drops messages of programs no parser handles before
+		// parsing them; the set can change on SIGHUP, hence the pointer.
+		Wanted: func(program []byte) bool { return d.known.Load().KnowsBytes(program) },
 		Now:    now,
 		Logger: log,
 		Stats:  &d.rstats,
@@ -145,8 +156,13 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 		Logger:    log,
 		Stats:     &d.wstats,
 	}, table)
+	if d.mon, err = newMonitor(d); err != nil {
+		d.recv.Close()
+		return nil, err
+	}
 	if err := d.svc.Start(now()); err != nil {
 		d.recv.Close()
+		d.mon.closeUnstarted()
 		return nil, err
 	}
 	listen := func(a net.Addr) string {
@@ -162,6 +178,7 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 	log.Info().
 		Str("udp", listen(d.recv.UDPAddr())).
 		Str("tcp", listen(d.recv.TCPAddr())).
+		Str("tls", listen(d.recv.TLSAddr())).
 		Str("unix", unix).
 		Str("map", cfg.mapPath).
 		Str("postfix", "check_client_access cdb:"+strings.TrimSuffix(cfg.mapPath, ".cdb")).
@@ -170,6 +187,7 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 		Str("allow", joinPrefixes(cfg.allow)).
 		Str("excluded", joinPrefixes(d.excluded)).
 		Str("mynetworks", mynet.source).
+		Str("metrics", d.mon.addr()).
 		Int("grants", table.Len()).
 		Msg("relaygate listening")
 	return d, nil
@@ -207,8 +225,10 @@ func (d *daemon) run(ctx context.Context) error {
 		defer wg.Done()
 		d.watchReloads(ctx)
 	}()
-	err := d.svc.Run(events, d.now)
+	d.mon.start(d.log)
+	err := d.drive(events)
 	wg.Wait()
+	d.mon.stop()
 	if err != nil {
 		return err
 	}
@@ -230,6 +250,7 @@ func (d *daemon) pipeline(msgs <-chan receiver.Message, events chan<- cdbwriter.
 			}
 		case r := <-d.reloads:
 			d.parsers = r.parsers
+			d.known.Store(r.parsers)
 			events <- cdbwriter.Event{Kind: cdbwriter.EventExclude, Exclude: r.exclude, At: d.now()}
 		}
 	}
@@ -263,25 +284,35 @@ func (d *daemon) reload(ctx context.Context) {
 
 // counters is every count the daemon keeps, for the shutdown log line.
 func (d *daemon) counters() map[string]any {
+	var events int64
+	for _, n := range d.pstats.Events.snapshot() {
+		events += n
+	}
 	c := map[string]any{
-		"received_udp":        d.rstats.UDP.Load(),
-		"received_tcp":        d.rstats.TCP.Load(),
-		"received_unix":       d.rstats.Unix.Load(),
-		"dropped_not_allowed": d.rstats.NotAllowed.Load(),
-		"dropped_too_long":    d.rstats.TooLong.Load(),
-		"dropped_malformed":   d.rstats.Malformed.Load(),
-		"unmatched":           d.pstats.Unmatched.Load(),
-		"refused":             d.pstats.Refused.Load(),
-		"logins":              d.pstats.Logins.Load(),
-		"granted":             d.wstats.Granted.Load(),
-		"extended":            d.wstats.Extended.Load(),
-		"excluded":            d.wstats.Excluded.Load(),
-		"expired":             d.wstats.Expired.Load(),
-		"evicted":             d.wstats.Evicted.Load(),
-		"publishes":           d.wstats.Publishes.Load(),
-		"publish_errors":      d.wstats.PublishErrors.Load(),
-		"state_errors":        d.wstats.StateErrors.Load(),
-		"grants":              d.wstats.Active.Load(),
+		"received_udp":             d.rstats.UDP.Load(),
+		"received_tcp":             d.rstats.TCP.Load(),
+		"received_tls":             d.rstats.TLS.Load(),
+		"received_unix":            d.rstats.Unix.Load(),
+		"dropped_not_allowed":      d.rstats.NotAllowed.Load(),
+		"dropped_host_not_allowed": d.rstats.HostNotAllowed.Load(),
+		"dropped_too_long":         d.rstats.TooLong.Load(),
+		"dropped_malformed":        d.rstats.Malformed.Load(),
+		"dropped_unwanted_program": d.rstats.Unwanted.Load(),
+		"connections_refused":      d.rstats.ConnsRefused.Load(),
+		"tls_refused":              d.rstats.TLSRefused.Load(),
+		"events":                   events,
+		"unmatched":                d.pstats.Unmatched.Load(),
+		"refused":                  d.pstats.Refused.Load(),
+		"logins":                   d.pstats.Logins.Load(),
+		"granted":                  d.wstats.Granted.Load(),
+		"extended":                 d.wstats.Extended.Load(),
+		"excluded":                 d.wstats.Excluded.Load(),
+		"expired":                  d.wstats.Expired.Load(),
+		"evicted":                  d.wstats.Evicted.Load(),
+		"publishes":                d.wstats.Publishes.Load(),
+		"publish_errors":           d.wstats.PublishErrors.Load(),
+		"state_errors":             d.wstats.StateErrors.Load(),
+		"grants":                   d.wstats.Active.Load(),
 	}
 	return c
 }
@@ -290,6 +321,9 @@ func (d *daemon) counters() map[string]any {
 func (d *daemon) handle(m receiver.Message) (cdbwriter.Event, bool) {
 	msg := toParserMessage(m.Host, m.Program, m.PID, m.Text)
 	ev, err := d.parsers.Parse(msg)
+	if err == nil {
+		d.pstats.Events.add(ev.Daemon, ev.Kind)
+	}
 	if err != nil {
 		var addrErr *parsers.AddrError
 		if errors.As(err, &addrErr) {

@@ -1,0 +1,329 @@
+// Command relaygate-load sends a realistic syslog stream to a relaygate (or
+// to its own reference receiver) over UDP or TCP, so throughput and loss can
+// be measured as a ratio against what this machine's loopback delivers.
+//
+//	relaygate-load -target udp://127.0.0.1:5514 -count 1000000 -rate 100000
+//	relaygate-load -reference 127.0.0.1:5599 -target udp://127.0.0.1:5599 -count 1000000
+//
+// About 4% of the messages are successful Dovecot/Courier logins from
+// distinct IPv4 and IPv6 addresses, 2% failed logins, the rest Postfix and
+// Dovecot noise, as a busy mail host's `*.* @relaygate` forwards it.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "relaygate-load:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	target     string
+	count      int
+	rate       int
+	loginPct   float64
+	failedPct  float64
+	seed       uint64
+	reference  string
+	addrsOut   string
+	v6Pct      float64
+	refTimeout time.Duration
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	var c config
+	fs := flag.NewFlagSet("relaygate-load", flag.ContinueOnError)
+	fs.StringVar(&c.target, "target", "udp://127.0.0.1:5514", "where to send: udp://HOST:PORT, tcp://HOST:PORT (newline framing), or file://PATH (a log file for relaygate parse)")
+	fs.IntVar(&c.count, "count", 100000, "messages to send")
+	fs.IntVar(&c.rate, "rate", 0, "messages per second; 0 sends flat out")
+	fs.Float64Var(&c.loginPct, "logins", 4, "percent of messages that are successful logins")
+	fs.Float64Var(&c.failedPct, "failed", 2, "percent of messages that are failed logins")
+	fs.Float64Var(&c.v6Pct, "ipv6", 20, "percent of login addresses that are IPv6")
+	fs.Uint64Var(&c.seed, "seed", 1, "random seed (the stream is reproducible)")
+	fs.StringVar(&c.reference, "reference", "", "also run the reference receiver on this UDP `address` (a plain socket loop that only counts datagrams)")
+	fs.DurationVar(&c.refTimeout, "reference-quiet", 500*time.Millisecond, "the reference receiver stops after this long without a datagram")
+	fs.StringVar(&c.addrsOut, "addrs-out", "", "write every login address in the stream to this `file`, one per line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	network, addr, ok := strings.Cut(c.target, "://")
+	if !ok || (network != "udp" && network != "tcp" && network != "file") {
+		return fmt.Errorf("-target %q: want udp://HOST:PORT, tcp://HOST:PORT or file://PATH", c.target)
+	}
+	if c.count <= 0 {
+		return errors.New("-count must be positive")
+	}
+
+	var ref *referenceReceiver
+	if c.reference != "" {
+		var err error
+		if ref, err = startReference(c.reference, c.refTimeout); err != nil {
+			return err
+		}
+	}
+
+	var conn io.WriteCloser
+	var err error
+	if network == "file" {
+		conn, err = os.Create(addr)
+	} else {
+		conn, err = net.Dial(network, addr)
+	}
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if u, ok := conn.(*net.UDPConn); ok {
+		_ = u.SetWriteBuffer(4 << 20)
+	}
+	var w io.Writer = conn
+	var bw *bufio.Writer
+	if network != "udp" {
+		bw = bufio.NewWriterSize(conn, 256<<10)
+		w = bw
+	}
+
+	gen := newGenerator(c)
+	start := time.Now()
+	sent, err := send(ctx, c, gen, w, network == "udp")
+	if bw != nil {
+		if ferr := bw.Flush(); err == nil {
+			err = ferr
+		}
+	}
+	elapsed := time.Since(start)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "sent %d messages over %s in %v: %.0f msg/s\n", sent, network, elapsed.Round(time.Millisecond), float64(sent)/elapsed.Seconds())
+	fmt.Fprintf(stdout, "logins %d (distinct addresses %d), failed logins %d, noise %d\n",
+		gen.logins, len(gen.addrs), gen.failed, sent-gen.logins-gen.failed)
+	if c.addrsOut != "" {
+		if err := writeAddrs(c.addrsOut, gen.addrs); err != nil {
+			return err
+		}
+	}
+	if ref != nil {
+		n := ref.wait()
+		fmt.Fprintf(stdout, "reference receiver counted %d datagrams (%.2f%% of sent)\n", n, 100*float64(n)/float64(sent))
+	}
+	return nil
+}
+
+// send writes c.count messages, pacing them in 1 ms slices when c.rate > 0.
+func send(ctx context.Context, c config, gen *generator, w io.Writer, datagrams bool) (int, error) {
+	buf := make([]byte, 0, 512)
+	perSlice := c.count
+	slice := time.Millisecond
+	if c.rate > 0 {
+		perSlice = max(1, c.rate/1000)
+	}
+	next := time.Now()
+	sent := 0
+	for sent < c.count {
+		if ctx.Err() != nil {
+			return sent, ctx.Err()
+		}
+		for i := 0; i < perSlice && sent < c.count; i++ {
+			buf = gen.next(buf[:0])
+			if !datagrams {
+				buf = append(buf, '\n')
+			}
+			if _, err := w.Write(buf); err != nil {
+				var errno syscall.Errno
+				if datagrams && errors.As(err, &errno) && errno == syscall.ECONNREFUSED {
+					continue // an ICMP from an earlier datagram; the stream goes on
+				}
+				return sent, err
+			}
+			sent++
+		}
+		if c.rate > 0 {
+			next = next.Add(slice)
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+		}
+	}
+	return sent, nil
+}
+
+// generator makes the message stream; it is deterministic for a seed.
+type generator struct {
+	rnd       *rand.Rand
+	loginPct  float64
+	failedPct float64
+	v6Pct     float64
+	seq       uint32
+	logins    int
+	failed    int
+	addrs     []netip.Addr
+}
+
+func newGenerator(c config) *generator {
+	return &generator{
+		rnd:       rand.New(rand.NewPCG(c.seed, c.seed^0x9e3779b97f4a7c15)),
+		loginPct:  c.loginPct,
+		failedPct: c.failedPct,
+		v6Pct:     c.v6Pct,
+	}
+}
+
+// nextAddr returns a new distinct address: a bijection of the sequence
+// number into 10.0.0.0/8 or 2001:db8::/32, so addresses never repeat.
+func (g *generator) nextAddr() netip.Addr {
+	g.seq++
+	x := g.seq * 2654435761 // odd multiplier: a permutation of uint32
+	if g.rnd.Float64()*100 < g.v6Pct {
+		var b [16]byte
+		b[0], b[1], b[2], b[3] = 0x20, 0x01, 0x0d, 0xb8
+		binary.BigEndian.PutUint32(b[12:], x)
+		b[11] = 1
+		return netip.AddrFrom16(b)
+	}
+	return netip.AddrFrom4([4]byte{10, byte(x >> 16), byte(x >> 8), byte(x)})
+}
+
+var noise = []string{
+	"<22>Nov 21 10:00:00 mx1 postfix/smtpd[2211]: connect from unknown[198.51.100.23]",
+	"<22>Nov 21 10:00:00 mx1 postfix/smtpd[2211]: disconnect from unknown[198.51.100.23] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5",
+	"<22>Nov 21 10:00:00 mx1 postfix/qmgr[901]: 4F2B31C0A2: from=<bounce@example.org>, size=4211, nrcpt=1 (queue active)",
+	"<22>Nov 21 10:00:00 mx1 postfix/smtp[3310]: 4F2B31C0A2: to=<bob@example.net>, relay=mx.example.net[203.0.113.9]:25, delay=0.4, delays=0.01/0/0.2/0.19, dsn=2.0.0, status=sent (250 2.0.0 Ok)",
+	"<22>Nov 21 10:00:00 mx1 postfix/cleanup[3309]: 4F2B31C0A2: message-id=<20261121100000.4F2B31C0A2@mx1.example.org>",
+	"<22>Nov 21 10:00:00 mx1 dovecot: imap(alice)<4711><kX3b8Qp7aMDAAAIK>: Disconnected: Logged out in=123 out=456",
+	"<22>Nov 21 10:00:00 mx1 dovecot: lmtp(bob)<5000><Zz1>: msgid=<x@example.org>: saved mail to INBOX",
+	"<30>Nov 21 10:00:00 mx1 systemd[1]: Started Session 42 of user alice.",
+	"<86>Nov 21 10:00:00 mx1 sshd[777]: Accepted publickey for admin from 203.0.113.50 port 50122 ssh2",
+	"<22>Nov 21 10:00:00 mx1 postfix/anvil[902]: statistics: max connection rate 1/60s for (smtp:198.51.100.23) at Nov 21 09:58:11",
+}
+
+func (g *generator) next(buf []byte) []byte {
+	r := g.rnd.Float64() * 100
+	switch {
+	case r < g.loginPct:
+		a := g.nextAddr()
+		g.logins++
+		g.addrs = append(g.addrs, a)
+		if g.rnd.IntN(2) == 0 {
+			buf = append(buf, "<22>Nov 21 10:00:00 mx1 dovecot[812]: imap-login: Login: user=<u"...)
+			buf = appendUint(buf, g.seq)
+			buf = append(buf, ">, method=PLAIN, rip="...)
+			buf = a.AppendTo(buf)
+			buf = append(buf, ", lip=192.0.2.1, mpid=4711, TLS"...)
+			return buf
+		}
+		buf = append(buf, "<22>Nov 21 10:00:00 mx1 imapd-ssl: LOGIN, user=u"...)
+		buf = appendUint(buf, g.seq)
+		buf = append(buf, ", ip=["...)
+		if a.Is4() {
+			buf = append(buf, "::ffff:"...)
+		}
+		buf = a.AppendTo(buf)
+		buf = append(buf, "], protocol=IMAP"...)
+		return buf
+	case r < g.loginPct+g.failedPct:
+		g.failed++
+		buf = append(buf, "<22>Nov 21 10:00:00 mx1 dovecot[812]: pop3-login: Aborted login (auth failed, 1 attempts in 2 secs): user=<eve>, method=PLAIN, rip=203.0.113."...)
+		buf = appendUint(buf, uint32(g.rnd.IntN(250)+1))
+		buf = append(buf, ", lip=192.0.2.1, session=<Ab1>"...)
+		return buf
+	}
+	return append(buf, noise[g.rnd.IntN(len(noise))]...)
+}
+
+func appendUint(b []byte, v uint32) []byte {
+	var tmp [10]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	return append(b, tmp[i:]...)
+}
+
+func writeAddrs(path string, addrs []netip.Addr) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	for _, a := range addrs {
+		w.WriteString(a.String())
+		w.WriteByte('\n')
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// referenceReceiver is the yardstick: the least a UDP receiver can do — read
+// and count — with the same socket buffer relaygate asks for.
+type referenceReceiver struct {
+	conn  *net.UDPConn
+	count atomic.Int64
+	done  chan struct{}
+}
+
+func startReference(addr string, quiet time.Duration) (*referenceReceiver, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("reference receiver: %w", err)
+	}
+	_ = conn.SetReadBuffer(8 << 20)
+	r := &referenceReceiver{conn: conn, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		buf := make([]byte, 65536)
+		for {
+			_ = conn.SetReadDeadline(time.Now().Add(quiet))
+			if _, _, err := conn.ReadFromUDPAddrPort(buf); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() && r.count.Load() == 0 {
+					continue // nothing sent yet
+				}
+				return
+			}
+			r.count.Add(1)
+		}
+	}()
+	return r, nil
+}
+
+// wait returns the count once the stream has gone quiet.
+func (r *referenceReceiver) wait() int64 {
+	<-r.done
+	r.conn.Close()
+	return r.count.Load()
+}

@@ -1,0 +1,317 @@
+package receiver
+
+import (
+	"bytes"
+	"unicode/utf8"
+)
+
+// Spans locates the parts of a well-formed message without copying them, so
+// a caller can decide on the program before it pays for any string.
+type Spans struct {
+	Format                   string
+	Host, Program, PID, Text [2]int // [start, end) into the raw message
+}
+
+// ProgramBytes returns the program tag (valid while raw is).
+func (s Spans) ProgramBytes(raw []byte) []byte { return raw[s.Program[0]:s.Program[1]] }
+
+// Envelope copies the parts out of raw.
+func (s Spans) Envelope(raw []byte) Envelope {
+	env := Envelope{
+		Format:  s.Format,
+		Host:    string(raw[s.Host[0]:s.Host[1]]),
+		Program: string(raw[s.Program[0]:s.Program[1]]),
+		PID:     string(raw[s.PID[0]:s.PID[1]]),
+		Text:    string(raw[s.Text[0]:s.Text[1]]),
+	}
+	if !utf8.ValidString(env.Text) {
+		env.Text = string(bytes.ToValidUTF8([]byte(env.Text), []byte("\uFFFD")))
+	}
+	return env
+}
+
+// fastEnvelope is ParseEnvelope for the two forms nearly every sender uses:
+// rsyslog's traditional "<PRI>Mmm dd hh:mm:ss host tag[pid]: text" and RFC
+// 5424 without structured data. go-syslog's parsers cost microseconds and a
+// dozen allocations a message; a busy log host sends tens of thousands of
+// messages a second, nearly all of them from programs no parser handles.
+// Anything this does not fully recognise goes to the go-syslog path.
+func fastEnvelope(raw []byte) (Envelope, bool) {
+	sp, ok := FastSpans(raw)
+	if !ok {
+		return Envelope{}, false
+	}
+	return sp.Envelope(raw), true
+}
+
+// FastSpans parses raw (without trailing newline) on the fast path.
+func FastSpans(raw []byte) (Spans, bool) {
+	if len(raw) > 0 && raw[0] != '<' {
+		// A log-file line ("Nov 21 10:00:00 host tag[pid]: text"), as
+		// `relaygate parse` reads them.
+		return spans3164(raw, 0, false)
+	}
+	i, ok := skipPRI(raw)
+	if !ok {
+		return Spans{}, false
+	}
+	if len(raw) > i+2 && raw[i] == '1' && raw[i+1] == ' ' {
+		return spans5424(raw, i+2)
+	}
+	return spans3164(raw, i, true)
+}
+
+// skipPRI accepts "<0>" to "<191>" and returns the index after '>'.
+func skipPRI(raw []byte) (int, bool) {
+	if len(raw) < 3 || raw[0] != '<' {
+		return 0, false
+	}
+	pri := 0
+	for i := 1; i < len(raw) && i <= 4; i++ {
+		c := raw[i]
+		switch {
+		case c >= '0' && c <= '9':
+			pri = pri*10 + int(c-'0')
+		case c == '>' && i > 1:
+			return i + 1, pri <= 191
+		default:
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// spans3164 reads from the timestamp on. withPRI says which slow path it
+// stands in for: go-syslog's parser (which trims the text) for wire messages,
+// the fallback splitter (which takes the text after ": " as it is) for
+// log-file lines.
+func spans3164(raw []byte, i int, withPRI bool) (Spans, bool) {
+	// "Mmm dd hh:mm:ss " with a space-padded or two-digit day.
+	const stampLen = len("Nov 21 10:00:00 ")
+	if len(raw) < i+stampLen || !isMonth(raw[i:i+3]) || raw[i+3] != ' ' {
+		return Spans{}, false
+	}
+	d1, d2 := raw[i+4], raw[i+5]
+	if !(d1 == ' ' || isDigit(d1)) || !isDigit(d2) {
+		return Spans{}, false
+	}
+	t := raw[i+7 : i+15]
+	if raw[i+6] != ' ' || !isDigit(t[0]) || !isDigit(t[1]) || t[2] != ':' || !isDigit(t[3]) || !isDigit(t[4]) ||
+		t[5] != ':' || !isDigit(t[6]) || !isDigit(t[7]) || raw[i+15] != ' ' {
+		return Spans{}, false
+	}
+	if !validStamp3164(raw[i : i+15]) {
+		return Spans{}, false
+	}
+	i += stampLen
+	sp := Spans{Format: "rfc3164"}
+	// The next word is the host, unless it ends in ':' and so already is
+	// the tag (the local /dev/log form has no host), as go-syslog decides.
+	sp2 := bytes.IndexByte(raw[i:], ' ')
+	if sp2 < 0 {
+		return Spans{}, false
+	}
+	word := i
+	if raw[i+sp2-1] != ':' {
+		sp.Host = [2]int{i, i + sp2}
+		word = i + sp2 + 1
+	}
+	i = word
+	for i < len(raw) && raw[i] != ' ' && raw[i] != ':' && raw[i] != '[' {
+		i++
+	}
+	sp.Program = [2]int{word, i}
+	if i < len(raw) && raw[i] == '[' {
+		i++
+		start := i
+		for i < len(raw) && isDigit(raw[i]) {
+			i++
+		}
+		if i == start || i-start > 20 || i >= len(raw) || raw[i] != ']' {
+			return Spans{}, false
+		}
+		sp.PID = [2]int{start, i}
+		i++
+	}
+	if i >= len(raw) || raw[i] != ':' || !validProgramBytes(raw[sp.Program[0]:sp.Program[1]]) {
+		return Spans{}, false
+	}
+	i++
+	if withPRI {
+		sp.Text = trimSpaces(raw, i, len(raw))
+	} else {
+		if i >= len(raw) || raw[i] != ' ' {
+			return Spans{}, false
+		}
+		sp.Text = [2]int{i + 1, len(raw)}
+		sp.Format = "raw"
+	}
+	if sp.Host == [2]int{} {
+		sp.Host = [2]int{word, word}
+	}
+	return sp, true
+}
+
+func spans5424(raw []byte, i int) (Spans, bool) {
+	var f [5][2]int // TIMESTAMP HOSTNAME APP-NAME PROCID MSGID
+	for n := range f {
+		start := i
+		for i < len(raw) && raw[i] != ' ' {
+			i++
+		}
+		if i == start || i >= len(raw) {
+			return Spans{}, false
+		}
+		f[n] = [2]int{start, i}
+		i++
+	}
+	// Structured data other than "-" needs go-syslog's escaping rules.
+	if i >= len(raw) || raw[i] != '-' || (i+1 < len(raw) && raw[i+1] != ' ') {
+		return Spans{}, false
+	}
+	i++
+	if i < len(raw) {
+		i++ // the space before MSG
+	}
+	// go-syslog's limits (RFC 5424 section 6): anything else takes the slow
+	// path and its checks.
+	if !isStamp5424(raw[f[0][0]:f[0][1]]) || f[1][1]-f[1][0] > 255 || f[2][1]-f[2][0] > 48 ||
+		f[3][1]-f[3][0] > 128 || f[4][1]-f[4][0] > 32 {
+		return Spans{}, false
+	}
+	nilv := func(s [2]int) [2]int {
+		if s[1]-s[0] == 1 && raw[s[0]] == '-' {
+			return [2]int{s[0], s[0]}
+		}
+		return s
+	}
+	sp := Spans{Format: "rfc5424", Host: nilv(f[1]), Program: nilv(f[2]), PID: nilv(f[3])}
+	if !validProgramBytes(raw[sp.Program[0]:sp.Program[1]]) {
+		return Spans{}, false
+	}
+	text := i
+	if bytes.HasPrefix(raw[text:], []byte("\uFEFF")) {
+		text += len("\uFEFF")
+	}
+	for text < len(raw) && raw[text] == ' ' {
+		text++
+	}
+	sp.Text = [2]int{text, len(raw)}
+	return sp, true
+}
+
+func trimSpaces(raw []byte, i, j int) [2]int {
+	for i < j && raw[i] == ' ' {
+		i++
+	}
+	for j > i && raw[j-1] == ' ' {
+		j--
+	}
+	return [2]int{i, j}
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isMonth(b []byte) bool { return monthIndex(b) >= 0 }
+
+func monthIndex(b []byte) int {
+	for i, m := range months {
+		if string(b) == m {
+			return i
+		}
+	}
+	return -1
+}
+
+// daysIn is the longest each month can be (go-syslog parses without a year,
+// and year 0 is a leap year).
+var daysIn = [12]int{31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+
+// validStamp3164 checks the values of "Mmm dd hh:mm:ss" as time.Stamp
+// parsing does, so the fast path accepts exactly what go-syslog accepts.
+func validStamp3164(b []byte) bool {
+	num := func(hi, lo byte) int {
+		if hi == ' ' {
+			hi = '0'
+		}
+		return int(hi-'0')*10 + int(lo-'0')
+	}
+	m := monthIndex(b[0:3])
+	day := num(b[4], b[5])
+	return m >= 0 && day >= 1 && day <= daysIn[m] &&
+		num(b[7], b[8]) <= 23 && num(b[10], b[11]) <= 59 && num(b[13], b[14]) <= 59
+}
+
+func validProgramBytes(p []byte) bool {
+	if len(p) == 0 || len(p) > 64 {
+		return false
+	}
+	for _, c := range p {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' || c == '_' || c == '.' || c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isStamp5424 accepts "2026-11-21T10:00:00[.frac](Z|+hh:mm|-hh:mm)".
+func isStamp5424(b []byte) bool {
+	const base = len("2026-11-21T10:00:00")
+	if len(b) < base+1 {
+		return false
+	}
+	for i, c := range b[:base] {
+		switch i {
+		case 4, 7:
+			if c != '-' {
+				return false
+			}
+		case 10:
+			if c != 'T' {
+				return false
+			}
+		case 13, 16:
+			if c != ':' {
+				return false
+			}
+		default:
+			if !isDigit(c) {
+				return false
+			}
+		}
+	}
+	two := func(i int) int { return int(b[i]-'0')*10 + int(b[i+1]-'0') }
+	// The ranges go-syslog's RFC 5424 parser checks (it does not check the
+	// day against the month).
+	if m := two(5); m < 1 || m > 12 {
+		return false
+	}
+	if d := two(8); d < 1 || d > 31 {
+		return false
+	}
+	if two(11) > 23 || two(14) > 59 || two(17) > 59 {
+		return false
+	}
+	rest := b[base:]
+	if rest[0] == '.' {
+		n := 1
+		for n < len(rest) && isDigit(rest[n]) {
+			n++
+		}
+		if n == 1 || n > 7 {
+			return false
+		}
+		rest = rest[n:]
+	}
+	switch {
+	case len(rest) == 1 && rest[0] == 'Z':
+		return true
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && isDigit(rest[1]) && isDigit(rest[2]) &&
+		rest[3] == ':' && isDigit(rest[4]) && isDigit(rest[5]):
+		return int(rest[1]-'0')*10+int(rest[2]-'0') <= 23 && int(rest[4]-'0')*10+int(rest[5]-'0') <= 59
+	}
+	return false
+}

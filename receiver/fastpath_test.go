@@ -1,0 +1,70 @@
+package receiver
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// slowEnvelope is ParseEnvelope without the fast path.
+func slowEnvelope(raw []byte) (Envelope, error) {
+	raw = trimTrailingControl(raw)
+	parts, perr := safeParse(raw)
+	var env Envelope
+	if perr == nil {
+		env = fromLogParts(parts, raw)
+	}
+	if env.Program == "" {
+		env = splitLoose(raw)
+	}
+	if !utf8.ValidString(env.Text) {
+		env.Text = strings.ToValidUTF8(env.Text, "\uFFFD")
+	}
+	return env, perr
+}
+
+var fastSeeds = []string{
+	"<22>Nov 21 10:00:00 mx1 dovecot[812]: pop3-login: Login: user=<bob>, rip=192.0.2.10",
+	"<22>Nov  1 10:00:00 mx1 imapd-ssl: LOGIN, user=a, ip=[::ffff:192.0.2.1]",
+	"<22>Nov 21 10:00:00 pop3d: LOGIN, user=a, ip=[192.0.2.1]",
+	"<22>1 2026-11-21T10:00:00.123456+01:00 mx1 imapd 4711 - - LOGIN, user=a, ip=[2001:db8::1]",
+	"<22>1 2026-11-21T10:00:00Z mx1 dovecot - - - \uFEFFimap-login: x",
+	"<22>Nov 21 10:00:00 mx1 postfix/smtpd[1]:  two  spaces  ",
+	"<13>Nov 21 10:00:00 host tag[]: x",
+	"<191>Dec 31 23:59:59 h t: x",
+	"Nov 21 15:53:29 mail dovecot: pop3-login: Login: user=<alice>, rip=127.0.0.2",
+	"Nov  1 15:53:29 pop3d[7]:  LOGIN, user=a",
+	"Feb 29 00:00:00 h t:x",
+}
+
+// TestFastPathAgreesWithGoSyslog: wherever the fast path accepts a message,
+// it must read it exactly as go-syslog (plus the fallback splitter) does.
+func TestFastPathAgreesWithGoSyslog(t *testing.T) {
+	for _, s := range fastSeeds {
+		checkFastAgrees(t, []byte(s))
+	}
+}
+
+func FuzzFastPathAgrees(f *testing.F) {
+	for _, s := range fastSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) { checkFastAgrees(t, raw) })
+}
+
+func checkFastAgrees(t *testing.T, raw []byte) {
+	t.Helper()
+	raw = trimTrailingControl(raw)
+	sp, ok := FastSpans(raw)
+	if !ok {
+		return
+	}
+	fast := sp.Envelope(raw)
+	slow, _ := slowEnvelope(raw)
+	if fast.Format == "rfc3164" && fast.Host == "" {
+		slow.Host = "" // go-syslog fills in the receiver's own host name
+	}
+	if fast.Program != slow.Program || fast.PID != slow.PID || fast.Text != slow.Text || fast.Host != slow.Host {
+		t.Fatalf("%q:\nfast %+v\nslow %+v", raw, fast, slow)
+	}
+}

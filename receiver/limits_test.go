@@ -1,0 +1,332 @@
+package receiver
+
+import (
+	"net"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const loginText = "pop3-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1"
+
+// dialStream opens a TCP or TLS (client certificate of the test CA)
+// connection to h.
+func dialStream(t *testing.T, h *harness, pki *testPKI, transport string) net.Conn {
+	t.Helper()
+	if transport == "tls" {
+		return dialTLS(t, h.r.TLSAddr(), pki.tlsConfig(&pki.client))
+	}
+	c, err := net.Dial("tcp", h.r.TCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestMaxMessageEveryTransport(t *testing.T) {
+	pki := newPKI(t)
+	const max = 300
+	prefix := "<22>Nov 21 10:00:00 mx1 dovecot[812]: "
+	body := func(n int, fill string) string { return prefix + strings.Repeat(fill, n-len(prefix)) }
+
+	// Each transport gets the same sequence; send(body, trailer) frames one
+	// message the transport's way, trailer ("" or "\r\n") being what some
+	// senders append.
+	type sendFunc func(body, trailer string)
+	datagram := func(t *testing.T, c net.Conn) sendFunc {
+		return func(b, trailer string) {
+			if _, err := c.Write([]byte(b + trailer)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	lineFramed := func(t *testing.T, c net.Conn) sendFunc {
+		return func(b, trailer string) {
+			if trailer == "" {
+				trailer = "\n"
+			}
+			if _, err := c.Write([]byte(b + trailer)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	octetCounted := func(t *testing.T, c net.Conn) sendFunc {
+		return func(b, trailer string) {
+			if _, err := c.Write([]byte(itoa(len(b+trailer)) + " " + b + trailer)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	transports := []struct {
+		name string
+		cfg  func(t *testing.T) Config
+		open func(t *testing.T, h *harness) sendFunc
+	}{
+		{"udp", func(*testing.T) Config { return Config{UDP: "127.0.0.1:0"} }, func(t *testing.T, h *harness) sendFunc {
+			c, err := net.Dial("udp", h.r.UDPAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return datagram(t, c)
+		}},
+		{"unix", func(t *testing.T) Config { return Config{Unix: filepath.Join(t.TempDir(), "s")} }, func(t *testing.T, h *harness) sendFunc {
+			c, err := net.Dial("unixgram", h.r.cfg.Unix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return datagram(t, c)
+		}},
+		{"tcp-lf", func(*testing.T) Config { return Config{TCP: "127.0.0.1:0"} }, func(t *testing.T, h *harness) sendFunc {
+			return lineFramed(t, dialStream(t, h, pki, "tcp"))
+		}},
+		{"tcp-octet", func(*testing.T) Config { return Config{TCP: "127.0.0.1:0"} }, func(t *testing.T, h *harness) sendFunc {
+			return octetCounted(t, dialStream(t, h, pki, "tcp"))
+		}},
+		{"tls-lf", func(*testing.T) Config { return pki.config(true) }, func(t *testing.T, h *harness) sendFunc {
+			return lineFramed(t, dialStream(t, h, pki, "tls"))
+		}},
+		{"tls-octet", func(*testing.T) Config { return pki.config(true) }, func(t *testing.T, h *harness) sendFunc {
+			return octetCounted(t, dialStream(t, h, pki, "tls"))
+		}},
+	}
+	messages := []struct {
+		body, trailer string
+		delivered     bool
+	}{
+		{body(max, "a"), "", true},
+		{body(max+1, "b"), "", false},
+		{body(max, "c"), "\r\n", true}, // the CR LF is not counted
+		{body(max+1, "d"), "\r\n", false},
+		{body(max-1, "e"), "", true},
+		{strings.Repeat("f", 10*max), "", false}, // far over, and no header
+		{login3164, "", true},                    // the stream goes on
+	}
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			cfg := tr.cfg(t)
+			cfg.MaxMessage = max
+			h := start(t, cfg)
+			send := tr.open(t, h)
+			tooLong := int64(0)
+			for _, m := range messages {
+				send(m.body, m.trailer)
+				if !m.delivered {
+					tooLong++
+				}
+			}
+			for _, m := range messages {
+				if m.delivered {
+					h.expect(t, "dovecot", m.body[strings.Index(m.body, ": ")+2:])
+				}
+			}
+			h.expectNothing(t)
+			if got := h.stats.TooLong.Load(); got != tooLong {
+				t.Errorf("TooLong = %d, want %d", got, tooLong)
+			}
+		})
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	pki := newPKI(t)
+	for _, transport := range []string{"tcp", "tls"} {
+		t.Run(transport, func(t *testing.T) {
+			cfg := pki.config(false)
+			cfg.TCP = "127.0.0.1:0"
+			cfg.MaxConns = 2
+			h := start(t, cfg)
+			// The limit is shared: one connection of each kind fills it.
+			first := dialStream(t, h, pki, "tcp")
+			second := dialStream(t, h, pki, "tls")
+			waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 2)
+
+			// Over the limit: accepted and closed at once; on the TLS port
+			// before any handshake.
+			addr := map[string]net.Addr{"tcp": h.r.TCPAddr(), "tls": h.r.TLSAddr()}[transport]
+			over, err := net.Dial("tcp", addr.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer over.Close()
+			expectClosed(t, over)
+			waitCount(t, "ConnsRefused", &h.stats.ConnsRefused, 1)
+			if got := h.stats.TLSRefused.Load(); got != 0 {
+				t.Errorf("TLSRefused = %d, want 0", got)
+			}
+			h.expectLog(t, `"reason":"max_conns"`, `"peer":"127.0.0.1:`)
+
+			// The open connections are unaffected.
+			second.Write([]byte(login3164 + "\n"))
+			h.expect(t, "dovecot", loginText)
+			// Once one closes, a new one is served.
+			first.Close()
+			waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 1)
+			c := dialStream(t, h, pki, transport)
+			c.Write([]byte(login3164 + "\n"))
+			m := h.expect(t, "dovecot", loginText)
+			if m.Transport != transport {
+				t.Errorf("transport = %q, want %q", m.Transport, transport)
+			}
+			if got := h.stats.ConnectionsAccepted.Load(); got != 3 {
+				t.Errorf("ConnectionsAccepted = %d, want 3", got)
+			}
+		})
+	}
+}
+
+func TestMaxConnsDefault(t *testing.T) {
+	r, err := Listen(Config{TCP: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.cfg.MaxConns != DefaultMaxConns || r.cfg.TLSHandshakeTimeout != DefaultTLSHandshakeTimeout {
+		t.Errorf("MaxConns %d, handshake timeout %s", r.cfg.MaxConns, r.cfg.TLSHandshakeTimeout)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	pki := newPKI(t)
+	for _, transport := range []string{"tcp", "tls"} {
+		t.Run(transport, func(t *testing.T) {
+			cfg := pki.config(true)
+			cfg.TCP = "127.0.0.1:0"
+			cfg.IdleTimeout = 100 * time.Millisecond
+			h := start(t, cfg)
+			c := dialStream(t, h, pki, transport)
+			if _, err := c.Write([]byte(login3164 + "\n")); err != nil {
+				t.Fatal(err)
+			}
+			h.expect(t, "dovecot", loginText)
+			expectClosed(t, c) // then nothing: the server hangs up
+			waitCount(t, "IdleClosed", &h.stats.IdleClosed, 1)
+			waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 0)
+			h.expectLog(t, `"level":"info"`, `"reason":"idle"`, `"peer":"127.0.0.1:`)
+		})
+	}
+}
+
+func TestAllowHosts(t *testing.T) {
+	tests := []struct {
+		name      string
+		msg       string
+		delivered bool
+	}{
+		{"listed, other case", "<22>Nov 21 10:00:00 MX1 dovecot[1]: one", true},
+		{"listed FQDN, RFC 5424", "<22>1 2026-11-21T10:00:00Z relay.example.org dovecot 1 - - two", true},
+		{"not listed", "<22>Nov 21 10:00:00 mx2 dovecot[1]: three", false},
+		{"FQDN of a listed short name", "<22>Nov 21 10:00:00 mx1.example.org dovecot[1]: four", false},
+		// go-syslog puts this machine's name in a missing RFC 3164 HOSTNAME.
+		{"no HOSTNAME (local form)", "<22>Nov 21 10:00:00 dovecot[1]: five", false},
+		{"RFC 5424 NILVALUE", "<22>1 2026-11-21T10:00:00Z - dovecot 1 - - six", false},
+		{"listed again", "<22>Nov 21 10:00:00 mx1 dovecot[1]: seven", true},
+	}
+	h := start(t, Config{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", AllowHosts: []string{"mx1", " Relay.Example.ORG ", ""}})
+	for _, transport := range []string{"udp", "tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			before := h.stats.HostNotAllowed.Load()
+			c, err := net.Dial(transport, map[string]net.Addr{"udp": h.r.UDPAddr(), "tcp": h.r.TCPAddr()}[transport].String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			dropped := int64(0)
+			for _, tc := range tests {
+				if _, err := c.Write([]byte(tc.msg + "\n")); err != nil {
+					t.Fatal(err)
+				}
+				if !tc.delivered {
+					dropped++
+				}
+			}
+			for _, tc := range tests {
+				if tc.delivered {
+					h.expect(t, "dovecot", tc.msg[strings.LastIndex(tc.msg, " ")+1:])
+				}
+			}
+			h.expectNothing(t)
+			if got := h.stats.HostNotAllowed.Load() - before; got != dropped {
+				t.Errorf("HostNotAllowed = %d, want %d", got, dropped)
+			}
+		})
+	}
+	h.expectLog(t, `"reason":"host_not_allowed"`, `\"mx2\"`)
+}
+
+func TestStatsSnapshot(t *testing.T) {
+	var s Stats
+	v := reflect.ValueOf(&s).Elem()
+	// Give every counter a distinct value; each must come out under its own
+	// snake_case name.
+	for i := 0; i < v.NumField(); i++ {
+		c, ok := v.Field(i).Addr().Interface().(*atomic.Int64)
+		if !ok {
+			t.Fatalf("Stats.%s is not an atomic.Int64", v.Type().Field(i).Name)
+		}
+		c.Store(int64(i + 1))
+	}
+	snap := s.Snapshot()
+	if len(snap) != v.NumField() {
+		t.Errorf("Snapshot has %d names for %d counters: %v", len(snap), v.NumField(), snap)
+	}
+	seen := make(map[int64]string)
+	name := regexp.MustCompile(`^[a-z]+(_[a-z]+)*$`)
+	for k, n := range snap {
+		if !name.MatchString(k) {
+			t.Errorf("name %q is not snake_case", k)
+		}
+		if n < 1 || n > int64(v.NumField()) {
+			t.Errorf("%s = %d: not a counter's value", k, n)
+		}
+		if other, dup := seen[n]; dup {
+			t.Errorf("%s and %s report the same counter", k, other)
+		}
+		seen[n] = k
+	}
+	if snap["tls_refused"] != int64(s.TLSRefused.Load()) || snap["connections_refused"] != s.ConnsRefused.Load() {
+		t.Errorf("snapshot %v", snap)
+	}
+}
+
+// Cancelling Serve ends open TLS connections and handshakes in progress at
+// once, not after the handshake or idle timeouts.
+func TestShutdownWithOpenConnections(t *testing.T) {
+	pki := newPKI(t)
+	cfg := pki.config(true)
+	cfg.TCP = "127.0.0.1:0"
+	h := start(t, cfg)
+
+	idleTLS := dialStream(t, h, pki, "tls")
+	idleTLS.Write([]byte(login3164 + "\n"))
+	h.expect(t, "dovecot", loginText) // handshake done, reading
+	idleTCP := dialStream(t, h, pki, "tcp")
+	silent, err := net.Dial("tcp", h.r.TLSAddr().String()) // never says hello
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 3)
+
+	h.cancel()
+	select {
+	case <-h.done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Serve did not return within 2 s of cancel")
+	}
+	for _, c := range []net.Conn{idleTLS, idleTCP, silent} {
+		expectClosed(t, c)
+	}
+	if got := h.stats.TLSRefused.Load(); got != 0 {
+		t.Errorf("TLSRefused = %d: shutdown counted as refusal", got)
+	}
+	if got := h.stats.ConnectionsOpen.Load(); got != 0 {
+		t.Errorf("ConnectionsOpen = %d after shutdown", got)
+	}
+}

@@ -1,0 +1,133 @@
+package receiver
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+)
+
+// loadTLSConfig reads the TLS listener's certificate, key and client CA.
+// Every error names the file it is about. It also returns the leaf
+// certificate, so Listen can warn about one that is not valid now.
+//
+// The result works with the real senders: rsyslog's gtls driver
+// (StreamDriverMode="1", StreamDriverAuthMode "anon", "x509/certvalid" or
+// "x509/name") and syslog-ng's tls(), over TLS 1.2 or 1.3, octet-counted or
+// newline-framed.
+func loadTLSConfig(cfg Config) (*tls.Config, *x509.Certificate, error) {
+	if cfg.TLSCert == "" || cfg.TLSKey == "" {
+		return nil, nil, errors.New("-tls needs -tls-cert and -tls-key")
+	}
+	certPEM, err := readFile("tls certificate", cfg.TLSCert)
+	if err != nil {
+		return nil, nil, err
+	}
+	certs, err := parseCertificates(certPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls certificate %s: %w", cfg.TLSCert, err)
+	}
+	keyPEM, err := readFile("tls key", cfg.TLSKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkKeyPEM(keyPEM); err != nil {
+		return nil, nil, fmt.Errorf("tls key %s: %w", cfg.TLSKey, err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		// Most likely the key of another certificate.
+		return nil, nil, fmt.Errorf("tls key %s with certificate %s: %w", cfg.TLSKey, cfg.TLSCert, err)
+	}
+	conf := &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		MinVersion:   tls.VersionTLS12,
+	}
+	if cfg.TLSClientCA != "" {
+		caPEM, err := readFile("tls client CA", cfg.TLSClientCA)
+		if err != nil {
+			return nil, nil, err
+		}
+		cas, err := parseCertificates(caPEM)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tls client CA %s: %w", cfg.TLSClientCA, err)
+		}
+		pool := x509.NewCertPool()
+		for _, c := range cas {
+			pool.AddCert(c)
+		}
+		conf.ClientCAs = pool
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return conf, certs[0], nil
+}
+
+// readFile reads a PEM file; the error names it once, with what it is for.
+func readFile(what, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	return b, nil
+}
+
+// parseCertificates returns every CERTIFICATE block in data, in order; other
+// blocks (a key bundled in the same file) are skipped.
+func parseCertificates(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for n := 1; ; n++ {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d: %w", n, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no PEM CERTIFICATE block found")
+	}
+	return certs, nil
+}
+
+// checkKeyPEM makes sure data holds a private key block, so that a wrong
+// file is reported as such rather than as a mismatch.
+func checkKeyPEM(data []byte) error {
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return errors.New("no PEM PRIVATE KEY block found")
+		}
+		if strings.HasSuffix(block.Type, "PRIVATE KEY") {
+			return nil
+		}
+	}
+}
+
+// certName names a client certificate for Message.TLSPeer: its subject CN,
+// or its first DNS name when the CN is empty (as in many modern
+// certificates).
+func certName(c *x509.Certificate) string {
+	if c.Subject.CommonName != "" {
+		return c.Subject.CommonName
+	}
+	if len(c.DNSNames) > 0 {
+		return c.DNSNames[0]
+	}
+	return ""
+}

@@ -1,0 +1,335 @@
+package receiver
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testPKI is a CA, a server certificate for 127.0.0.1, ::1 and localhost,
+// a client certificate signed by the CA, and one signed by another CA, made
+// at test time and written as PEM files.
+type testPKI struct {
+	caFile, serverCert, serverKey string
+	clientCertFile, clientKeyFile string
+	roots                         *x509.CertPool // for clients to verify the server
+	client, rogue                 tls.Certificate
+}
+
+func newPKI(t *testing.T) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	ca, caKey := newCA(t, "relaygate test CA")
+	other, otherKey := newCA(t, "some other CA")
+	serverDER, serverKey := issue(t, ca, caKey, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "localhost"},
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	clientTmpl := func() *x509.Certificate {
+		return &x509.Certificate{
+			Subject:     pkix.Name{CommonName: "mx1.example"},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+	}
+	clientDER, clientKey := issue(t, ca, caKey, clientTmpl())
+	rogueDER, rogueKey := issue(t, other, otherKey, clientTmpl())
+
+	p := &testPKI{
+		caFile:         writePEM(t, dir, "ca.pem", "CERTIFICATE", ca.Raw),
+		serverCert:     writePEM(t, dir, "server.pem", "CERTIFICATE", serverDER),
+		serverKey:      writePEM(t, dir, "server.key", "PRIVATE KEY", pkcs8(t, serverKey)),
+		clientCertFile: writePEM(t, dir, "client.pem", "CERTIFICATE", clientDER),
+		clientKeyFile:  writePEM(t, dir, "client.key", "PRIVATE KEY", pkcs8(t, clientKey)),
+		roots:          x509.NewCertPool(),
+		client:         tls.Certificate{Certificate: [][]byte{clientDER}, PrivateKey: clientKey},
+		rogue:          tls.Certificate{Certificate: [][]byte{rogueDER}, PrivateKey: rogueKey},
+	}
+	p.roots.AddCert(ca)
+	return p
+}
+
+func newCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, tmpl *x509.Certificate) ([]byte, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der, key
+}
+
+func pkcs8(t *testing.T, key *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// tlsConfig is what a client uses: it verifies the server like rsyslog's
+// x509/name mode, and presents cert (if any) whatever CAs the server names,
+// as rsyslog and syslog-ng do; Go's default would withhold a certificate of
+// a CA the server did not ask for.
+func (p *testPKI) tlsConfig(cert *tls.Certificate) *tls.Config {
+	c := &tls.Config{RootCAs: p.roots, ServerName: "localhost"}
+	if cert != nil {
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	return c
+}
+
+func (p *testPKI) config(clientCA bool) Config {
+	cfg := Config{TLS: "127.0.0.1:0", TLSCert: p.serverCert, TLSKey: p.serverKey}
+	if clientCA {
+		cfg.TLSClientCA = p.caFile
+	}
+	return cfg
+}
+
+func dialTLS(t *testing.T, addr net.Addr, conf *tls.Config) *tls.Conn {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr.String(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+const rfc5424Login = "<22>1 2026-11-21T10:00:00.000001+01:00 mx1 imapd 77 - - LOGIN, user=a, ip=[::ffff:192.0.2.7], port=[1]"
+
+func TestTLS(t *testing.T) {
+	pki := newPKI(t)
+	tests := []struct {
+		name       string
+		clientCA   bool
+		cert       *tls.Certificate
+		maxVersion uint16
+		plain      bool   // speak plain syslog to the TLS port
+		refused    string // in the logged handshake error; empty = delivered
+		tlsPeer    string
+	}{
+		{name: "signed client", clientCA: true, cert: &pki.client, tlsPeer: "mx1.example"},
+		{name: "signed client TLS 1.2", clientCA: true, cert: &pki.client, maxVersion: tls.VersionTLS12, tlsPeer: "mx1.example"},
+		{name: "no client certificate", clientCA: true, refused: "didn't provide a certificate"},
+		{name: "client certificate of another CA", clientCA: true, cert: &pki.rogue, refused: "unknown authority"},
+		{name: "other CA TLS 1.2", clientCA: true, cert: &pki.rogue, maxVersion: tls.VersionTLS12, refused: "unknown authority"},
+		{name: "no client certificate TLS 1.2", clientCA: true, maxVersion: tls.VersionTLS12, refused: "didn't provide a certificate"},
+		{name: "no client CA, no client certificate", tlsPeer: ""},
+		{name: "no client CA, certificate of another CA", cert: &pki.rogue, tlsPeer: ""},
+		{name: "TLS 1.1 client", cert: &pki.client, maxVersion: tls.VersionTLS11, refused: "version"},
+		{name: "plain syslog on the TLS port", plain: true, refused: "TLS"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, pki.config(tc.clientCA))
+			stream := itoa(len(rfc5424Login)) + " " + rfc5424Login + login3164 + "\n"
+			var c net.Conn
+			if tc.plain {
+				raw, err := net.Dial("tcp", h.r.TLSAddr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer raw.Close()
+				raw.Write([]byte(stream))
+				c = raw
+			} else {
+				conf := pki.tlsConfig(tc.cert)
+				if tc.maxVersion != 0 {
+					conf.MinVersion, conf.MaxVersion = tls.VersionTLS10, tc.maxVersion
+				}
+				tconn, err := tls.Dial("tcp", h.r.TLSAddr().String(), conf)
+				if err == nil {
+					// With TLS 1.3 the client finishes its side before the
+					// server has checked its certificate: the write may
+					// succeed and must still be refused.
+					defer tconn.Close()
+					tconn.Write([]byte(stream))
+					c = tconn
+				}
+			}
+			if tc.refused != "" {
+				waitCount(t, "TLSRefused", &h.stats.TLSRefused, 1)
+				if c != nil {
+					expectClosed(t, c)
+				}
+				h.expectNothing(t)
+				if got := h.stats.TLS.Load(); got != 0 {
+					t.Errorf("TLS messages = %d, want 0", got)
+				}
+				h.expectLog(t, `"reason":"tls_refused"`, `"peer":"127.0.0.1:`, tc.refused)
+				return
+			}
+			for _, want := range []struct{ program, text string }{
+				{"imapd", "LOGIN, user=a, ip=[::ffff:192.0.2.7], port=[1]"},
+				{"dovecot", "pop3-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1"},
+			} {
+				m := h.expect(t, want.program, want.text)
+				if m.Transport != "tls" || !strings.HasPrefix(m.Peer, "127.0.0.1:") || m.TLSPeer != tc.tlsPeer {
+					t.Errorf("transport %q peer %q TLS peer %q, want tls 127.0.0.1:* %q", m.Transport, m.Peer, m.TLSPeer, tc.tlsPeer)
+				}
+			}
+			if got := h.stats.TLS.Load(); got != 2 {
+				t.Errorf("TLS messages = %d, want 2", got)
+			}
+			if got := h.stats.TLSRefused.Load(); got != 0 {
+				t.Errorf("TLSRefused = %d, want 0", got)
+			}
+		})
+	}
+}
+
+// The -allow check comes before the handshake: an outside sender costs no
+// TLS work and is counted as NotAllowed, not TLSRefused.
+func TestTLSAllowBeforeHandshake(t *testing.T) {
+	pki := newPKI(t)
+	cfg := pki.config(true)
+	cfg.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	h := start(t, cfg)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	if c, err := tls.DialWithDialer(d, "tcp", h.r.TLSAddr().String(), pki.tlsConfig(&pki.client)); err == nil {
+		c.Close()
+		t.Fatal("handshake with a sender outside -allow succeeded")
+	}
+	waitCount(t, "NotAllowed", &h.stats.NotAllowed, 1)
+	if got := h.stats.TLSRefused.Load(); got != 0 {
+		t.Errorf("TLSRefused = %d, want 0", got)
+	}
+}
+
+func TestTLSHandshakeTimeout(t *testing.T) {
+	pki := newPKI(t)
+	cfg := pki.config(true)
+	cfg.TLSHandshakeTimeout = 50 * time.Millisecond
+	h := start(t, cfg)
+	c, err := net.Dial("tcp", h.r.TLSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	expectClosed(t, c) // says nothing; the server gives up
+	waitCount(t, "TLSRefused", &h.stats.TLSRefused, 1)
+	waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 0)
+	h.expectLog(t, `"reason":"tls_refused"`, "no handshake within 50ms")
+}
+
+func TestTLSListenErrors(t *testing.T) {
+	pki := newPKI(t)
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.pem")
+	garbage := filepath.Join(dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a PEM file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badDER := writePEM(t, dir, "bad-der.pem", "CERTIFICATE", []byte("not DER"))
+	unreadable := filepath.Join(dir, "unreadable.pem")
+	if err := os.Mkdir(unreadable, 0o700); err != nil { // a directory can't be read as a file
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		cfg     func(c *Config)
+		mention []string
+	}{
+		{"no certificate", func(c *Config) { c.TLSCert = "" }, []string{"-tls-cert"}},
+		{"no key", func(c *Config) { c.TLSKey = "" }, []string{"-tls-key"}},
+		{"certificate missing", func(c *Config) { c.TLSCert = missing }, []string{missing, "no such file"}},
+		{"certificate unreadable", func(c *Config) { c.TLSCert = unreadable }, []string{unreadable}},
+		{"certificate not PEM", func(c *Config) { c.TLSCert = garbage }, []string{garbage, "CERTIFICATE"}},
+		{"certificate bad DER", func(c *Config) { c.TLSCert = badDER }, []string{badDER}},
+		{"certificate file given as key", func(c *Config) { c.TLSKey = pki.serverCert }, []string{pki.serverCert, "PRIVATE KEY"}},
+		{"key missing", func(c *Config) { c.TLSKey = missing }, []string{missing, "no such file"}},
+		{"key not PEM", func(c *Config) { c.TLSKey = garbage }, []string{garbage, "PRIVATE KEY"}},
+		{"key of another certificate", func(c *Config) { c.TLSKey = pki.clientKeyFile }, []string{pki.clientKeyFile, pki.serverCert}},
+		{"client CA missing", func(c *Config) { c.TLSClientCA = missing }, []string{missing, "no such file"}},
+		{"client CA not PEM", func(c *Config) { c.TLSClientCA = garbage }, []string{garbage, "CERTIFICATE"}},
+		{"client CA is a key", func(c *Config) { c.TLSClientCA = pki.serverKey }, []string{pki.serverKey, "CERTIFICATE"}},
+		{"client CA bad DER", func(c *Config) { c.TLSClientCA = badDER }, []string{badDER}},
+		{"TLS files without -tls", func(c *Config) { c.TLS = "" }, []string{"-tls"}},
+		{"bad TLS address", func(c *Config) { c.TLS = "127.0.0.1:notaport" }, []string{"notaport"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := pki.config(true)
+			tc.cfg(&cfg)
+			r, err := Listen(cfg)
+			if err == nil {
+				r.Close()
+				t.Fatal("Listen succeeded")
+			}
+			t.Log(err)
+			for _, s := range tc.mention {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not mention %q", err, s)
+				}
+			}
+		})
+	}
+	// And the good files work.
+	r, err := Listen(pki.config(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+}
