@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,6 +165,10 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 	if err := d.svc.Start(now()); err != nil {
 		d.recv.Close()
 		d.mon.closeUnstarted()
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			return nil, fmt.Errorf("map directory %s must be writable by relaygate (it writes a temporary file there and renames it over the map): %w",
+				filepath.Dir(cfg.mapPath), err)
+		}
 		return nil, err
 	}
 	listen := func(a net.Addr) string {

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Syntax-checks the examples with the real programs (CI runs it from .ci/run;
+# "task examples" too):
+#   rsyslog-*.conf    rsyslogd -N1 -f FILE
+#   syslog-ng-*.conf  syslog-ng --syntax-only, run chrooted in the syslog-ng
+#                     layer .ci/e2e-prepare builds (syslog-ng conflicts with
+#                     rsyslog as a package, so it is never on the host)
+#   *.service         systemd-analyze verify (with the packaged unit)
+#   postfix-main.cf   checked by go test (TestCheckExamplePostfixConfig:
+#                     postconf -n on a copy, and relaygate check)
+#   exim-relaygate.conf  a commented snippet: nothing to check
+# A missing checker is skipped with a message; with CI=true it fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"
+failed=0
+missing() {
+  if [ "${CI:-}" = true ]; then echo "FAIL: $*"; failed=1; else echo "skip: $*"; fi
+}
+
+if command -v rsyslogd >/dev/null; then
+  for f in examples/rsyslog-*.conf; do
+    if out=$(rsyslogd -N1 -f "$f" 2>&1); then
+      echo "ok: rsyslogd -N1 $f"
+    else
+      echo "FAIL: rsyslogd -N1 $f"; echo "$out"; failed=1
+    fi
+  done
+else
+  missing "rsyslogd not installed (apt-get install rsyslog)"
+fi
+
+layer=${RELAYGATE_E2E_LAYERS:-/var/tmp/relaygate-e2e/layers}/syslog-ng/upper
+if [ -x "$layer/usr/sbin/syslog-ng" ] && [ "$(id -u)" = 0 ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/upper" "$work/work" "$work/root" "$work/ex"
+  # Each example is included by a minimal main config that defines the
+  # source the examples name (Debian's s_src).
+  for f in examples/syslog-ng-*.conf; do
+    b=$(basename "$f")
+    cp "$f" "$work/ex/$b"
+    printf '@version: 3.38\n@include "scl.conf"\nsource s_src { internal(); };\n@include "/mnt/relaygate-ex/%s"\n' "$b" >"$work/ex/main-$b"
+  done
+  # A private mount namespace: the overlay (the layer over "/", with a
+  # throw-away upper directory) vanishes with it. The layer itself is only
+  # read: its files are copied into the upper directory, as the e2e suite does.
+  cp -a "$layer/." "$work/upper/"
+  mkdir -p "$work/upper/mnt/relaygate-ex"
+  # syslog-ng checks that TLS files exist: stand-ins at the paths the
+  # examples name (their content is only read when a connection is made).
+  for p in $(grep -ho -- '-file("/[^"]*")' examples/syslog-ng-*.conf | sed 's/.*("\(.*\)")/\1/' | sort -u); do
+    mkdir -p "$work/upper$(dirname "$p")"
+    : >"$work/upper$p"
+  done
+  if out=$(unshare --mount --propagation private -- bash -euo pipefail -c '
+      w=$1
+      mount -t overlay overlay -o "lowerdir=/,upperdir=$w/upper,workdir=$w/work" "$w/root"
+      mount --bind "$w/ex" "$w/root/mnt/relaygate-ex"
+      status=0
+      for main in "$w"/ex/main-*; do
+        name=${main##*/main-}
+        if msg=$(chroot "$w/root" /usr/sbin/syslog-ng --syntax-only -f "/mnt/relaygate-ex/${main##*/}" 2>&1); then
+          echo "ok: syslog-ng --syntax-only examples/$name"
+        else
+          echo "FAIL: syslog-ng --syntax-only examples/$name"; echo "$msg"; status=1
+        fi
+      done
+      exit $status
+    ' _ "$work" 2>&1); then
+    echo "$out"
+  else
+    echo "$out"; failed=1
+  fi
+else
+  missing "syslog-ng layer not prepared or not root (sudo .ci/e2e-prepare syslog-ng)"
+fi
+
+if command -v systemd-analyze >/dev/null; then
+  for unit in examples/relaygate.service packaging/deb/relaygate.service; do
+    # verify wants ExecStart's binary; a stand-in keeps the check about the
+    # unit file itself. It also needs the unit's own name.
+    d=$(mktemp -d)
+    cp "$unit" "$d/relaygate.service"
+    sed -i "s|/usr/bin/relaygate|$d/relaygate|" "$d/relaygate.service"
+    printf '#!/bin/sh\n' >"$d/relaygate"; chmod 755 "$d/relaygate"
+    if out=$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no "$d/relaygate.service" 2>&1) && [ -z "$out" ]; then
+      echo "ok: systemd-analyze verify $unit"
+    else
+      echo "FAIL: systemd-analyze verify $unit"; echo "$out"; failed=1
+    fi
+    rm -rf "$d"
+  done
+else
+  missing "systemd-analyze not installed"
+fi
+
+exit $failed
