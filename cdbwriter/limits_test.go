@@ -37,8 +37,15 @@ func TestMaxEntriesBoundsAFlood(t *testing.T) {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		tab.Login(Grant{Addr: a, Daemon: "dovecot"}, fmt.Sprint("s", i), t0)
 	}
-	if tab.Len() != limit || len(tab.sessions) > limit || tab.order.Len() != limit {
-		t.Fatalf("len %d sessions %d order %d, want at most %d", tab.Len(), len(tab.sessions), tab.order.Len(), limit)
+	order := 0
+	for i := tab.head; i >= 0; i = tab.at(i).next {
+		order++
+	}
+	if tab.Len() != limit || len(tab.sessions) > limit || len(tab.open) > limit || order != limit {
+		t.Fatalf("len %d sessions %d open %d order %d, want at most %d", tab.Len(), len(tab.sessions), len(tab.open), order, limit)
+	}
+	if len(tab.expiry) > 2*limit+1024 {
+		t.Fatalf("expiry heap holds %d items for %d grants", len(tab.expiry), limit)
 	}
 	if tab.Evictions() != 49*limit {
 		t.Fatalf("evictions %d", tab.Evictions())

@@ -25,21 +25,25 @@ const tempPrefix = ".relaygate-tmp-"
 // in-place rewrite would corrupt the file under every smtpd that has it
 // mapped (postfix-cdb-go-syslog-facts.md C.5).
 func WriteMap(path string, grants []Grant) error {
-	err := writeAtomic(path, 0o644, func(f *os.File) error {
-		w, err := cdb.NewWriter(f, nil)
-		if err != nil {
-			return err
-		}
-		value := []byte(MapValue)
+	return writeMap(path, len(grants), func(m *cdbMaker) {
 		for _, g := range grants {
-			// Keys without a trailing NUL, exactly as postmap writes them.
-			if err := w.Put([]byte(Key(g.Addr)), value); err != nil {
-				return err
-			}
+			m.putAddr(g.Addr)
 		}
-		// Freeze finalises without closing f, so writeAtomic can still fsync it.
-		_, err = w.Freeze()
-		return err
+	})
+}
+
+// writeTableMap is WriteMap for every grant in t, without copying them out.
+func writeTableMap(path string, t *Table) error {
+	return writeMap(path, t.Len(), func(m *cdbMaker) {
+		t.each(func(_ int32, e *entry) { m.putAddr(addrOf(e)) })
+	})
+}
+
+func writeMap(path string, n int, fill func(*cdbMaker)) error {
+	err := writeAtomic(path, 0o644, func(f *os.File) error {
+		m := newCDBMaker(f, n)
+		fill(m)
+		return m.finish()
 	})
 	if err != nil {
 		return fmt.Errorf("publish %s: %w", path, err)

@@ -305,9 +305,8 @@ func (s *Service) writeMap(now time.Time) error {
 
 func (s *Service) publishMap(now time.Time) error {
 	members, _ := s.table.Versions()
-	grants := s.table.Grants()
 	start := time.Now()
-	if err := WriteMap(s.cfg.MapPath, grants); err != nil {
+	if err := writeTableMap(s.cfg.MapPath, s.table); err != nil {
 		s.stats.PublishErrors.Add(1)
 		s.mapRetry.failed(now, max(s.cfg.Flush, 100*time.Millisecond), s.cfg.MaxBackoff)
 		return err
@@ -318,7 +317,7 @@ func (s *Service) publishMap(now time.Time) error {
 	s.stats.LastPublishNanos.Store(int64(time.Since(start)))
 	s.publishedMembers = members
 	s.lastPublish = now
-	s.log.Debug().Int("entries", len(grants)).Dur("took", time.Since(start)).Msg("published map")
+	s.log.Debug().Int("entries", s.table.Len()).Dur("took", time.Since(start)).Msg("published map")
 	return nil
 }
 
@@ -330,7 +329,7 @@ func (s *Service) writeState(now time.Time) error {
 		s.savedChanges = changes
 		return nil
 	}
-	if err := SaveState(s.cfg.StatePath, s.table.Grants()); err != nil {
+	if err := saveTable(s.cfg.StatePath, s.table); err != nil {
 		s.stats.StateErrors.Add(1)
 		s.stateRetry.failed(now, max(s.cfg.Flush, 100*time.Millisecond), s.cfg.MaxBackoff)
 		s.log.Error().Err(err).Dur("retry_in", s.stateRetry.backoff).

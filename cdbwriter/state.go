@@ -6,7 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"net/netip"
 	"os"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
 )
 
 // The state file is JSON lines: a header, then one grant per line. Lines are
@@ -16,23 +23,154 @@ const stateHeader = `{"relaygate_state":1}`
 
 // SaveState atomically replaces the state file at path with grants.
 func SaveState(path string, grants []Grant) error {
+	return saveState(path, func(w *bufio.Writer, line []byte) ([]byte, error) {
+		for _, g := range grants {
+			keys := slices.Sorted(maps.Keys(g.Sessions))
+			ss := make([]stateSession, len(keys))
+			for i, k := range keys {
+				ss[i] = stateSession{k, g.Sessions[k]}
+			}
+			line = appendStateLine(line[:0], g.Addr, g.Expires, g.User, g.Daemon, g.Host, ss)
+			if _, err := w.Write(line); err != nil {
+				return line, err
+			}
+		}
+		return line, nil
+	})
+}
+
+// saveTable is SaveState for every grant in t, without copying them out.
+// Times are written in UTC.
+func saveTable(path string, t *Table) error {
+	return saveState(path, func(w *bufio.Writer, line []byte) ([]byte, error) {
+		var ss []stateSession
+		var err error
+		t.each(func(i int32, e *entry) {
+			if err != nil {
+				return
+			}
+			ss = ss[:0]
+			for _, s := range t.open[i] {
+				ss = append(ss, stateSession{s.key, time.Unix(0, s.opened).UTC()})
+			}
+			slices.SortFunc(ss, func(a, b stateSession) int { return strings.Compare(a.key, b.key) })
+			m := t.metas.get(e.meta)
+			line = appendStateLine(line[:0], addrOf(e), time.Unix(0, e.expires).UTC(), e.user, m.daemon, m.host, ss)
+			_, err = w.Write(line)
+		})
+		return line, err
+	})
+}
+
+func saveState(path string, fill func(w *bufio.Writer, line []byte) ([]byte, error)) error {
 	err := writeAtomic(path, 0o600, func(f *os.File) error {
 		return bufferedFile(f, func(w *bufio.Writer) error {
 			w.WriteString(stateHeader)
 			w.WriteByte('\n')
-			enc := json.NewEncoder(w)
-			for _, g := range grants {
-				if err := enc.Encode(g); err != nil {
-					return err
-				}
-			}
-			return nil
+			_, err := fill(w, make([]byte, 0, 256))
+			return err
 		})
 	})
 	if err != nil {
 		return fmt.Errorf("save state %s: %w", path, err)
 	}
 	return nil
+}
+
+type stateSession struct {
+	key    string
+	opened time.Time
+}
+
+// appendStateLine appends one grant's line, byte for byte what a
+// json.Encoder writes for the Grant (HTML-safe escaping, sessions sorted by
+// key, a trailing newline), without reflection: at a million grants the
+// state is rewritten with every map publish.
+func appendStateLine(b []byte, addr netip.Addr, expires time.Time, user, daemon, host string, sessions []stateSession) []byte {
+	b = append(b, `{"addr":"`...)
+	if addr.IsValid() {
+		b = addr.AppendTo(b)
+	}
+	b = append(b, `","expires":"`...)
+	b = expires.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	for _, f := range [...]struct{ name, value string }{{"user", user}, {"daemon", daemon}, {"host", host}} {
+		if f.value != "" {
+			b = append(b, `,"`...)
+			b = append(b, f.name...)
+			b = append(b, `":`...)
+			b = appendJSONString(b, f.value)
+		}
+	}
+	if len(sessions) > 0 {
+		b = append(b, `,"sessions":{`...)
+		for i, s := range sessions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, s.key)
+			b = append(b, `:"`...)
+			b = s.opened.AppendFormat(b, time.RFC3339Nano)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+	}
+	return append(b, "}\n"...)
+}
+
+// appendJSONString quotes s as encoding/json does with HTML escaping on:
+// invalid UTF-8 becomes U+FFFD, and <, >, &, U+2028 and U+2029 are
+// escaped, so a state line is safe wherever it is pasted.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // StateDamage describes lines of a state file that could not be read.
@@ -48,33 +186,50 @@ func (d *StateDamage) Error() string {
 
 // LoadState reads the grants in the state file at path. A missing file is no
 // grants and no error. A damaged file returns the grants that could be read
-// together with a *StateDamage error.
+// together with a *StateDamage error. The file is read a line at a time, so
+// loading a million grants does not also hold the whole file in memory.
 func LoadState(path string) ([]Grant, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load state %s: %w", path, err)
 	}
+	defer f.Close()
 	var (
 		grants []Grant
 		damage StateDamage
+		long   []byte
 	)
-	for i, line := range bytes.Split(data, []byte("\n")) {
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 || (i == 0 && string(line) == stateHeader) {
-			continue
-		}
-		var g Grant
-		if err := json.Unmarshal(line, &g); err != nil || !g.Addr.IsValid() || g.Expires.IsZero() {
-			damage.BadLines++
-			if damage.FirstBad == 0 {
-				damage.FirstBad = i + 1
+	r := bufio.NewReaderSize(f, 64<<10)
+	for i := 0; ; i++ {
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long[:0], line...)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				line, err = r.ReadSlice('\n')
+				long = append(long, line...)
 			}
-			continue
+			line = long
 		}
-		grants = append(grants, g)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return grants, fmt.Errorf("load state %s: %w", path, err)
+		}
+		if line = bytes.TrimSpace(line); len(line) > 0 && (i > 0 || string(line) != stateHeader) {
+			var g Grant
+			if jerr := json.Unmarshal(line, &g); jerr != nil || !g.Addr.IsValid() || g.Expires.IsZero() {
+				damage.BadLines++
+				if damage.FirstBad == 0 {
+					damage.FirstBad = i + 1
+				}
+			} else {
+				grants = append(grants, g)
+			}
+		}
+		if err != nil {
+			break
+		}
 	}
 	if damage.BadLines > 0 {
 		damage.Path = path

@@ -4,10 +4,11 @@
 package cdbwriter
 
 import (
-	"container/list"
+	"cmp"
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -23,8 +24,6 @@ type Grant struct {
 	// While any is open the grant does not expire; grace runs from the
 	// last logout.
 	Sessions map[string]time.Time `json:"sessions,omitempty"`
-
-	lru *list.Element // position in Table.order; nil outside the table
 }
 
 // Open reports whether the grant has an open session.
@@ -61,14 +60,30 @@ func (o Outcome) String() string {
 // Table is the set of granted addresses. It does no I/O and reads no clock:
 // every method takes the time from its caller, so tests drive it exactly.
 // It is not safe for concurrent use; one goroutine (the Service) owns it.
+//
+// It is laid out for a million grants: each grant is a 64-byte slot in
+// fixed-size chunks (no allocation per grant, no copying when it grows),
+// found through a pointer-free index the garbage collector never scans,
+// linked into the least-recently-logged-in order by slot numbers, and
+// scheduled for expiry in a heap, so a login and a timer tick cost
+// O(log n) rather than a scan of every grant. Times are wall-clock
+// nanoseconds, as the state file keeps them.
 type Table struct {
 	grace      time.Duration
 	maxSession time.Duration
 	maxEntries int
 	exclude    []netip.Prefix
-	grants     map[netip.Addr]*Grant
-	sessions   map[string]netip.Addr // open session key → its address
-	order      *list.List            // of netip.Addr, least recently logged in first
+
+	index      map[[16]byte]int32 // address (As16 of the unmapped form) → slot
+	chunks     [][]entry
+	slots      int32 // slots ever handed out
+	free       int32 // first free slot, linked through next; none if < 0
+	n          int   // grants in the table
+	head, tail int32 // least and most recently logged in; none if < 0
+	expiry     expiryHeap
+	metas      metaTable
+	sessions   map[string]int32    // open session key → its grant's slot
+	open       map[int32][]session // a grant's open sessions, only while it has any
 	evictions  uint64
 
 	// members counts changes to the set of addresses, which is all the map
@@ -78,6 +93,32 @@ type Table struct {
 	members uint64
 	changes uint64
 }
+
+// entry is one grant's slot.
+type entry struct {
+	addr    [16]byte // As16 of the unmapped address
+	expires int64    // unix nanoseconds
+	queued  int64    // when this slot's live expiry-heap item fires; 0: none
+	user    string
+	prev    int32
+	next    int32 // also links the free list
+	meta    uint32
+	nsess   uint16 // open sessions, kept in Table.open
+	// gen is odd while the slot holds a grant. It is bumped when a grant
+	// enters or leaves the slot, so the heap items of an earlier grant in
+	// a reused slot are told apart from the current grant's.
+	gen uint16
+}
+
+func (e *entry) used() bool { return e.gen&1 == 1 }
+
+type session struct {
+	key    string
+	opened int64 // unix nanoseconds
+}
+
+// chunkBits sizes the slot chunks: 4096 slots of 64 bytes.
+const chunkBits = 12
 
 // DefaultMaxSession closes a session whose logout was never seen.
 const DefaultMaxSession = 24 * time.Hour
@@ -111,11 +152,31 @@ func NewTable(c TableConfig) *Table {
 		maxSession: c.MaxSession,
 		maxEntries: c.MaxEntries,
 		exclude:    c.Exclude,
-		grants:     make(map[netip.Addr]*Grant),
-		sessions:   make(map[string]netip.Addr),
-		order:      list.New(),
+		index:      make(map[[16]byte]int32),
+		free:       -1,
+		head:       -1,
+		tail:       -1,
+		metas:      newMetaTable(),
+		sessions:   make(map[string]int32),
+		open:       make(map[int32][]session),
 	}
 }
+
+func (t *Table) at(i int32) *entry { return &t.chunks[i>>chunkBits][i&(1<<chunkBits-1)] }
+
+// each calls f for every grant, in slot order (which is no order at all:
+// neither the map nor the state file needs one).
+func (t *Table) each(f func(i int32, e *entry)) {
+	for c, chunk := range t.chunks {
+		for j := range chunk {
+			if e := &chunk[j]; e.used() {
+				f(int32(c<<chunkBits+j), e)
+			}
+		}
+	}
+}
+
+func addrOf(e *entry) netip.Addr { return netip.AddrFrom16(e.addr).Unmap() }
 
 // Evictions counts grants evicted because the table was full.
 func (t *Table) Evictions() uint64 { return t.evictions }
@@ -126,60 +187,115 @@ func (t *Table) Evictions() uint64 { return t.evictions }
 func (t *Table) SetExclude(exclude []netip.Prefix) []Grant {
 	t.exclude = exclude
 	var gone []Grant
-	for a, g := range t.grants {
-		if t.Excluded(a) {
-			gone = append(gone, t.copyOf(g))
-			t.remove(g)
+	t.each(func(i int32, e *entry) {
+		if t.Excluded(addrOf(e)) {
+			gone = append(gone, t.grantAt(i))
+			t.remove(i)
 		}
+	})
+	return t.removed(gone)
+}
+
+// removed records that the grants gone were removed, and returns them
+// sorted by address.
+func (t *Table) removed(gone []Grant) []Grant {
+	if len(gone) == 0 {
+		return nil
 	}
-	if len(gone) > 0 {
-		t.members++
-		t.changes++
-		slices.SortFunc(gone, func(a, b Grant) int { return a.Addr.Compare(b.Addr) })
-	}
+	t.members++
+	t.changes++
+	slices.SortFunc(gone, func(a, b Grant) int { return a.Addr.Compare(b.Addr) })
 	return gone
 }
 
-// remove deletes g and its sessions from the table.
-func (t *Table) remove(g *Grant) {
-	for key := range g.Sessions {
-		delete(t.sessions, key)
+// remove deletes slot i, its sessions and its place in the order. Its
+// expiry-heap item is left to be skipped when it comes up.
+func (t *Table) remove(i int32) {
+	e := t.at(i)
+	for _, s := range t.open[i] {
+		delete(t.sessions, s.key)
 	}
-	if g.lru != nil {
-		t.order.Remove(g.lru)
-		g.lru = nil
-	}
-	delete(t.grants, g.Addr)
+	delete(t.open, i)
+	t.unlink(i)
+	delete(t.index, e.addr)
+	t.metas.release(e.meta)
+	*e = entry{next: t.free, gen: e.gen + 1}
+	t.free = i
+	t.n--
 }
 
-// insert adds a new grant, evicting the least recently logged-in one if the
-// table is full.
-func (t *Table) insert(g *Grant) {
-	for len(t.grants) >= t.maxEntries {
-		oldest := t.order.Front()
-		if oldest == nil {
-			break
-		}
-		t.remove(t.grants[oldest.Value.(netip.Addr)])
+// insert adds a grant for addr, evicting the least recently logged-in one
+// if the table is full, and returns its slot.
+func (t *Table) insert(addr [16]byte) int32 {
+	for t.n >= t.maxEntries && t.head >= 0 {
+		t.remove(t.head)
 		t.evictions++
 	}
-	t.grants[g.Addr] = g
-	g.lru = t.order.PushBack(g.Addr)
+	var i int32
+	if t.free >= 0 {
+		i = t.free
+		t.free = t.at(i).next
+	} else {
+		if int(t.slots)>>chunkBits == len(t.chunks) {
+			t.chunks = append(t.chunks, make([]entry, 1<<chunkBits))
+		}
+		i = t.slots
+		t.slots++
+	}
+	e := t.at(i)
+	*e = entry{addr: addr, gen: e.gen + 1, prev: -1, next: -1}
+	t.index[addr] = i
+	t.pushBack(i)
+	t.n++
 	t.members++
+	return i
 }
 
-func (t *Table) copyOf(g *Grant) Grant {
-	c := *g
-	c.Sessions = maps.Clone(g.Sessions)
-	c.lru = nil
-	return c
+func (t *Table) unlink(i int32) {
+	e := t.at(i)
+	if e.prev >= 0 {
+		t.at(e.prev).next = e.next
+	} else {
+		t.head = e.next
+	}
+	if e.next >= 0 {
+		t.at(e.next).prev = e.prev
+	} else {
+		t.tail = e.prev
+	}
+	e.prev, e.next = -1, -1
+}
+
+func (t *Table) pushBack(i int32) {
+	e := t.at(i)
+	e.prev, e.next = t.tail, -1
+	if t.tail >= 0 {
+		t.at(t.tail).next = i
+	} else {
+		t.head = i
+	}
+	t.tail = i
+}
+
+// grantAt copies slot i out as a Grant.
+func (t *Table) grantAt(i int32) Grant {
+	e := t.at(i)
+	m := t.metas.get(e.meta)
+	g := Grant{Addr: addrOf(e), Expires: time.Unix(0, e.expires), User: e.user, Daemon: m.daemon, Host: m.host}
+	if ss := t.open[i]; len(ss) > 0 {
+		g.Sessions = make(map[string]time.Time, len(ss))
+		for _, s := range ss {
+			g.Sessions[s.key] = time.Unix(0, s.opened)
+		}
+	}
+	return g
 }
 
 // Grace is how long a login grants relay.
 func (t *Table) Grace() time.Duration { return t.grace }
 
 // Len is the number of granted addresses.
-func (t *Table) Len() int { return len(t.grants) }
+func (t *Table) Len() int { return t.n }
 
 // Excluded reports whether a is inside an excluded network.
 func (t *Table) Excluded(a netip.Addr) bool {
@@ -196,26 +312,28 @@ func (t *Table) Excluded(a netip.Addr) bool {
 // A non-empty session (daemon-unique id) keeps the grant open until its
 // Logout. g.Expires and g.Sessions are ignored.
 func (t *Table) Login(g Grant, session string, now time.Time) Outcome {
-	g.Addr = g.Addr.Unmap()
-	if t.Excluded(g.Addr) {
+	a := g.Addr.Unmap()
+	if t.Excluded(a) {
 		return Excluded
 	}
-	expires := now.Add(t.grace)
-	cur, had := t.grants[g.Addr]
+	key := a.As16()
+	i, had := t.index[key]
 	if had {
-		t.order.MoveToBack(cur.lru)
+		t.unlink(i)
+		t.pushBack(i)
 	} else {
-		cur = &Grant{Addr: g.Addr}
-		t.insert(cur)
+		i = t.insert(key)
 	}
-	if expires.After(cur.Expires) {
+	e := t.at(i)
+	if expires := now.Add(t.grace).UnixNano(); expires > e.expires {
 		// A restored grant may outlast a new one if grace was shortened.
-		cur.Expires = expires
+		e.expires = expires
 	}
-	cur.User, cur.Daemon, cur.Host = g.User, g.Daemon, g.Host
+	t.setInfo(e, g.User, g.Daemon, g.Host)
 	if session != "" {
-		t.openSession(cur, sessionKey(g.Daemon, session), now)
+		t.openSession(i, sessionKey(g.Daemon, session), now.UnixNano())
 	}
+	t.schedule(i)
 	t.changes++
 	if had {
 		return Extended
@@ -223,48 +341,75 @@ func (t *Table) Login(g Grant, session string, now time.Time) Outcome {
 	return Added
 }
 
+// setInfo records who logged in. The strings are copied (user) or interned
+// (daemon, host): the parsers' strings point into the whole message text,
+// which a grant must not keep alive for its lifetime.
+func (t *Table) setInfo(e *entry, user, daemon, host string) {
+	if e.user != user {
+		e.user = strings.Clone(user)
+	}
+	if e.meta == 0 || t.metas.get(e.meta) != (meta{daemon, host}) {
+		old := e.meta
+		e.meta = t.metas.acquire(daemon, host)
+		t.metas.release(old)
+	}
+}
+
 func sessionKey(daemon, session string) string { return daemon + "/" + session }
 
-func (t *Table) openSession(g *Grant, key string, now time.Time) {
-	if other, ok := t.sessions[key]; ok && other != g.Addr {
+func (t *Table) openSession(i int32, key string, now int64) {
+	if other, ok := t.sessions[key]; ok && other != i {
 		// A reused id now belongs to this address.
 		t.closeSession(key, now)
 	}
-	if g.Sessions == nil {
-		g.Sessions = make(map[string]time.Time)
+	ss := t.open[i]
+	for j := range ss {
+		if ss[j].key == key {
+			ss[j].opened = now
+			return
+		}
 	}
-	if _, open := g.Sessions[key]; !open && len(g.Sessions) >= maxSessionsPerAddr {
-		oldestKey, oldest := "", time.Time{}
-		for k, at := range g.Sessions {
-			if oldestKey == "" || at.Before(oldest) {
-				oldestKey, oldest = k, at
+	if len(ss) >= maxSessionsPerAddr {
+		oldest := 0
+		for j := range ss {
+			if ss[j].opened < ss[oldest].opened {
+				oldest = j
 			}
 		}
-		t.closeSession(oldestKey, now)
+		t.closeSession(ss[oldest].key, now)
+		ss = t.open[i]
 	}
-	g.Sessions[key] = now
-	t.sessions[key] = g.Addr
+	t.open[i] = append(ss, session{key: key, opened: now})
+	t.at(i).nsess = uint16(len(ss) + 1)
+	t.sessions[key] = i
 }
 
 // closeSession ends a session at "at": once an address has no open session,
 // its grace runs from its last logout.
-func (t *Table) closeSession(key string, at time.Time) {
-	a, ok := t.sessions[key]
+func (t *Table) closeSession(key string, at int64) {
+	i, ok := t.sessions[key]
 	if !ok {
 		return
 	}
 	delete(t.sessions, key)
-	g := t.grants[a]
-	if g == nil {
-		return
-	}
-	delete(g.Sessions, key)
-	if len(g.Sessions) == 0 {
-		g.Sessions = nil
-		if e := at.Add(t.grace); e.After(g.Expires) {
-			g.Expires = e
+	ss := t.open[i]
+	for j := range ss {
+		if ss[j].key == key {
+			ss = slices.Delete(ss, j, j+1)
+			break
 		}
 	}
+	e := t.at(i)
+	e.nsess = uint16(len(ss))
+	if len(ss) == 0 {
+		delete(t.open, i)
+		if end := at + int64(t.grace); end > e.expires {
+			e.expires = end
+		}
+	} else {
+		t.open[i] = ss
+	}
+	t.schedule(i)
 	t.changes++
 }
 
@@ -275,11 +420,12 @@ func (t *Table) Logout(daemon, session string, now time.Time) (netip.Addr, bool)
 		return netip.Addr{}, false
 	}
 	key := sessionKey(daemon, session)
-	a, ok := t.sessions[key]
+	i, ok := t.sessions[key]
 	if !ok {
 		return netip.Addr{}, false
 	}
-	t.closeSession(key, now)
+	a := addrOf(t.at(i))
+	t.closeSession(key, now.UnixNano())
 	return a, true
 }
 
@@ -292,88 +438,265 @@ func (t *Table) Restore(gs []Grant, now time.Time) int {
 	slices.SortStableFunc(gs, func(a, b Grant) int { return a.Expires.Compare(b.Expires) })
 	n := 0
 	for _, g := range gs {
-		g.Addr = g.Addr.Unmap()
-		if !g.Addr.IsValid() || t.Excluded(g.Addr) || (!g.Open() && !g.Expires.After(now)) {
+		a := g.Addr.Unmap()
+		if !a.IsValid() || t.Excluded(a) || (!g.Open() && !g.Expires.After(now)) {
 			continue
 		}
-		if _, had := t.grants[g.Addr]; had {
+		if _, had := t.index[a.As16()]; had {
 			continue
 		}
-		sessions := g.Sessions
-		g.Sessions = nil
-		restored := g
-		t.insert(&restored)
-		for key, at := range sessions {
+		i := t.insert(a.As16())
+		e := t.at(i)
+		e.expires = g.Expires.UnixNano()
+		t.setInfo(e, g.User, g.Daemon, g.Host)
+		for _, key := range slices.Sorted(maps.Keys(g.Sessions)) {
 			if _, taken := t.sessions[key]; taken {
 				continue
 			}
-			if restored.Sessions == nil {
-				restored.Sessions = make(map[string]time.Time)
-			}
-			restored.Sessions[key] = at
-			t.sessions[key] = g.Addr
+			t.open[i] = append(t.open[i], session{key: key, opened: g.Sessions[key].UnixNano()})
+			t.sessions[key] = i
 		}
+		e.nsess = uint16(len(t.open[i]))
+		t.schedule(i)
 		t.changes++
 		n++
 	}
 	return n
 }
 
+// due is when slot i next needs Expire: its expiry, or while it has open
+// sessions, when the oldest of them reaches the session limit.
+func (t *Table) due(i int32) int64 {
+	e := t.at(i)
+	if e.nsess == 0 {
+		return e.expires
+	}
+	first := int64(0)
+	for _, s := range t.open[i] {
+		if first == 0 || s.opened < first {
+			first = s.opened
+		}
+	}
+	return first + int64(t.maxSession)
+}
+
+// schedule makes sure slot i has a heap item no later than its due time.
+// An item that is earlier than needed is corrected when it comes up, so a
+// repeat login, which only moves the expiry later, pushes nothing.
+func (t *Table) schedule(i int32) {
+	e := t.at(i)
+	if d := t.due(i); e.queued == 0 || d < e.queued {
+		e.queued = d
+		t.expiry.push(expiryItem{at: d, slot: i, gen: e.gen})
+		if len(t.expiry) > 2*t.n+1024 {
+			t.compactExpiry()
+		}
+	}
+}
+
+// live reports whether a heap item is its slot's current one; items of
+// removed grants and superseded items are skipped.
+func (t *Table) live(it expiryItem) bool {
+	e := t.at(it.slot)
+	return e.gen == it.gen && e.queued == it.at && e.used()
+}
+
+// compactExpiry drops dead heap items, so evictions and logouts cannot grow
+// the heap beyond a small multiple of the table.
+func (t *Table) compactExpiry() {
+	kept := t.expiry[:0]
+	for _, it := range t.expiry {
+		if t.live(it) {
+			kept = append(kept, it)
+		}
+	}
+	clear(t.expiry[len(kept):])
+	t.expiry = kept
+	t.expiry.init()
+}
+
 // Expire closes sessions older than the session limit, removes every grant
 // without an open session whose expiry is not after now, and returns the
 // removed grants.
 func (t *Table) Expire(now time.Time) []Grant {
+	ns := now.UnixNano()
 	var gone []Grant
-	for _, g := range t.grants {
-		for key, opened := range g.Sessions {
-			if closeAt := opened.Add(t.maxSession); !closeAt.After(now) {
-				t.closeSession(key, closeAt)
+	for len(t.expiry) > 0 && t.expiry[0].at <= ns {
+		it := t.expiry.pop()
+		if !t.live(it) {
+			continue
+		}
+		e := t.at(it.slot)
+		e.queued = 0
+		if e.nsess > 0 {
+			var lost []session
+			for _, s := range t.open[it.slot] {
+				if s.opened+int64(t.maxSession) <= ns {
+					lost = append(lost, s)
+				}
+			}
+			// Oldest first, so grace runs from the last of them.
+			slices.SortFunc(lost, func(a, b session) int { return cmp.Compare(a.opened, b.opened) })
+			for _, s := range lost {
+				t.closeSession(s.key, s.opened+int64(t.maxSession))
 			}
 		}
-		if !g.Open() && !g.Expires.After(now) {
-			gone = append(gone, t.copyOf(g))
-			t.remove(g)
+		if e.nsess == 0 && e.expires <= ns {
+			gone = append(gone, t.grantAt(it.slot))
+			t.remove(it.slot)
+			continue
 		}
+		t.schedule(it.slot)
 	}
-	if len(gone) > 0 {
-		t.members++
-		t.changes++
-		slices.SortFunc(gone, func(a, b Grant) int { return a.Addr.Compare(b.Addr) })
-	}
-	return gone
+	return t.removed(gone)
 }
 
 // NextExpiry returns when Expire next has work: the earliest expiry of a
 // grant without open sessions, or the earliest session limit. False if the
 // table is empty.
 func (t *Table) NextExpiry() (time.Time, bool) {
-	var next time.Time
-	earliest := func(at time.Time) {
-		if next.IsZero() || at.Before(next) {
-			next = at
-		}
-	}
-	for _, g := range t.grants {
-		if !g.Open() {
-			earliest(g.Expires)
+	for len(t.expiry) > 0 {
+		top := t.expiry[0]
+		if !t.live(top) {
+			t.expiry.pop()
 			continue
 		}
-		for _, opened := range g.Sessions {
-			earliest(opened.Add(t.maxSession))
+		if d := t.due(top.slot); d > top.at {
+			// Extended since it was queued: move it to its real time.
+			t.expiry.pop()
+			t.at(top.slot).queued = 0
+			t.schedule(top.slot)
+			continue
 		}
+		return time.Unix(0, top.at), true
 	}
-	return next, !next.IsZero()
+	return time.Time{}, false
 }
 
 // Grants returns a copy of every grant, sorted by address.
 func (t *Table) Grants() []Grant {
-	out := make([]Grant, 0, len(t.grants))
-	for _, g := range t.grants {
-		out = append(out, t.copyOf(g))
-	}
+	out := make([]Grant, 0, t.n)
+	t.each(func(i int32, _ *entry) { out = append(out, t.grantAt(i)) })
 	slices.SortFunc(out, func(a, b Grant) int { return a.Addr.Compare(b.Addr) })
 	return out
 }
 
 // Versions returns the membership and change counters (see Table).
 func (t *Table) Versions() (members, changes uint64) { return t.members, t.changes }
+
+// expiryItem says slot should be looked at, at the latest, at "at".
+type expiryItem struct {
+	at   int64
+	slot int32
+	gen  uint16 // the slot's gen when pushed
+}
+
+// expiryHeap is a binary min-heap on at. Items are never removed from the
+// middle: a removed or rescheduled grant's old item is skipped when it
+// reaches the top (see Table.live).
+type expiryHeap []expiryItem
+
+func (h *expiryHeap) push(it expiryItem) {
+	*h = append(*h, it)
+	h.up(len(*h) - 1)
+}
+
+func (h *expiryHeap) pop() expiryItem {
+	old := *h
+	top := old[0]
+	last := len(old) - 1
+	old[0] = old[last]
+	*h = old[:last]
+	if last > 0 {
+		h.down(0)
+	}
+	return top
+}
+
+func (h expiryHeap) init() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h expiryHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if h[p].at <= h[i].at {
+			return
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+}
+
+func (h expiryHeap) down(i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			return
+		}
+		if c+1 < len(h) && h[c+1].at < h[c].at {
+			c++
+		}
+		if h[i].at <= h[c].at {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+}
+
+// meta is the (daemon, host) pair of a grant: a handful of distinct values
+// shared by every grant, stored once.
+type meta struct{ daemon, host string }
+
+// metaTable interns meta values with reference counts, so values no grant
+// uses any more (a host name that changed) are freed. Index 0 is unused, the
+// zero value of an entry.
+type metaTable struct {
+	list  []metaRec
+	index map[meta]uint32
+	free  []uint32
+}
+
+type metaRec struct {
+	meta
+	refs int
+}
+
+func newMetaTable() metaTable {
+	return metaTable{list: make([]metaRec, 1), index: make(map[meta]uint32)}
+}
+
+func (m *metaTable) get(i uint32) meta { return m.list[i].meta }
+
+func (m *metaTable) acquire(daemon, host string) uint32 {
+	if i, ok := m.index[meta{daemon, host}]; ok {
+		m.list[i].refs++
+		return i
+	}
+	rec := metaRec{meta: meta{strings.Clone(daemon), strings.Clone(host)}, refs: 1}
+	var i uint32
+	if n := len(m.free); n > 0 {
+		i = m.free[n-1]
+		m.free = m.free[:n-1]
+		m.list[i] = rec
+	} else {
+		i = uint32(len(m.list))
+		m.list = append(m.list, rec)
+	}
+	m.index[rec.meta] = i
+	return i
+}
+
+func (m *metaTable) release(i uint32) {
+	if i == 0 {
+		return
+	}
+	if m.list[i].refs--; m.list[i].refs == 0 {
+		delete(m.index, m.list[i].meta)
+		m.list[i] = metaRec{}
+		m.free = append(m.free, i)
+	}
+}

@@ -268,9 +268,18 @@ func TestCyrusLogins(t *testing.T) {
 // startSyslogNG returns a stackOpts.syslogd hook that runs syslog-ng from
 // its layer with the given destination statement.
 func startSyslogNG(destination string) func(s *stack) {
+	return startSyslogNGWith(destination, nil)
+}
+
+// startSyslogNGWith is startSyslogNG with a prepare hook, called with the
+// mounted root before syslog-ng starts (to put files into it).
+func startSyslogNGWith(destination string, prepare func(s *stack, root string)) func(s *stack) {
 	return func(s *stack) {
 		t := s.t
 		root := s.mountLayer("syslog-ng")
+		if prepare != nil {
+			prepare(s, root)
+		}
 		s.allLog = filepath.Join(root, "var/log/e2e-all.log")
 		conf := fmt.Sprintf(`@version: 3.38
 # relaygate e2e syslog-ng: /dev/log is the suite's private one

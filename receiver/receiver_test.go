@@ -219,18 +219,6 @@ func TestListenErrors(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, failing the test after 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // waitCount waits for a counter to reach want.
 func waitCount(t *testing.T, name string, c interface{ Load() int64 }, want int64) {
 	t.Helper()

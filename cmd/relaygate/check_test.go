@@ -282,3 +282,30 @@ func fileOwner(t *testing.T, fi os.FileInfo) string {
 	}
 	return u.Username
 }
+
+// TestCheckReadOnlyMount: root may write anywhere by permissions, but not
+// on a read-only file system; check finds that by writing. The mount lives
+// in a private mount namespace (unshare), so the host never sees it.
+func TestCheckReadOnlyMount(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and unshare")
+	}
+	pf := postfixConfig(t)
+	dir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := `mount -t tmpfs -o ro tmpfs "$1" && exec "$2" check -map "$1/pbs.cdb" -postfix-config "$3"`
+	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "--", "sh", "-c", script, "_", dir, exe, pf)
+	cmd.Env = append(os.Environ(), "RELAYGATE_TEST_MAIN=1")
+	out, err := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("exit %d (%v), want 1:\n%s", code, err, out)
+	}
+	want := "PROBLEM: root cannot create files in the map directory " + dir + ": read-only file system — fix: put the map on a writable file system"
+	if !strings.Contains(string(out), want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}

@@ -109,14 +109,6 @@ func startRelaygate(t *testing.T, exe string, cred *syscall.Credential, args ...
 	return startProcAs(t, exe, cred, args...)
 }
 
-func truncateLog(s string) string {
-	const max = 20000
-	if len(s) > max {
-		return s[:max/2] + "\n…\n" + s[len(s)-max/2:]
-	}
-	return s
-}
-
 // runOnce runs relaygate serve that is expected to fail at startup. It
 // reports the exit code and stderr, or started=true (and kills it) if it
 // came up after all.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -112,12 +111,10 @@ func printGrants(w io.Writer, r grantsReply) error {
 	grace := time.Duration(r.GraceSeconds * float64(time.Second))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ADDRESS\tUSER\tDAEMON\tHOST\tLEFT\tSESSION")
-	grants := slices.Clone(r.Grants)
-	// The daemon sends them sorted by address already; sortKeys orders
-	// IPv4 before IPv6 the way `relaygate list` does.
-	keys := make([]string, len(grants))
-	byKey := make(map[string]grantJSON, len(grants))
-	for i, g := range grants {
+	// sortKeys orders IPv4 before IPv6, numerically, as `relaygate list` does.
+	keys := make([]string, len(r.Grants))
+	byKey := make(map[string]grantJSON, len(r.Grants))
+	for i, g := range r.Grants {
 		keys[i], byKey[g.Addr] = g.Addr, g
 	}
 	sortKeys(keys)
@@ -136,8 +133,5 @@ func printGrants(w io.Writer, r grantsReply) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Addr, dash(g.User), dash(g.Daemon), dash(g.Host), left, session)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	return nil
+	return tw.Flush()
 }

@@ -1,0 +1,124 @@
+package cdbwriter
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// benchSizes are the table sizes of docs/BENCHMARKS.md.
+var benchSizes = []int{10000, 100000, 1000000}
+
+// benchAddr is the i-th address of a benchmark table: like relaygate-load's
+// logins, 80% IPv4 in 10.0.0.0/8, 20% IPv6 in 2001:db8::/32.
+func benchAddr(i int) netip.Addr {
+	i++
+	if i%5 == 0 {
+		var b [16]byte
+		b[0], b[1], b[2], b[3], b[11] = 0x20, 0x01, 0x0d, 0xb8, 1
+		binary.BigEndian.PutUint32(b[12:], uint32(i))
+		return netip.AddrFrom16(b)
+	}
+	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+}
+
+func benchTable(n int) *Table {
+	tab := NewTable(TableConfig{Grace: time.Hour, MaxEntries: n})
+	for i := range n {
+		tab.Login(Grant{Addr: benchAddr(i), User: fmt.Sprint("u", i), Daemon: "dovecot", Host: "mx1"}, "", t0)
+	}
+	return tab
+}
+
+// BenchmarkPublish is one map publish of a table of n grants, as the
+// Service does it once per -flush when the set of addresses changed:
+// temporary file, cdb, fsync, rename, directory fsync. The state file that
+// goes before it is BenchmarkSaveState; BenchmarkPostmap is postmap cdb:
+// building the same map from a text file, for comparison in the same run.
+func BenchmarkPublish(b *testing.B) {
+	for _, n := range benchSizes {
+		tab := benchTable(n)
+		path := filepath.Join(b.TempDir(), "pbs.cdb")
+		b.Run(fmt.Sprint("entries=", n), func(b *testing.B) {
+			for range b.N {
+				if err := writeTableMap(path, tab); err != nil {
+					b.Fatal(err)
+				}
+			}
+			fi, _ := os.Stat(path)
+			b.ReportMetric(float64(fi.Size())/1e6, "MB")
+		})
+	}
+}
+
+// BenchmarkSaveState is one state file save of a table of n grants.
+func BenchmarkSaveState(b *testing.B) {
+	for _, n := range benchSizes {
+		tab := benchTable(n)
+		path := filepath.Join(b.TempDir(), "pbs.state")
+		b.Run(fmt.Sprint("entries=", n), func(b *testing.B) {
+			for range b.N {
+				if err := saveTable(path, tab); err != nil {
+					b.Fatal(err)
+				}
+			}
+			fi, _ := os.Stat(path)
+			b.ReportMetric(float64(fi.Size())/1e6, "MB")
+		})
+	}
+}
+
+// BenchmarkPostmap is `postmap cdb:FILE` over the keys of BenchmarkPublish's
+// table, one "ADDRESS OK" line each; skipped without postmap.
+func BenchmarkPostmap(b *testing.B) {
+	postmap, err := exec.LookPath("postmap")
+	if err != nil {
+		b.Skip("postmap not installed (apt-get install postfix postfix-cdb)")
+	}
+	for _, n := range benchSizes {
+		src := filepath.Join(b.TempDir(), "pbs")
+		f, err := os.Create(src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := bufio.NewWriter(f)
+		for i := range n {
+			fmt.Fprintf(w, "%s %s\n", Key(benchAddr(i)), MapValue)
+		}
+		if err := w.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+		b.Run(fmt.Sprint("entries=", n), func(b *testing.B) {
+			for range b.N {
+				if out, err := exec.Command(postmap, "cdb:"+src).CombinedOutput(); err != nil {
+					b.Fatalf("postmap: %v: %s", err, out)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkLogin is one new grant, evicting the oldest, in a full table of
+// n, plus the Service's question for its next wake-up, as the daemon asks
+// after every login.
+func BenchmarkLogin(b *testing.B) {
+	for _, n := range benchSizes {
+		tab := benchTable(n)
+		svc := NewService(Config{MapPath: filepath.Join(b.TempDir(), "pbs.cdb")}, tab)
+		b.Run(fmt.Sprint("entries=", n), func(b *testing.B) {
+			i := n
+			for range b.N {
+				svc.Login(Grant{Addr: benchAddr(i), User: "u", Daemon: "dovecot", Host: "mx1"}, "", t0.Add(time.Duration(i)))
+				svc.Due()
+				i++
+			}
+		})
+	}
+}

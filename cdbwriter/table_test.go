@@ -1,0 +1,131 @@
+package cdbwriter
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestTableMatchesReference drives the table and the reference table (the
+// implementation it replaced, reftable_test.go) with the same random logins,
+// logouts, expiries, exclusions and restores, and requires the same answers
+// and the same grants after every step.
+func TestTableMatchesReference(t *testing.T) {
+	for seed := range uint64(40) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { checkAgainstReference(t, seed) })
+	}
+}
+
+func checkAgainstReference(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	cfg := TableConfig{Grace: 10 * time.Minute, MaxSession: 30 * time.Minute, MaxEntries: 8 + rng.IntN(24)}
+	tab, ref := NewTable(cfg), newRefTable(cfg)
+	addr := func() netip.Addr {
+		n := rng.IntN(48)
+		if n%3 == 0 {
+			return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(n)})
+		}
+		if n%7 == 0 {
+			return netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff, 192, 0, 2, byte(n)}) // mapped
+		}
+		return netip.AddrFrom4([4]byte{192, 0, 2, byte(n)})
+	}
+	daemons := []string{"dovecot", "courier", "uw"}
+	now := t0
+	var restore []Grant
+	for range 12 {
+		g := Grant{Addr: addr(), Expires: now.Add(time.Duration(rng.IntN(40)-10) * time.Minute), User: "r", Daemon: "dovecot", Host: "old"}
+		if rng.IntN(3) == 0 {
+			g.Sessions = map[string]time.Time{fmt.Sprint("dovecot/", rng.IntN(20)): now.Add(-time.Duration(rng.IntN(40)) * time.Minute)}
+		}
+		restore = append(restore, g)
+	}
+	var refRestore []refGrant
+	for _, g := range restore {
+		refRestore = append(refRestore, refGrant{Addr: g.Addr, Expires: g.Expires, User: g.User, Daemon: g.Daemon, Host: g.Host, Sessions: g.Sessions})
+	}
+	if a, b := tab.Restore(restore, now), ref.Restore(refRestore, now); a != b {
+		t.Fatalf("Restore = %d, reference %d", a, b)
+	}
+	same(t, "restore", tab, ref)
+	for step := range 3000 {
+		now = now.Add(time.Duration(rng.IntN(90)) * time.Second)
+		what := ""
+		switch r := rng.IntN(100); {
+		case r < 50:
+			d := daemons[rng.IntN(len(daemons))]
+			g := Grant{Addr: addr(), User: fmt.Sprint("u", rng.IntN(5)), Daemon: d, Host: fmt.Sprint("mx", rng.IntN(3))}
+			session := ""
+			if rng.IntN(2) == 0 {
+				session = fmt.Sprint(rng.IntN(30))
+			}
+			what = fmt.Sprintf("Login(%v, %q)", g.Addr, session)
+			a := tab.Login(g, session, now)
+			b := ref.Login(refGrant{Addr: g.Addr, User: g.User, Daemon: g.Daemon, Host: g.Host}, session, now)
+			if a != b {
+				t.Fatalf("step %d: %s = %v, reference %v", step, what, a, b)
+			}
+		case r < 70:
+			d, s := daemons[rng.IntN(len(daemons))], fmt.Sprint(rng.IntN(30))
+			what = fmt.Sprintf("Logout(%s, %s)", d, s)
+			a, ok := tab.Logout(d, s, now)
+			b, refOK := ref.Logout(d, s, now)
+			if a != b || ok != refOK {
+				t.Fatalf("step %d: %s = %v %v, reference %v %v", step, what, a, ok, b, refOK)
+			}
+		case r < 97:
+			what = "Expire"
+			a, b := tab.Expire(now), ref.Expire(now)
+			if fmt.Sprint(a) != fmt.Sprint(grantsOf(b)) {
+				t.Fatalf("step %d: Expire = %v\nreference %v", step, a, grantsOf(b))
+			}
+		default:
+			p := netip.PrefixFrom(addr(), 30+rng.IntN(3)).Masked()
+			what = fmt.Sprint("SetExclude ", p)
+			a, b := tab.SetExclude([]netip.Prefix{p}), ref.SetExclude([]netip.Prefix{p})
+			if fmt.Sprint(a) != fmt.Sprint(grantsOf(b)) {
+				t.Fatalf("step %d: %s = %v\nreference %v", step, what, a, grantsOf(b))
+			}
+		}
+		same(t, fmt.Sprintf("step %d (%s)", step, what), tab, ref)
+	}
+}
+
+func grantsOf(rs []refGrant) []Grant {
+	out := make([]Grant, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.grant())
+	}
+	return out
+}
+
+func same(t *testing.T, when string, tab *Table, ref *refTable) {
+	t.Helper()
+	a, b := tab.Grants(), grantsOf(ref.Grants())
+	if len(a) != len(b) {
+		t.Fatalf("%s: %d grants, reference %d:\n%v\n%v", when, len(a), len(b), a, b)
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.Addr != y.Addr || !x.Expires.Equal(y.Expires) || x.User != y.User || x.Daemon != y.Daemon || x.Host != y.Host || len(x.Sessions) != len(y.Sessions) {
+			t.Fatalf("%s: grant %d = %+v, reference %+v", when, i, x, y)
+		}
+		for k, at := range y.Sessions {
+			if got, ok := x.Sessions[k]; !ok || !got.Equal(at) {
+				t.Fatalf("%s: grant %v session %s = %v, reference %v", when, x.Addr, k, got, at)
+			}
+		}
+	}
+	n1, ok1 := tab.NextExpiry()
+	n2, ok2 := ref.NextExpiry()
+	if ok1 != ok2 || !n1.Equal(n2) {
+		t.Fatalf("%s: NextExpiry = %v %v, reference %v %v", when, n1, ok1, n2, ok2)
+	}
+	m1, c1 := tab.Versions()
+	m2, c2 := ref.Versions()
+	if m1 != m2 || c1 != c2 || tab.Evictions() != ref.Evictions() || tab.Len() != ref.Len() {
+		t.Fatalf("%s: versions %d/%d evictions %d len %d, reference %d/%d %d %d", when, m1, c1, tab.Evictions(), tab.Len(), m2, c2, ref.Evictions(), ref.Len())
+	}
+}
