@@ -72,6 +72,11 @@ type Service struct {
 
 	publishedMembers uint64
 	savedChanges     uint64
+	// stateLines counts the grant lines in the state file, appended ones
+	// included; stateAppend says appending is safe: this process wrote
+	// the whole file, and no append since failed halfway.
+	stateLines  int
+	stateAppend bool
 	lastPublish      time.Time
 	lastSave         time.Time
 	mapRetry         retry
@@ -212,8 +217,10 @@ func (s *Service) Tick(now time.Time) time.Time {
 		// failing state file delays nothing: the map goes out regardless.
 		s.writeState(now)
 		s.writeMap(now)
+		s.compactState()
 	} else if s.stateDue(now) && !now.Before(s.lastSave.Add(s.cfg.StateEvery)) {
 		s.writeState(now)
+		s.compactState()
 	}
 	return s.next()
 }
@@ -322,25 +329,61 @@ func (s *Service) publishMap(now time.Time) error {
 }
 
 // writeState saves the table to the state file; a failure schedules a retry
-// of its own, so it never holds back the map.
+// of its own, so it never holds back the map. It appends the changes since
+// the last save when it can, and writes the whole file otherwise.
 func (s *Service) writeState(now time.Time) error {
 	_, changes := s.table.Versions()
 	if s.cfg.StatePath == "" {
 		s.savedChanges = changes
 		return nil
 	}
-	if err := saveTable(s.cfg.StatePath, s.table); err != nil {
+	var err error
+	if s.stateAppend && s.table.unsaved() >= 0 {
+		var n int
+		if n, err = appendState(s.cfg.StatePath, s.table); err == nil {
+			s.stateLines += n
+		} else {
+			s.stateAppend = false // it may have left a partial line
+		}
+	} else if err = saveTable(s.cfg.StatePath, s.table); err == nil {
+		s.stateLines, s.stateAppend = s.table.Len(), true
+	}
+	if err != nil {
 		s.stats.StateErrors.Add(1)
 		s.stateRetry.failed(now, max(s.cfg.Flush, 100*time.Millisecond), s.cfg.MaxBackoff)
 		s.log.Error().Err(err).Dur("retry_in", s.stateRetry.backoff).
 			Msg("state write failed; grants still reach Postfix but would not survive a restart until it succeeds")
 		return err
 	}
+	s.table.saved()
 	s.stateRetry.succeeded()
 	s.stats.StateSaves.Add(1)
 	s.savedChanges = changes
 	s.lastSave = now
 	return nil
+}
+
+// stateSlack is how many appended lines beyond twice the table the state
+// file may hold before it is rewritten whole.
+const stateSlack = 10000
+
+// compactState rewrites the state file whole once appends made it more than
+// about three times the table. It runs right after a publish, in the time
+// -flush leaves before the next one, so the rewrite never stands between a
+// login and the map. A failure costs nothing: the file as appended is
+// complete, so it is only logged, and tried again after the next save.
+func (s *Service) compactState() {
+	_, changes := s.table.Versions()
+	if !s.stateAppend || changes != s.savedChanges || s.stateLines <= 2*s.table.Len()+stateSlack {
+		return
+	}
+	start := time.Now()
+	if err := saveTable(s.cfg.StatePath, s.table); err != nil {
+		s.log.Warn().Err(err).Int("lines", s.stateLines).Msg("state file rewrite failed; the file as appended is complete, the rewrite is tried again after the next save")
+		return
+	}
+	s.log.Debug().Int("lines", s.stateLines).Int("grants", s.table.Len()).Dur("took", time.Since(start)).Msg("state file rewritten")
+	s.stateLines = s.table.Len()
 }
 
 // Run feeds events to the service and keeps its timers until events is

@@ -19,7 +19,16 @@ import (
 // The state file is JSON lines: a header, then one grant per line. Lines are
 // independent, so a truncated or damaged file still yields every grant that
 // can be read instead of none.
+//
+// Between two rewrites of the whole file, changes are appended: a later line
+// for an address replaces the earlier ones, and a line whose expiry is the
+// Unix epoch says the address was removed (tombstone). A file without
+// repeated addresses, such as every file written before appending, reads as
+// it always did.
 const stateHeader = `{"relaygate_state":1}`
+
+// tombstone marks a removed address: an expiry no grant can have.
+var tombstone = time.Unix(0, 0).UTC()
 
 // SaveState atomically replaces the state file at path with grants.
 func SaveState(path string, grants []Grant) error {
@@ -46,20 +55,61 @@ func saveTable(path string, t *Table) error {
 		var ss []stateSession
 		var err error
 		t.each(func(i int32, e *entry) {
-			if err != nil {
-				return
+			if err == nil {
+				line, ss = appendEntryLine(line[:0], t, i, e, ss)
+				_, err = w.Write(line)
 			}
-			ss = ss[:0]
-			for _, s := range t.open[i] {
-				ss = append(ss, stateSession{s.key, time.Unix(0, s.opened).UTC()})
-			}
-			slices.SortFunc(ss, func(a, b stateSession) int { return strings.Compare(a.key, b.key) })
-			m := t.metas.get(e.meta)
-			line = appendStateLine(line[:0], addrOf(e), time.Unix(0, e.expires).UTC(), e.user, m.daemon, m.host, ss)
-			_, err = w.Write(line)
 		})
 		return line, err
 	})
+}
+
+// appendState appends to the state file at path a line for every grant
+// changed and a tombstone for every grant removed since the last save, and
+// syncs it: O(changes) instead of O(grants), so a million grants do not mean
+// rewriting 100 MB before every map publish. It returns the lines appended.
+// After an error the file may end in a partial line; only a whole new file
+// (saveTable) may follow it.
+func appendState(path string, t *Table) (n int, err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return 0, fmt.Errorf("save state %s: %w", path, err)
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("save state %s: %w", path, cerr)
+		}
+	}()
+	w := bufio.NewWriterSize(f, 64<<10)
+	line := make([]byte, 0, 256)
+	var ss []stateSession
+	t.eachUnsaved(func(i int32, e *entry) {
+		line, ss = appendEntryLine(line[:0], t, i, e, ss)
+		w.Write(line)
+		n++
+	}, func(a netip.Addr) {
+		line = appendStateLine(line[:0], a, tombstone, "", "", "", nil)
+		w.Write(line)
+		n++
+	})
+	if err = w.Flush(); err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		return n, fmt.Errorf("save state %s: %w", path, err)
+	}
+	return n, nil
+}
+
+// appendEntryLine appends slot i's state line; ss is scratch space.
+func appendEntryLine(b []byte, t *Table, i int32, e *entry, ss []stateSession) ([]byte, []stateSession) {
+	ss = ss[:0]
+	for _, s := range t.open[i] {
+		ss = append(ss, stateSession{s.key, time.Unix(0, s.opened).UTC()})
+	}
+	slices.SortFunc(ss, func(a, b stateSession) int { return strings.Compare(a.key, b.key) })
+	m := t.metas.get(e.meta)
+	return appendStateLine(b, addrOf(e), time.Unix(0, e.expires).UTC(), e.user, m.daemon, m.host, ss), ss
 }
 
 func saveState(path string, fill func(w *bufio.Writer, line []byte) ([]byte, error)) error {
@@ -184,10 +234,13 @@ func (d *StateDamage) Error() string {
 	return fmt.Sprintf("state file %s: %d unreadable line(s), first at line %d", d.Path, d.BadLines, d.FirstBad)
 }
 
-// LoadState reads the grants in the state file at path. A missing file is no
-// grants and no error. A damaged file returns the grants that could be read
-// together with a *StateDamage error. The file is read a line at a time, so
-// loading a million grants does not also hold the whole file in memory.
+// LoadState reads the grants in the state file at path: for each address
+// its last line, none for a removed one. A missing file is no grants and no
+// error. A damaged file returns the grants that could be read together with
+// a *StateDamage error; a last line cut short without its newline is an
+// append a crash interrupted, which never reached the map, and is not
+// damage. The file is read a line at a time, so loading a million grants
+// does not also hold the whole file in memory.
 func LoadState(path string) ([]Grant, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -199,6 +252,7 @@ func LoadState(path string) ([]Grant, error) {
 	defer f.Close()
 	var (
 		grants []Grant
+		at     = make(map[netip.Addr]int) // address → its index in grants
 		damage StateDamage
 		long   []byte
 	)
@@ -216,24 +270,39 @@ func LoadState(path string) ([]Grant, error) {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return grants, fmt.Errorf("load state %s: %w", path, err)
 		}
+		torn := errors.Is(err, io.EOF) && !bytes.HasSuffix(line, []byte("\n"))
 		if line = bytes.TrimSpace(line); len(line) > 0 && (i > 0 || string(line) != stateHeader) {
 			var g Grant
-			if jerr := json.Unmarshal(line, &g); jerr != nil || !g.Addr.IsValid() || g.Expires.IsZero() {
+			switch jerr := json.Unmarshal(line, &g); {
+			case jerr != nil && torn && i > 0:
+			case jerr != nil || !g.Addr.IsValid() || g.Expires.IsZero():
 				damage.BadLines++
 				if damage.FirstBad == 0 {
 					damage.FirstBad = i + 1
 				}
-			} else {
-				grants = append(grants, g)
+			default:
+				if j, ok := at[g.Addr]; ok {
+					grants[j] = g
+				} else {
+					at[g.Addr] = len(grants)
+					grants = append(grants, g)
+				}
 			}
 		}
 		if err != nil {
 			break
 		}
 	}
+	live := grants[:0]
+	for _, g := range grants {
+		if !g.Expires.Equal(tombstone) || g.Open() {
+			live = append(live, g)
+		}
+	}
+	clear(grants[len(live):])
 	if damage.BadLines > 0 {
 		damage.Path = path
-		return grants, &damage
+		return live, &damage
 	}
-	return grants, nil
+	return live, nil
 }

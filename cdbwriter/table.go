@@ -6,6 +6,7 @@ package cdbwriter
 import (
 	"cmp"
 	"maps"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"strings"
@@ -85,6 +86,15 @@ type Table struct {
 	sessions   map[string]int32    // open session key → its grant's slot
 	open       map[int32][]session // a grant's open sessions, only while it has any
 	evictions  uint64
+
+	// The state file is saved incrementally: dirty marks the slots whose
+	// line in it is out of date, gone lists the addresses removed since the
+	// last save (see appendState). lostTrack says gone outgrew its bound,
+	// so only a whole new file is right.
+	dirty     []uint64
+	ndirty    int
+	gone      [][16]byte
+	lostTrack bool
 
 	// members counts changes to the set of addresses, which is all the map
 	// holds; changes also counts expiry and session moves, which only the
@@ -217,6 +227,12 @@ func (t *Table) remove(i int32) {
 	}
 	delete(t.open, i)
 	t.unlink(i)
+	t.clean(i)
+	if len(t.gone) < t.maxEntries+4096 {
+		t.gone = append(t.gone, e.addr)
+	} else {
+		t.lostTrack = true
+	}
 	delete(t.index, e.addr)
 	t.metas.release(e.meta)
 	*e = entry{next: t.free, gen: e.gen + 1}
@@ -334,7 +350,7 @@ func (t *Table) Login(g Grant, session string, now time.Time) Outcome {
 		t.openSession(i, sessionKey(g.Daemon, session), now.UnixNano())
 	}
 	t.schedule(i)
-	t.changes++
+	t.touch(i)
 	if had {
 		return Extended
 	}
@@ -410,7 +426,7 @@ func (t *Table) closeSession(key string, at int64) {
 		t.open[i] = ss
 	}
 	t.schedule(i)
-	t.changes++
+	t.touch(i)
 }
 
 // Logout closes an open session and returns its address. A logout never
@@ -458,7 +474,7 @@ func (t *Table) Restore(gs []Grant, now time.Time) int {
 		}
 		e.nsess = uint16(len(t.open[i]))
 		t.schedule(i)
-		t.changes++
+		t.touch(i)
 		n++
 	}
 	return n
@@ -583,6 +599,60 @@ func (t *Table) Grants() []Grant {
 
 // Versions returns the membership and change counters (see Table).
 func (t *Table) Versions() (members, changes uint64) { return t.members, t.changes }
+
+// touch records a change to slot i that the state file must get.
+func (t *Table) touch(i int32) {
+	t.changes++
+	w, bit := int(i>>6), uint64(1)<<(i&63)
+	if w >= len(t.dirty) {
+		t.dirty = append(t.dirty, make([]uint64, w+1-len(t.dirty))...)
+	}
+	if t.dirty[w]&bit == 0 {
+		t.dirty[w] |= bit
+		t.ndirty++
+	}
+}
+
+func (t *Table) clean(i int32) {
+	w, bit := int(i>>6), uint64(1)<<(i&63)
+	if w < len(t.dirty) && t.dirty[w]&bit != 0 {
+		t.dirty[w] &^= bit
+		t.ndirty--
+	}
+}
+
+// unsaved is how many lines an incremental save would append, or -1 when
+// only a whole new file can bring the state file up to date.
+func (t *Table) unsaved() int {
+	if t.lostTrack {
+		return -1
+	}
+	return t.ndirty + len(t.gone)
+}
+
+// eachUnsaved calls removed for every address removed and then changed for
+// every slot changed since the last save. Removals go first: an address
+// removed and granted again is changed, and its last line must be the
+// grant.
+func (t *Table) eachUnsaved(changed func(i int32, e *entry), removed func(a netip.Addr)) {
+	for _, a := range t.gone {
+		removed(netip.AddrFrom16(a).Unmap())
+	}
+	for w, word := range t.dirty {
+		for ; word != 0; word &= word - 1 {
+			i := int32(w<<6 + bits.TrailingZeros64(word))
+			changed(i, t.at(i))
+		}
+	}
+}
+
+// saved records that the state file now holds the whole table.
+func (t *Table) saved() {
+	clear(t.dirty)
+	t.ndirty = 0
+	t.gone = t.gone[:0]
+	t.lostTrack = false
+}
 
 // expiryItem says slot should be looked at, at the latest, at "at".
 type expiryItem struct {

@@ -248,14 +248,22 @@ func rsyslogTLSForward(ca, cert, key string, perAction bool, actionParams string
 // relaygate_messages_received_total{transport="tls"}.
 func metrics(t *testing.T) map[string]float64 {
 	t.Helper()
+	m, err := scrapeMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func scrapeMetrics() (map[string]float64, error) {
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	resp, err := c.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
+		return nil, fmt.Errorf("GET /metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %s", resp.Status)
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
@@ -273,9 +281,9 @@ func metrics(t *testing.T) map[string]float64 {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatalf("reading /metrics: %v", err)
+		return nil, fmt.Errorf("reading /metrics: %w", err)
 	}
-	return out
+	return out, nil
 }
 
 const (
@@ -287,12 +295,19 @@ const (
 // waitMetric waits until the series is at least min and returns it.
 func waitMetric(t *testing.T, name string, min float64, timeout time.Duration) float64 {
 	t.Helper()
-	var v float64
+	var (
+		v   float64
+		err error
+	)
 	if _, ok := waitFor(timeout, 100*time.Millisecond, func() bool {
-		v = metrics(t)[name]
+		var m map[string]float64
+		if m, err = scrapeMetrics(); err != nil {
+			return false
+		}
+		v = m[name]
 		return v >= min
 	}); !ok {
-		t.Fatalf("%s = %v, not >= %v within %v", name, v, min, timeout)
+		t.Fatalf("%s = %v, not >= %v within %v (last error: %v)", name, v, min, timeout, err)
 	}
 	return v
 }
@@ -348,9 +363,9 @@ func stopRelaygate(t *testing.T, s *stack) map[string]any {
 // goSyslogTLS sends one fabricated Dovecot login line (RFC 5424,
 // octet-counted) for addr to relaygate with Go's TLS client, presenting
 // cert (nil: none) whatever CAs relaygate names, as rsyslog and syslog-ng
-// do. It reports whether relaygate kept the connection after the line (a
-// refused client sees the handshake fail, or, with TLS 1.3, its next read
-// fail).
+// do. It returns nil if relaygate kept the connection open after the line;
+// a refused client sees the handshake fail or, with TLS 1.3, its first
+// read fail with relaygate's alert.
 func goSyslogTLS(t *testing.T, p *testPKI, cert *tls.Certificate, addr string) error {
 	t.Helper()
 	conf := &tls.Config{RootCAs: p.roots, ServerName: tlsServerName}
@@ -374,8 +389,11 @@ func goSyslogTLS(t *testing.T, p *testPKI, cert *tls.Certificate, addr string) e
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		return nil
 	}
-	if err == nil || err == io.EOF {
-		return fmt.Errorf("connection closed by relaygate (%v)", err)
+	switch {
+	case err == nil:
+		return fmt.Errorf("relaygate sent data on a syslog connection")
+	case err == io.EOF:
+		return fmt.Errorf("relaygate closed the connection")
 	}
 	return err
 }
@@ -485,8 +503,7 @@ func expectTLSRefusedLogin(t *testing.T, s *stack, refusal string) {
 	// The syslog daemon's first forwarding attempt (the readiness probe)
 	// has been refused already, or soon is.
 	waitMetric(t, mTLSRefused, 1, 30*time.Second)
-	l := mustLogin(t, pop3Login, "127.0.0.2", "alice", "alicepw", true)
-	_ = l
+	mustLogin(t, pop3Login, "127.0.0.2", "alice", "alicepw", true)
 	waitLog(t, s.allLog, "rip=127.0.0.2, lip=127.0.0.1", 10*time.Second)
 	// The sender keeps trying (resume interval 1 s) and keeps being
 	// refused after the login line: nudge it with probes until a new
@@ -497,7 +514,8 @@ func expectTLSRefusedLogin(t *testing.T, s *stack, refusal string) {
 			fmt.Fprintf(c, "<22>e2e-probe: after the login %d", time.Now().UnixNano())
 			c.Close()
 		}
-		return metrics(t)[mTLSRefused] > before
+		m, err := scrapeMetrics()
+		return err == nil && m[mTLSRefused] > before
 	}); !ok {
 		t.Fatalf("no TLS refusal counted within 30 s after the login (tls_refused %v)", before)
 	}
@@ -589,4 +607,68 @@ func TestSyslogNGTLS(t *testing.T) {
 			t.Fatalf("relaygate counters %v: want received_tls=0 granted=0", st)
 		}
 	})
+}
+
+// ---------------------------------------------------------------------------
+// known issue: the first line after relaygate closes an idle TLS connection
+
+// envKnownIssues enables tests that reproduce known, unfixed problems; they
+// fail until the problem is fixed.
+const envKnownIssues = "RELAYGATE_E2E_KNOWN_ISSUES"
+
+// After relaygate closes an idle TLS connection (-idle-timeout, default
+// 10m; 3s here), the sender does not notice the close until a write fails,
+// so the first line it writes afterwards, here the login, is lost: the
+// write itself succeeds, and only the next one fails and is retried on a
+// new connection. It happens to rsyslog's gtls driver over TLS 1.3 (its
+// check for a closed connection before sending peeks at the socket, and
+// finds the unread TLS 1.3 session tickets relaygate sent; with TLS 1.2,
+// or with session tickets disabled, the check works) and to syslog-ng's
+// tls() with any version. Over plain TCP rsyslog notices the close and
+// loses nothing. A later login proves the sender is connected again, and
+// the test fails if the first one was never granted. Only with
+// RELAYGATE_E2E_KNOWN_ISSUES=1; see docs/E2E.md.
+func TestTLSIdleCloseKnownIssue(t *testing.T) {
+	if os.Getenv(envKnownIssues) != "1" {
+		t.Skipf("reproduces a known issue (the login after an idle TLS close is lost); set %s=1 to run it", envKnownIssues)
+	}
+	cases := []struct {
+		name   string
+		layer  bool // syslog-ng
+		params string
+	}{
+		{"rsyslog-tls13", false, `template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted"`},
+		{"rsyslog-tls12", false, `gnutlsPriorityString="NORMAL:-VERS-ALL:+VERS-TLS1.2"`}, // passes
+		{"syslog-ng", true, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			pki := newTestPKI(t, t.TempDir(), keyECDSA)
+			o := tlsOpts(pki)
+			o.extraArgs = append(o.extraArgs, "-idle-timeout", "3s")
+			if c.layer {
+				needLayer(t, "syslog-ng")
+				o.syslogd = syslogNGTLS(pki, pki.ClientCert, pki.ClientKey)
+			} else {
+				needRsyslogGTLS(t)
+				o.forward = rsyslogTLSForward(pki.CA, pki.ClientCert, pki.ClientKey, false, c.params)
+			}
+			s := newStack(t, o)
+			l := mustLogin(t, pop3Login, "127.0.0.2", "alice", "alicepw", true)
+			grantedWithin(t, "127.0.0.2", l)
+			waitLog(t, s.rgLog, "closed TLS connection idle for 3s", 20*time.Second)
+			time.Sleep(time.Second)
+			mustLogin(t, pop3Login, "127.0.0.5", "alice", "alicepw", true)
+			waitLog(t, s.allLog, "rip=127.0.0.5, lip=127.0.0.1", 10*time.Second)
+			// Barrier: a later login is granted, so the sender is connected
+			// again and everything after the lost line arrived.
+			mustLogin(t, pop3Login, "127.0.0.6", "alice", "alicepw", true)
+			waitRCPT(t, "127.0.0.6", 250, 15*time.Second)
+			if _, found := postmapQuery(t, s.mapBase, "127.0.0.5"); !found {
+				t.Fatalf("the login from 127.0.0.5, the first line after relaygate closed the idle TLS connection, was lost: "+
+					"a later login (127.0.0.6) was granted, 127.0.0.5 never (tls_refused %v)", metrics(t)[mTLSRefused])
+			}
+			expectRCPT(t, "127.0.0.5", 250)
+		})
+	}
 }

@@ -8,6 +8,12 @@
 // About 4% of the messages are successful Dovecot/Courier logins from
 // distinct IPv4 and IPv6 addresses, 2% failed logins, the rest Postfix and
 // Dovecot noise, as a busy mail host's `*.* @relaygate` forwards it.
+//
+// It also measures what a relaygate made of the stream (see measure.go):
+// -verify-map checks that every login of the stream reached the map,
+// -probe-every times single logins from their sending to their appearance
+// in the map, and -rss-pid follows a process's resident memory.
+// docs/BENCHMARKS.md has the commands behind every published figure.
 package main
 
 import (
@@ -27,6 +33,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/relaygate/relaygate/receiver"
 )
 
 func main() {
@@ -50,6 +58,8 @@ type config struct {
 	addrsOut   string
 	v6Pct      float64
 	refTimeout time.Duration
+	refBuf     int
+	measure    measureConfig
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -64,7 +74,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Uint64Var(&c.seed, "seed", 1, "random seed (the stream is reproducible)")
 	fs.StringVar(&c.reference, "reference", "", "also run the reference receiver on this UDP `address` (a plain socket loop that only counts datagrams)")
 	fs.DurationVar(&c.refTimeout, "reference-quiet", 500*time.Millisecond, "the reference receiver stops after this long without a datagram")
+	fs.IntVar(&c.refBuf, "reference-rcvbuf", receiver.DefaultUDPReadBuffer, "receive buffer `bytes` of the reference receiver, set as relaygate's -udp-rcvbuf is")
 	fs.StringVar(&c.addrsOut, "addrs-out", "", "write every login address in the stream to this `file`, one per line")
+	c.measure.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,14 +84,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if !ok || (network != "udp" && network != "tcp" && network != "file") {
 		return fmt.Errorf("-target %q: want udp://HOST:PORT, tcp://HOST:PORT or file://PATH", c.target)
 	}
-	if c.count <= 0 {
-		return errors.New("-count must be positive")
+	if c.count < 0 || (c.count == 0 && c.measure.probes == 0) {
+		return errors.New("-count must be positive (or 0 with -probes: probe logins only)")
+	}
+	if err := c.measure.check(); err != nil {
+		return err
 	}
 
 	var ref *referenceReceiver
 	if c.reference != "" {
 		var err error
-		if ref, err = startReference(c.reference, c.refTimeout); err != nil {
+		if ref, err = startReference(c.reference, c.refTimeout, c.refBuf); err != nil {
 			return err
 		}
 	}
@@ -106,8 +121,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	gen := newGenerator(c)
+	m := startMeasures(c.measure)
 	start := time.Now()
-	sent, err := send(ctx, c, gen, w, network == "udp")
+	sent, err := send(ctx, c, gen, m.probes, w, network == "udp")
 	if bw != nil {
 		if ferr := bw.Flush(); err == nil {
 			err = ferr
@@ -115,6 +131,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	elapsed := time.Since(start)
 	if err != nil {
+		m.stop()
 		return err
 	}
 	fmt.Fprintf(stdout, "sent %d messages over %s in %v: %.0f msg/s\n", sent, network, elapsed.Round(time.Millisecond), float64(sent)/elapsed.Seconds())
@@ -127,40 +144,69 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if ref != nil {
 		n := ref.wait()
-		fmt.Fprintf(stdout, "reference receiver counted %d datagrams (%.2f%% of sent)\n", n, 100*float64(n)/float64(sent))
+		fmt.Fprintf(stdout, "reference receiver counted %d datagrams (%.2f%% of sent); its receive buffer: %d bytes asked, %d granted\n",
+			n, 100*float64(n)/float64(sent), ref.buf.Asked, ref.buf.Granted)
 	}
-	return nil
+	return m.report(ctx, stdout, gen.addrs)
 }
 
-// send writes c.count messages, pacing them in 1 ms slices when c.rate > 0.
-func send(ctx context.Context, c config, gen *generator, w io.Writer, datagrams bool) (int, error) {
+// send writes c.count messages, pacing them in 1 ms slices when c.rate > 0,
+// and the probe logins when they are due (see probeSet). It returns the
+// number of stream messages sent, probes not counted.
+func send(ctx context.Context, c config, gen *generator, probes *probeSet, w io.Writer, datagrams bool) (int, error) {
 	buf := make([]byte, 0, 512)
-	perSlice := c.count
+	perSlice := 1000 // flat out: slices only to let probes in
 	slice := time.Millisecond
 	if c.rate > 0 {
 		perSlice = max(1, c.rate/1000)
 	}
+	write := func(msg []byte) error {
+		if !datagrams {
+			msg = append(msg, '\n')
+		}
+		_, err := w.Write(msg)
+		var errno syscall.Errno
+		if datagrams && errors.As(err, &errno) && errno == syscall.ECONNREFUSED {
+			return nil // an ICMP from an earlier datagram; the stream goes on
+		}
+		return err
+	}
 	next := time.Now()
 	sent := 0
-	for sent < c.count {
+	for sent < c.count || (c.count == 0 && probes.remaining()) {
 		if ctx.Err() != nil {
 			return sent, ctx.Err()
 		}
+		if c.count == 0 {
+			// Probes only: an idle relaygate.
+			time.Sleep(probes.wait())
+		}
+		if line, ok := probes.due(buf[:0]); ok {
+			// TCP buffers: flush first, or the probe would wait for the
+			// next 256 KiB of stream and time the sender's buffer.
+			if f, ok := w.(interface{ Flush() error }); ok {
+				if err := f.Flush(); err != nil {
+					return sent, err
+				}
+			}
+			probes.sent()
+			if err := write(line); err != nil {
+				return sent, err
+			}
+			if f, ok := w.(interface{ Flush() error }); ok {
+				if err := f.Flush(); err != nil {
+					return sent, err
+				}
+			}
+		}
 		for i := 0; i < perSlice && sent < c.count; i++ {
 			buf = gen.next(buf[:0])
-			if !datagrams {
-				buf = append(buf, '\n')
-			}
-			if _, err := w.Write(buf); err != nil {
-				var errno syscall.Errno
-				if datagrams && errors.As(err, &errno) && errno == syscall.ECONNREFUSED {
-					continue // an ICMP from an earlier datagram; the stream goes on
-				}
+			if err := write(buf); err != nil {
 				return sent, err
 			}
 			sent++
 		}
-		if c.rate > 0 {
+		if c.rate > 0 && sent < c.count {
 			next = next.Add(slice)
 			if d := time.Until(next); d > 0 {
 				time.Sleep(d)
@@ -288,11 +334,12 @@ func writeAddrs(path string, addrs []netip.Addr) error {
 // and count — with the same socket buffer relaygate asks for.
 type referenceReceiver struct {
 	conn  *net.UDPConn
+	buf   receiver.ReadBuffer
 	count atomic.Int64
 	done  chan struct{}
 }
 
-func startReference(addr string, quiet time.Duration) (*referenceReceiver, error) {
+func startReference(addr string, quiet time.Duration, rcvbuf int) (*referenceReceiver, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
@@ -301,8 +348,11 @@ func startReference(addr string, quiet time.Duration) (*referenceReceiver, error
 	if err != nil {
 		return nil, fmt.Errorf("reference receiver: %w", err)
 	}
-	_ = conn.SetReadBuffer(8 << 20)
 	r := &referenceReceiver{conn: conn, done: make(chan struct{})}
+	if r.buf, err = receiver.SetReadBuffer(conn, rcvbuf); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("reference receiver: %w", err)
+	}
 	go func() {
 		defer close(r.done)
 		buf := make([]byte, 65536)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/relaygate/relaygate/receiver"
 )
 
 // serveConfig is everything `relaygate serve` is told on its command line.
@@ -20,6 +22,7 @@ type serveConfig struct {
 	tlsKey          string
 	tlsClientCA     string
 	maxConns        int
+	udpReadBuf      int // receive buffer of the UDP and unix sockets, bytes
 	idleTimeout     time.Duration
 	allowHosts      []string
 	mapPath         string
@@ -69,8 +72,9 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM `file` with the TLS server certificate (intermediates after it); required with -tls")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM `file` with the private key of -tls-cert; required with -tls")
 	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "PEM `file` of CA certificates; when set, TLS senders must present a client certificate signed by one of them")
+	fs.IntVar(&c.udpReadBuf, "udp-rcvbuf", receiver.DefaultUDPReadBuffer, "receive buffer `bytes` of the UDP and unix sockets, where datagrams wait while relaygate is busy; above net.core.rmem_max it needs root or CAP_NET_ADMIN (the granted size is logged)")
 	fs.IntVar(&c.maxConns, "max-conns", 256, "most TCP and TLS `connections` open at once; more are closed on accept and counted")
-	fs.DurationVar(&c.idleTimeout, "idle-timeout", 10*time.Minute, "close TCP and TLS connections idle this long (senders reconnect); 0 = never")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "close TCP and TLS connections idle this long; 0 = never (the default: a sender that has not noticed the close loses its next line)")
 	fs.StringVar(&allowHosts, "allow-hosts", "", "comma-separated syslog HOSTNAME `values` to accept (default all); a filter against misconfigured senders, not authentication")
 	fs.StringVar(&c.mapPath, "map", defaultMap, "cdb map `file` to publish; Postfix names it without \".cdb\" (cdb:/path/pop-before-smtp)")
 	fs.StringVar(&c.statePath, "state", "", "state `file` that keeps grants across restarts (default: the map's name with .state)")
@@ -133,6 +137,9 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	}
 	if c.udp == "" && c.tcp == "" && c.unix == "" && c.tls == "" {
 		return c, errors.New("-udp, -tcp, -tls and -unix are all empty: nothing to listen on")
+	}
+	if c.udpReadBuf <= 0 {
+		return c, fmt.Errorf("-udp-rcvbuf %d: must be positive", c.udpReadBuf)
 	}
 	if c.maxConns <= 0 {
 		return c, fmt.Errorf("-max-conns %d: must be positive", c.maxConns)

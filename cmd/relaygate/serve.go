@@ -137,6 +137,7 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 		Allow:       cfg.allow,
 		AllowHosts:  cfg.allowHosts,
 		MaxConns:    cfg.maxConns,
+		UDPReadBuf:  cfg.udpReadBuf,
 		IdleTimeout: cfg.idleTimeout,
 		// The receiver drops messages of programs no parser handles before
 		// parsing them; the set can change on SIGHUP, hence the pointer.
