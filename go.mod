@@ -6,6 +6,7 @@ require (
 	github.com/colinmarc/cdb v0.0.0-20190223170904-60f317823f70
 	github.com/prometheus/client_golang v1.20.5
 	github.com/rs/zerolog v1.35.1
+	golang.org/x/net v0.26.0
 	gopkg.in/mcuadros/go-syslog.v2 v2.3.0
 	gopkg.in/yaml.v3 v3.0.1
 )

@@ -1,7 +1,6 @@
 package cdbwriter
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -20,11 +19,9 @@ import (
 // key, and the map is rewritten, whole, once per -flush.
 type cdbMaker struct {
 	f    *os.File
-	w    *bufio.Writer
+	buf  []byte // records not yet written, appended in place
 	pos  uint64
 	recs []cdbRec
-	key  []byte
-	rec  []byte // one record, written at once
 	err  error
 }
 
@@ -34,18 +31,26 @@ const cdbHeaderSize = 256 * 8
 
 var errCDBTooLarge = errors.New("cdb files are limited to 4 GiB")
 
+// cdbFlushAt is how many bytes of records are gathered per write.
+const cdbFlushAt = 256 << 10
+
 // newCDBMaker starts a cdb in f for about n keys.
 func newCDBMaker(f *os.File, n int) *cdbMaker {
 	m := &cdbMaker{
 		f:    f,
-		w:    bufio.NewWriterSize(f, 256<<10),
+		buf:  make([]byte, cdbHeaderSize, cdbFlushAt+1024),
 		pos:  cdbHeaderSize,
 		recs: make([]cdbRec, 0, n),
-		key:  make([]byte, 0, 64),
-		rec:  make([]byte, 0, 128),
 	}
-	_, m.err = m.w.Write(make([]byte, cdbHeaderSize))
 	return m
+}
+
+// flush writes the gathered bytes.
+func (m *cdbMaker) flush() {
+	if m.err == nil && len(m.buf) > 0 {
+		_, m.err = m.f.Write(m.buf)
+	}
+	m.buf = m.buf[:0]
 }
 
 func cdbHash(b []byte) uint32 {
@@ -56,39 +61,33 @@ func cdbHash(b []byte) uint32 {
 	return h
 }
 
-// put adds a record.
-func (m *cdbMaker) put(key, value []byte) {
-	if m.err != nil {
-		return
-	}
-	size := 8 + uint64(len(key)) + uint64(len(value))
-	if m.pos+size > math.MaxUint32 {
-		m.err = errCDBTooLarge
-		return
-	}
-	m.recs = append(m.recs, cdbRec{hash: cdbHash(key), pos: uint32(m.pos)})
-	m.rec = binary.LittleEndian.AppendUint32(m.rec[:0], uint32(len(key)))
-	m.rec = binary.LittleEndian.AppendUint32(m.rec, uint32(len(value)))
-	m.rec = append(append(m.rec, key...), value...)
-	_, m.err = m.w.Write(m.rec)
-	m.pos += size
-}
-
 // putAddr adds a's Postfix lookup key (Key(a), without a trailing NUL, as
-// postmap writes it) with value MapValue, without allocating.
+// postmap writes it) with the value MapValue. The record is formatted in
+// place, the key straight into the write buffer.
 func (m *cdbMaker) putAddr(a netip.Addr) {
-	m.key = a.Unmap().AppendTo(m.key[:0])
-	m.put(m.key, mapValue)
+	start := len(m.buf)
+	m.buf = append(m.buf, 0, 0, 0, 0, 0, 0, 0, 0)
+	m.buf = a.Unmap().AppendTo(m.buf)
+	key := m.buf[start+8:]
+	binary.LittleEndian.PutUint32(m.buf[start:], uint32(len(key)))
+	binary.LittleEndian.PutUint32(m.buf[start+4:], uint32(len(MapValue)))
+	m.recs = append(m.recs, cdbRec{hash: cdbHash(key), pos: uint32(m.pos)})
+	m.buf = append(m.buf, MapValue...)
+	m.pos += uint64(len(m.buf) - start)
+	if m.pos > math.MaxUint32 && m.err == nil {
+		m.err = errCDBTooLarge
+	}
+	if len(m.buf) >= cdbFlushAt {
+		m.flush()
+	}
 }
-
-var mapValue = []byte(MapValue)
 
 // finish writes the hash tables and the header.
 func (m *cdbMaker) finish() error {
 	if m.err != nil {
 		return m.err
 	}
-	if m.pos+16*uint64(len(m.recs)) > math.MaxUint32 {
+	if m.pos+8*uint64(2*len(m.recs)) > math.MaxUint32 {
 		return errCDBTooLarge
 	}
 	// Group the records by table (hash & 0xff), keeping insertion order
@@ -111,7 +110,6 @@ func (m *cdbMaker) finish() error {
 		next[t]++
 	}
 	slots := make([]cdbRec, 2*largest)
-	buf := make([]byte, 8*len(slots))
 	var header [cdbHeaderSize]byte
 	for t := 0; t < 256; t++ {
 		size := 2 * count[t]
@@ -133,18 +131,17 @@ func (m *cdbMaker) finish() error {
 			}
 			table[s] = r
 		}
-		out := buf[:8*size]
-		for s, r := range table {
-			binary.LittleEndian.PutUint32(out[8*s:], r.hash)
-			binary.LittleEndian.PutUint32(out[8*s+4:], r.pos)
+		for _, r := range table {
+			m.buf = binary.LittleEndian.AppendUint32(m.buf, r.hash)
+			m.buf = binary.LittleEndian.AppendUint32(m.buf, r.pos)
 		}
-		if _, err := m.w.Write(out); err != nil {
-			return err
+		m.pos += 8 * uint64(size)
+		if len(m.buf) >= cdbFlushAt {
+			m.flush()
 		}
-		m.pos += uint64(len(out))
 	}
-	if err := m.w.Flush(); err != nil {
-		return err
+	if m.flush(); m.err != nil {
+		return m.err
 	}
 	_, err := m.f.WriteAt(header[:], 0)
 	return err

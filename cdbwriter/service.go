@@ -75,13 +75,14 @@ type Service struct {
 	// stateLines counts the grant lines in the state file, appended ones
 	// included; stateAppend says appending is safe: this process wrote
 	// the whole file, and no append since failed halfway.
-	stateLines  int
-	stateAppend bool
-	lastPublish      time.Time
-	lastSave         time.Time
-	mapRetry         retry
-	stateRetry       retry
-	lastEvictWarn    time.Time
+	stateLines    int
+	stateAppend   bool
+	stateSlack    int // defaultStateSlack; tests lower it
+	lastPublish   time.Time
+	lastSave      time.Time
+	mapRetry      retry
+	stateRetry    retry
+	lastEvictWarn time.Time
 }
 
 // NewService returns a Service for table. Call Start before anything else.
@@ -99,10 +100,11 @@ func NewService(cfg Config, table *Table) *Service {
 		cfg.Stats = new(Stats)
 	}
 	return &Service{
-		cfg:   cfg,
-		table: table,
-		log:   cfg.Logger.With().Str("component", "cdbwriter").Logger(),
-		stats: cfg.Stats,
+		cfg:        cfg,
+		table:      table,
+		log:        cfg.Logger.With().Str("component", "cdbwriter").Logger(),
+		stats:      cfg.Stats,
+		stateSlack: defaultStateSlack,
 	}
 }
 
@@ -217,10 +219,10 @@ func (s *Service) Tick(now time.Time) time.Time {
 		// failing state file delays nothing: the map goes out regardless.
 		s.writeState(now)
 		s.writeMap(now)
-		s.compactState()
+		s.compactState(2*s.table.Len() + s.stateSlack)
 	} else if s.stateDue(now) && !now.Before(s.lastSave.Add(s.cfg.StateEvery)) {
 		s.writeState(now)
-		s.compactState()
+		s.compactState(2*s.table.Len() + s.stateSlack)
 	}
 	return s.next()
 }
@@ -279,6 +281,9 @@ func (s *Service) Shutdown(now time.Time) error {
 	if members, _ := s.table.Versions(); members != s.publishedMembers {
 		errs = append(errs, s.writeMap(now))
 	}
+	// A whole file at exit: any relaygate version reads it as it reads
+	// files from before appending, and the next start reads no history.
+	s.compactState(s.table.Len())
 	return errors.Join(errs...)
 }
 
@@ -363,18 +368,19 @@ func (s *Service) writeState(now time.Time) error {
 	return nil
 }
 
-// stateSlack is how many appended lines beyond twice the table the state
-// file may hold before it is rewritten whole.
-const stateSlack = 10000
+// defaultStateSlack is how many appended lines beyond twice the table the
+// state file may hold before it is rewritten whole.
+const defaultStateSlack = 10000
 
-// compactState rewrites the state file whole once appends made it more than
-// about three times the table. It runs right after a publish, in the time
-// -flush leaves before the next one, so the rewrite never stands between a
-// login and the map. A failure costs nothing: the file as appended is
-// complete, so it is only logged, and tried again after the next save.
-func (s *Service) compactState() {
+// compactState rewrites the state file whole once it holds more than limit
+// lines: during the run about three times the table, right after a publish,
+// in the time -flush leaves before the next one, so the rewrite never stands
+// between a login and the map; at exit, any appended line. A failure costs
+// nothing: the file as appended is complete, so it is only logged, and
+// tried again after the next save.
+func (s *Service) compactState(limit int) {
 	_, changes := s.table.Versions()
-	if !s.stateAppend || changes != s.savedChanges || s.stateLines <= 2*s.table.Len()+stateSlack {
+	if !s.stateAppend || changes != s.savedChanges || s.stateLines <= limit {
 		return
 	}
 	start := time.Now()

@@ -62,20 +62,21 @@ func (o Outcome) String() string {
 // every method takes the time from its caller, so tests drive it exactly.
 // It is not safe for concurrent use; one goroutine (the Service) owns it.
 //
-// It is laid out for a million grants: each grant is a 64-byte slot in
-// fixed-size chunks (no allocation per grant, no copying when it grows),
-// found through a pointer-free index the garbage collector never scans,
-// linked into the least-recently-logged-in order by slot numbers, and
-// scheduled for expiry in a heap, so a login and a timer tick cost
-// O(log n) rather than a scan of every grant. Times are wall-clock
-// nanoseconds, as the state file keeps them.
+// It is laid out for a million grants, about 100 MB in all: each grant is
+// a 64-byte slot in fixed-size chunks, with no allocation per grant and no
+// copying as the table grows; an open-addressing index of slot numbers
+// finds it (index.go); the least-recently-logged-in order links slots by
+// number; and a heap schedules expiry, so a login and a timer tick cost
+// O(log n) instead of a scan of every grant. Daemon and host are interned,
+// open sessions kept aside (most grants have none), and times are
+// wall-clock nanoseconds, as the state file keeps them.
 type Table struct {
 	grace      time.Duration
 	maxSession time.Duration
 	maxEntries int
 	exclude    []netip.Prefix
 
-	index      map[[16]byte]int32 // address (As16 of the unmapped form) → slot
+	index      addrIndex // address (As16 of the unmapped form) → slot
 	chunks     [][]entry
 	slots      int32 // slots ever handed out
 	free       int32 // first free slot, linked through next; none if < 0
@@ -162,7 +163,7 @@ func NewTable(c TableConfig) *Table {
 		maxSession: c.MaxSession,
 		maxEntries: c.MaxEntries,
 		exclude:    c.Exclude,
-		index:      make(map[[16]byte]int32),
+		index:      newAddrIndex(),
 		free:       -1,
 		head:       -1,
 		tail:       -1,
@@ -233,7 +234,7 @@ func (t *Table) remove(i int32) {
 	} else {
 		t.lostTrack = true
 	}
-	delete(t.index, e.addr)
+	t.del(i)
 	t.metas.release(e.meta)
 	*e = entry{next: t.free, gen: e.gen + 1}
 	t.free = i
@@ -260,7 +261,7 @@ func (t *Table) insert(addr [16]byte) int32 {
 	}
 	e := t.at(i)
 	*e = entry{addr: addr, gen: e.gen + 1, prev: -1, next: -1}
-	t.index[addr] = i
+	t.put(i)
 	t.pushBack(i)
 	t.n++
 	t.members++
@@ -333,7 +334,7 @@ func (t *Table) Login(g Grant, session string, now time.Time) Outcome {
 		return Excluded
 	}
 	key := a.As16()
-	i, had := t.index[key]
+	i, had := t.get(key)
 	if had {
 		t.unlink(i)
 		t.pushBack(i)
@@ -458,7 +459,7 @@ func (t *Table) Restore(gs []Grant, now time.Time) int {
 		if !a.IsValid() || t.Excluded(a) || (!g.Open() && !g.Expires.After(now)) {
 			continue
 		}
-		if _, had := t.index[a.As16()]; had {
+		if _, had := t.get(a.As16()); had {
 			continue
 		}
 		i := t.insert(a.As16())

@@ -88,7 +88,11 @@ func skipPRI(raw []byte) (int, bool) {
 func spans3164(raw []byte, i int, withPRI bool) (Spans, bool) {
 	// "Mmm dd hh:mm:ss " with a space-padded or two-digit day.
 	const stampLen = len("Nov 21 10:00:00 ")
-	if len(raw) < i+stampLen || !isMonth(raw[i:i+3]) || raw[i+3] != ' ' {
+	if len(raw) < i+stampLen || raw[i+3] != ' ' {
+		return Spans{}, false
+	}
+	month := monthIndex(raw[i : i+3])
+	if month < 0 {
 		return Spans{}, false
 	}
 	d1, d2 := raw[i+4], raw[i+5]
@@ -100,7 +104,7 @@ func spans3164(raw []byte, i int, withPRI bool) (Spans, bool) {
 		t[5] != ':' || !isDigit(t[6]) || !isDigit(t[7]) || raw[i+15] != ' ' {
 		return Spans{}, false
 	}
-	if !validStamp3164(raw[i : i+15]) {
+	if !validStamp3164(raw[i:i+15], month) {
 		return Spans{}, false
 	}
 	i += stampLen
@@ -212,13 +216,38 @@ func trimSpaces(raw []byte, i, j int) [2]int {
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-func isMonth(b []byte) bool { return monthIndex(b) >= 0 }
-
+// monthIndex returns 0 for "Jan" to 11 for "Dec", -1 for anything else:
+// one switch on the three bytes, where comparing with each name in turn
+// took a third of `relaygate parse`'s time.
 func monthIndex(b []byte) int {
-	for i, m := range months {
-		if string(b) == m {
-			return i
-		}
+	if len(b) != 3 {
+		return -1
+	}
+	switch uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2]) {
+	case 'J'<<16 | 'a'<<8 | 'n':
+		return 0
+	case 'F'<<16 | 'e'<<8 | 'b':
+		return 1
+	case 'M'<<16 | 'a'<<8 | 'r':
+		return 2
+	case 'A'<<16 | 'p'<<8 | 'r':
+		return 3
+	case 'M'<<16 | 'a'<<8 | 'y':
+		return 4
+	case 'J'<<16 | 'u'<<8 | 'n':
+		return 5
+	case 'J'<<16 | 'u'<<8 | 'l':
+		return 6
+	case 'A'<<16 | 'u'<<8 | 'g':
+		return 7
+	case 'S'<<16 | 'e'<<8 | 'p':
+		return 8
+	case 'O'<<16 | 'c'<<8 | 't':
+		return 9
+	case 'N'<<16 | 'o'<<8 | 'v':
+		return 10
+	case 'D'<<16 | 'e'<<8 | 'c':
+		return 11
 	}
 	return -1
 }
@@ -227,16 +256,16 @@ func monthIndex(b []byte) int {
 // and year 0 is a leap year).
 var daysIn = [12]int{31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
 
-// validStamp3164 checks the values of "Mmm dd hh:mm:ss" as time.Stamp
-// parsing does, so the fast path accepts exactly what go-syslog accepts.
-func validStamp3164(b []byte) bool {
+// validStamp3164 checks the values of "Mmm dd hh:mm:ss" (month m) as
+// time.Stamp parsing does, so the fast path accepts exactly what go-syslog
+// accepts.
+func validStamp3164(b []byte, m int) bool {
 	num := func(hi, lo byte) int {
 		if hi == ' ' {
 			hi = '0'
 		}
 		return int(hi-'0')*10 + int(lo-'0')
 	}
-	m := monthIndex(b[0:3])
 	day := num(b[4], b[5])
 	return m >= 0 && day >= 1 && day <= daysIn[m] &&
 		num(b[7], b[8]) <= 23 && num(b[10], b[11]) <= 59 && num(b[13], b[14]) <= 59

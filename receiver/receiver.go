@@ -374,11 +374,11 @@ func (r *Receiver) Serve(ctx context.Context, out chan<- Message) error {
 	var wg sync.WaitGroup
 	if r.udp != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.readDatagrams(ctx, r.udp, "udp", out) }()
+		go func() { defer wg.Done(); r.readUDP(ctx, r.udp, out) }()
 	}
 	if r.unix != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.readDatagrams(ctx, r.unix, "unix", out) }()
+		go func() { defer wg.Done(); r.readUnix(ctx, r.unix, out) }()
 	}
 	if r.tcp != nil {
 		wg.Add(1)
@@ -406,100 +406,115 @@ func (r *Receiver) allowed(ap netip.AddrPort) bool {
 
 // source says where a message came from.
 type source struct {
-	transport string // "udp", "tcp", "tls" or "unix"
-	peer      string
+	transport string         // "udp", "tcp", "tls" or "unix"
+	peer      string         // set for streams and the unix socket
+	addr      netip.AddrPort // UDP: made into peer only if needed
 	tlsPeer   string
 }
 
-func (r *Receiver) readDatagrams(ctx context.Context, conn net.PacketConn, transport string, out chan<- Message) {
+// name is the sender, for the message and the log. A UDP sender's address
+// is formatted only here: most datagrams are dropped before anything needs
+// it.
+func (s source) name() string {
+	if s.peer == "" && s.addr.IsValid() {
+		return s.addr.String()
+	}
+	return s.peer
+}
+
+// readUnix serves the unix datagram socket.
+func (r *Receiver) readUnix(ctx context.Context, conn *net.UnixConn, out chan<- Message) {
 	// Room for the limit and the two trailing bytes (CR LF) not counted in
 	// it, and one more, so an over-long datagram is seen as such rather than
 	// parsed truncated.
 	buf := make([]byte, r.cfg.MaxMessage+3)
-	udp, isUDP := conn.(*net.UDPConn)
 	for {
-		var (
-			n    int
-			peer string
-			err  error
-		)
-		if isUDP {
-			var ap netip.AddrPort
-			n, ap, err = udp.ReadFromUDPAddrPort(buf)
-			if err == nil && !r.allowed(ap) {
-				r.stats.NotAllowed.Add(1)
-				r.warnf("not_allowed", ap.Addr().Unmap().String(), "dropped datagram from a sender outside -allow")
-				continue
-			}
-			peer = ap.String()
-		} else {
-			var addr net.Addr
-			n, addr, err = conn.ReadFrom(buf)
-			peer = r.cfg.Unix
-			if addr != nil && addr.String() != "" {
-				peer = addr.String()
-			}
-		}
+		n, addr, err := conn.ReadFrom(buf)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+			if r.readFailed(ctx, err, "unix") {
 				return
-			}
-			r.log.Warn().Err(err).Str("transport", transport).Msg("read error")
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(10 * time.Millisecond):
 			}
 			continue
 		}
-		if n > r.cfg.MaxMessage+2 || len(trimTrailingControl(buf[:n])) > r.cfg.MaxMessage {
-			r.stats.TooLong.Add(1)
-			r.warnf("too_long", peer, fmt.Sprintf("dropped %s datagram over %d bytes (-max-message)", transport, r.cfg.MaxMessage))
-			continue
+		src := source{transport: "unix", peer: r.cfg.Unix}
+		if addr != nil && addr.String() != "" {
+			src.peer = addr.String()
 		}
-		if transport == "udp" {
-			r.stats.UDP.Add(1)
-		} else {
-			r.stats.Unix.Add(1)
-		}
-		if !r.deliver(ctx, buf[:n], source{transport: transport, peer: peer}, out) {
+		if !r.datagram(ctx, buf[:n], src, out) {
 			return
 		}
 	}
 }
 
+// readFailed handles a read error of a datagram socket: it reports true
+// when the socket is closed, and otherwise logs and pauses briefly.
+func (r *Receiver) readFailed(ctx context.Context, err error, transport string) bool {
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	r.log.Warn().Err(err).Str("transport", transport).Msg("read error")
+	select {
+	case <-ctx.Done():
+		return true
+	case <-time.After(10 * time.Millisecond):
+	}
+	return false
+}
+
+// datagram counts and delivers one datagram. It reports false once ctx is
+// done.
+func (r *Receiver) datagram(ctx context.Context, data []byte, src source, out chan<- Message) bool {
+	if len(data) > r.cfg.MaxMessage+2 || len(trimTrailingControl(data)) > r.cfg.MaxMessage {
+		r.stats.TooLong.Add(1)
+		r.warnf("too_long", src.name(), fmt.Sprintf("dropped %s datagram over %d bytes (-max-message)", src.transport, r.cfg.MaxMessage))
+		return true
+	}
+	if src.transport == "udp" {
+		r.stats.UDP.Add(1)
+	} else {
+		r.stats.Unix.Add(1)
+	}
+	return r.deliver(ctx, data, src, out)
+}
+
 // deliver parses raw and sends it on. It reports false once ctx is done.
 func (r *Receiver) deliver(ctx context.Context, raw []byte, src source, out chan<- Message) bool {
-	if r.cfg.Wanted != nil {
-		raw = trimTrailingControl(raw)
-		if sp, ok := FastSpans(raw); ok && !r.cfg.Wanted(sp.ProgramBytes(raw)) {
-			r.stats.Unwanted.Add(1)
-			return true
-		}
-	}
-	env, err := ParseEnvelope(raw)
-	if err != nil {
-		if errors.Is(err, errEmpty) {
-			return true
-		}
-		r.stats.Malformed.Add(1)
-		// Untagged text is common noise (kernel lines, broken senders):
-		// counted, logged only at debug.
-		r.log.Debug().Err(err).Str("peer", src.peer).Msg("message without program tag")
+	raw = trimTrailingControl(raw)
+	// The fast path's spans serve both the program filter and the
+	// envelope; only what it does not recognise pays for go-syslog.
+	sp, fast := FastSpans(raw)
+	if fast && r.cfg.Wanted != nil && !r.cfg.Wanted(sp.ProgramBytes(raw)) {
+		r.stats.Unwanted.Add(1)
 		return true
+	}
+	var env Envelope
+	if fast {
+		env = sp.Envelope(raw)
+	} else {
+		var err error
+		if env, err = ParseEnvelope(raw); err != nil {
+			if errors.Is(err, errEmpty) {
+				return true
+			}
+			r.stats.Malformed.Add(1)
+			// Untagged text is common noise (kernel lines, broken senders):
+			// counted, logged only at debug.
+			r.log.Debug().Err(err).Str("peer", src.name()).Msg("message without program tag")
+			return true
+		}
 	}
 	if r.hosts != nil {
 		if _, ok := r.hosts[strings.ToLower(env.Host)]; !ok {
 			r.stats.HostNotAllowed.Add(1)
-			r.warnf("host_not_allowed", src.peer, fmt.Sprintf("dropped message from HOSTNAME %q, not in -allow-hosts", env.Host))
+			r.warnf("host_not_allowed", src.name(), fmt.Sprintf("dropped message from HOSTNAME %q, not in -allow-hosts", env.Host))
 			return true
 		}
 	}
-	if r.cfg.Wanted != nil && !r.cfg.Wanted([]byte(env.Program)) {
+	if !fast && r.cfg.Wanted != nil && !r.cfg.Wanted([]byte(env.Program)) {
 		r.stats.Unwanted.Add(1)
 		return true
 	}
-	m := Message{Envelope: env, Received: r.cfg.Now(), Transport: src.transport, Peer: src.peer, TLSPeer: src.tlsPeer}
+	m := Message{Envelope: env, Received: r.cfg.Now(), Transport: src.transport, Peer: src.name(), TLSPeer: src.tlsPeer}
 	select {
 	case out <- m:
 		return true

@@ -1572,7 +1572,15 @@ func TestRunsUnprivileged(t *testing.T) {
 	if started {
 		t.Fatalf("relaygate started with a map in a directory it cannot write")
 	}
-	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	// Log lines (JSON) may come first, e.g. the warning that an
+	// unprivileged process gets a smaller UDP buffer; the error itself is
+	// the one plain line.
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		if !strings.HasPrefix(l, "{") {
+			lines = append(lines, l)
+		}
+	}
 	switch {
 	case code == 0:
 		t.Errorf("exit code 0, want a failure")
