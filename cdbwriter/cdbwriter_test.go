@@ -2,6 +2,7 @@ package cdbwriter
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -311,11 +312,17 @@ func TestServiceRetriesFailedPublish(t *testing.T) {
 	dir := t.TempDir()
 	mapDir := filepath.Join(dir, "maps")
 	os.Mkdir(mapDir, 0o755)
+	// OnPublish is how a caller times publishes and tracks health: it must
+	// hear of every attempt, failed ones included, with the service's time.
+	var heard []string
 	svc := NewService(Config{
 		MapPath:   filepath.Join(mapDir, "pbs.cdb"),
 		StatePath: filepath.Join(dir, "pbs.state"),
 		Flush:     time.Second,
 		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
+		OnPublish: func(now time.Time, took time.Duration, err error) {
+			heard = append(heard, fmt.Sprintf("%s ok=%t", now.Sub(t0), err == nil && took > 0))
+		},
 	}, NewTable(TableConfig{Grace: time.Hour}))
 	if err := svc.Start(t0); err != nil {
 		t.Fatal(err)
@@ -345,6 +352,12 @@ func TestServiceRetriesFailedPublish(t *testing.T) {
 	keys, err := ReadMap(filepath.Join(mapDir, "pbs.cdb"))
 	if err != nil || !slices.Equal(keys, []string{"192.0.2.1"}) {
 		t.Fatalf("after the fault cleared map = %v, %v", keys, err)
+	}
+	// Start, the failed publish, its retry after -flush, and the next
+	// retry after twice that.
+	want := []string{"0s ok=true", "1s ok=false", "2s ok=false", "4s ok=true"}
+	if !slices.Equal(heard, want) {
+		t.Errorf("OnPublish heard %q, want %q", heard, want)
 	}
 }
 
@@ -376,10 +389,32 @@ func TestRunDrainsAndWritesOnClose(t *testing.T) {
 	in <- Event{Grant: grant("192.0.2.1"), At: time.Now()}
 	in <- Event{Grant: grant("192.0.2.2"), At: time.Now()}
 	close(in)
-	if err := svc.Run(in, time.Now); err != nil {
+	if err := svc.Run(in, nil, time.Now); err != nil {
 		t.Fatal(err)
 	}
 	if keys := mapKeys(t, dir); len(keys) != 2 {
 		t.Fatalf("map after Run = %v", keys)
+	}
+}
+
+// TestRunServesReads: a read sent to Run sees the table as the events
+// before it left it, on Run's goroutine (the race detector would object
+// otherwise).
+func TestRunServesReads(t *testing.T) {
+	svc := newTestService(t, t.TempDir(), time.Hour)
+	in := make(chan Event)
+	reads := make(chan func(*Table))
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(in, reads, time.Now) }()
+	in <- Event{Grant: grant("192.0.2.1"), At: time.Now()}
+	in <- Event{Grant: grant("2001:db8::1"), At: time.Now()}
+	got := make(chan []Grant)
+	reads <- func(tb *Table) { got <- tb.Grants() }
+	if grants := <-got; len(grants) != 2 {
+		t.Errorf("read saw %d grants, want 2: %v", len(grants), grants)
+	}
+	close(in)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -24,6 +24,10 @@ type Config struct {
 	MaxBackoff time.Duration
 	Logger     zerolog.Logger
 	Stats      *Stats
+	// OnPublish, if set, is told of every map write attempt: when, how long
+	// it took, and its error (nil when the map was replaced). It runs on
+	// the goroutine that owns the table, so it must not block.
+	OnPublish func(now time.Time, took time.Duration, err error)
 }
 
 // Stats counts what the Service did. All fields are safe for concurrent use.
@@ -318,7 +322,12 @@ func (s *Service) writeMap(now time.Time) error {
 func (s *Service) publishMap(now time.Time) error {
 	members, _ := s.table.Versions()
 	start := time.Now()
-	if err := writeTableMap(s.cfg.MapPath, s.table); err != nil {
+	err := writeTableMap(s.cfg.MapPath, s.table)
+	took := time.Since(start)
+	if s.cfg.OnPublish != nil {
+		s.cfg.OnPublish(now, took, err)
+	}
+	if err != nil {
 		s.stats.PublishErrors.Add(1)
 		s.mapRetry.failed(now, max(s.cfg.Flush, 100*time.Millisecond), s.cfg.MaxBackoff)
 		return err
@@ -326,10 +335,10 @@ func (s *Service) publishMap(now time.Time) error {
 	s.mapRetry.succeeded()
 	s.stats.Publishes.Add(1)
 	s.stats.LastPublishUnix.Store(now.Unix())
-	s.stats.LastPublishNanos.Store(int64(time.Since(start)))
+	s.stats.LastPublishNanos.Store(int64(took))
 	s.publishedMembers = members
 	s.lastPublish = now
-	s.log.Debug().Int("entries", s.table.Len()).Dur("took", time.Since(start)).Msg("published map")
+	s.log.Debug().Int("entries", s.table.Len()).Dur("took", took).Msg("published map")
 	return nil
 }
 
@@ -395,8 +404,12 @@ func (s *Service) compactState(limit int) {
 // Run feeds events to the service and keeps its timers until events is
 // closed, then shuts it down with a final write. Closing the channel rather
 // than cancelling a context lets the caller drain every message already
-// received before the last publish. now is the clock (time.Now in production).
-func (s *Service) Run(events <-chan Event, now func() time.Time) error {
+// received before the last publish. Each function received from reads is
+// called with the table on Run's goroutine, between events: the table is
+// not safe for concurrent use, and this is how another goroutine (an HTTP
+// handler) may look at it. reads may be nil. now is the clock (time.Now in
+// production).
+func (s *Service) Run(events <-chan Event, reads <-chan func(*Table), now func() time.Time) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
@@ -432,6 +445,8 @@ func (s *Service) Run(events <-chan Event, now func() time.Time) error {
 		case <-timer.C:
 			wake = time.Time{}
 			arm(s.Tick(now()))
+		case read := <-reads:
+			read(s.table)
 		}
 	}
 }

@@ -12,18 +12,20 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/relaygate/relaygate/cdbwriter"
 	"github.com/rs/zerolog"
 )
 
 // monitor is what the daemon shows about itself: the publish health and
-// timing kept by drive, the snapshot channel into drive, and the -metrics
-// HTTP endpoint that serves them.
+// timing the grant service reports through published, reads of the grant
+// table, and the -metrics HTTP endpoint that serves them.
 type monitor struct {
 	publishSeconds prometheus.Histogram
 	health         publishHealth
-	snapshots      chan chan grantSnapshot // to drive, which owns the table
-	stopped        chan struct{}           // closed when drive has returned
-	ln             net.Listener            // nil without -metrics
+	now            func() time.Time
+	reads          chan func(*cdbwriter.Table) // served by the grant service, which owns the table
+	stopped        chan struct{}               // closed when the grant service has returned
+	ln             net.Listener                // nil without -metrics
 	srv            *http.Server
 	served         chan struct{} // closed when srv.Serve has returned
 }
@@ -33,7 +35,8 @@ type monitor struct {
 func newMonitor(d *daemon) (*monitor, error) {
 	m := &monitor{
 		publishSeconds: newPublishHistogram(),
-		snapshots:      make(chan chan grantSnapshot),
+		now:            d.now,
+		reads:          make(chan func(*cdbwriter.Table)),
 		stopped:        make(chan struct{}),
 		served:         make(chan struct{}),
 	}
@@ -126,8 +129,11 @@ func (m *monitor) grants(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply := make(chan grantSnapshot, 1)
+	read := func(t *cdbwriter.Table) {
+		reply <- grantSnapshot{at: m.now(), grace: t.Grace(), grants: t.Grants()}
+	}
 	select {
-	case m.snapshots <- reply:
+	case m.reads <- read:
 	case <-m.stopped:
 		http.Error(w, "relaygate is shutting down", http.StatusServiceUnavailable)
 		return

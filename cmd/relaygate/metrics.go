@@ -35,7 +35,7 @@ func newRegistry(d *daemon, publishSeconds prometheus.Histogram) *prometheus.Reg
 func newPublishHistogram() prometheus.Histogram {
 	return prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: metricPublishDur,
-		Help: "Time to write the state file and the map and rename them into place, for each successful publish.",
+		Help: "Time to write the map and rename it into place, for each successful publish.",
 		// A publish is an fsync or two: milliseconds on a healthy disk,
 		// seconds when something is wrong.
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},

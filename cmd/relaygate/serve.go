@@ -161,17 +161,18 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 	table := cdbwriter.NewTable(cdbwriter.TableConfig{
 		Grace: cfg.grace, MaxSession: cfg.maxSession, MaxEntries: cfg.maxEntries, Exclude: d.excluded,
 	})
+	if d.mon, err = newMonitor(d); err != nil {
+		d.recv.Close()
+		return nil, err
+	}
 	d.svc = cdbwriter.NewService(cdbwriter.Config{
 		MapPath:   cfg.mapPath,
 		StatePath: cfg.statePath,
 		Flush:     cfg.flush,
 		Logger:    log,
 		Stats:     &d.wstats,
+		OnPublish: d.mon.published,
 	}, table)
-	if d.mon, err = newMonitor(d); err != nil {
-		d.recv.Close()
-		return nil, err
-	}
 	if err := d.svc.Start(now()); err != nil {
 		d.recv.Close()
 		d.mon.closeUnstarted()
@@ -245,7 +246,8 @@ func (d *daemon) run(ctx context.Context) error {
 		d.watchReloads(ctx)
 	}()
 	d.mon.start(d.log)
-	err := d.drive(events)
+	err := d.svc.Run(events, d.mon.reads, d.now)
+	close(d.mon.stopped)
 	wg.Wait()
 	d.mon.stop()
 	if err != nil {
