@@ -48,6 +48,12 @@ func TestTableGraceAndExtension(t *testing.T) {
 	if m2, _ := tab.Versions(); m2 != m1 {
 		t.Errorf("a repeat login changed the membership version (%d → %d); the map would be rewritten for nothing", m1, m2)
 	}
+	if g, ok := tab.Lookup(netip.MustParseAddr("::ffff:192.0.2.10")); !ok || !g.Expires.Equal(t0.Add(50*time.Minute)) || g.User != "alice" {
+		t.Errorf("Lookup of the mapped form = %+v %v, want the grant until the second login's grace", g, ok)
+	}
+	if _, ok := tab.Lookup(netip.MustParseAddr("192.0.2.11")); ok {
+		t.Errorf("Lookup found an address never granted")
+	}
 	if gone := tab.Expire(t0.Add(30 * time.Minute)); len(gone) != 0 {
 		t.Fatalf("extended grant expired at the first login's deadline: %v", gone)
 	}

@@ -308,6 +308,15 @@ func (t *Table) grantAt(i int32) Grant {
 	return g
 }
 
+// Lookup returns a's grant, if it has one.
+func (t *Table) Lookup(a netip.Addr) (Grant, bool) {
+	i, ok := t.get(a.Unmap().As16())
+	if !ok {
+		return Grant{}, false
+	}
+	return t.grantAt(i), true
+}
+
 // Grace is how long a login grants relay.
 func (t *Table) Grace() time.Duration { return t.grace }
 

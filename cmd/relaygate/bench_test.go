@@ -3,10 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/relaygate/relaygate/cdbwriter"
+	"github.com/rs/zerolog"
 )
 
 // benchLog is a mail log like a busy host's: every fixture line of every
@@ -59,4 +66,68 @@ func BenchmarkParseCommand(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)*100000/b.Elapsed().Seconds(), "lines/s")
+}
+
+// BenchmarkReceiveParse measures the daemon's whole receive→parse path:
+// one rsyslog-like TCP connection with newline framing → receiver
+// (framing, envelope, program filter) → parsers and correlator → grant
+// table. Each iteration sends benchLog's 100,000 lines, then a login from
+// an address of its own, and ends when that address is in the table: the
+// path keeps the connection's order, so every line before it was handled.
+func BenchmarkReceiveParse(b *testing.B) {
+	const lines = 100000
+	var stream bytes.Buffer
+	for _, l := range bytes.Split(bytes.TrimSuffix(benchLog(b, lines), []byte("\n")), []byte("\n")) {
+		stream.WriteString("<22>")
+		stream.Write(l)
+		stream.WriteByte('\n')
+	}
+	dir := b.TempDir()
+	cfg, err := parseServeFlags([]string{
+		"-udp", "", "-tcp", "127.0.0.1:0", "-map", filepath.Join(dir, "pbs.cdb"),
+		"-mynetworks", "none", "-grace", "10h", "-max-entries", "2000000",
+	}, io.Discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := newDaemon(ctx, cfg, zerolog.Nop(), time.Now)
+	if err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
+	conn, err := net.Dial("tcp", d.recv.TCPAddr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	granted := func(a netip.Addr) bool {
+		reply := make(chan bool, 1)
+		d.mon.reads <- func(t *cdbwriter.Table) { _, ok := t.Lookup(a); reply <- ok }
+		return <-reply
+	}
+	b.SetBytes(int64(stream.Len()))
+	b.ResetTimer()
+	for i := range b.N {
+		sentinel := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 12: byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
+		login := fmt.Sprintf("<22>Nov 21 10:00:00 mx1 dovecot[812]: imap-login: Login: user=<bench>, method=PLAIN, rip=%s, lip=192.0.2.1, mpid=1, session=<bench%d>\n", sentinel, i)
+		if _, err := conn.Write(stream.Bytes()); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.WriteString(conn, login); err != nil {
+			b.Fatal(err)
+		}
+		for !granted(sentinel) {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	b.ReportMetric(float64(b.N)*(lines+1)/b.Elapsed().Seconds(), "msgs/s")
 }
