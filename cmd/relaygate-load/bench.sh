@@ -113,6 +113,9 @@ tcp() {
 		[ "$(counter received_tcp)" = 3000000 ] || echo "LOST: $((3000000 - $(counter received_tcp)))"
 	done
 	echo "RESULT tcp: flat out median $(median <"$BIN/tcp-flat") msg/s (sender's rate; relaygate's count checked above)"
+	# The same path in process: receiver → parsers → grant table.
+	go test ./cmd/relaygate -run '^$' -bench BenchmarkReceiveParse -count "$RUNS" | tee "$BIN/recvparse.out"
+	echo "RESULT tcp: BenchmarkReceiveParse median $(awk '/^BenchmarkReceiveParse/ {print $(NF - 1)}' "$BIN/recvparse.out" | median) msgs/s"
 }
 
 parse() {
