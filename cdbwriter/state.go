@@ -109,7 +109,7 @@ func appendEntryLine(b []byte, t *Table, i int32, e *entry, ss []stateSession) (
 	}
 	slices.SortFunc(ss, func(a, b stateSession) int { return strings.Compare(a.key, b.key) })
 	m := t.metas.get(e.meta)
-	return appendStateLine(b, addrOf(e), time.Unix(0, e.expires).UTC(), e.user, m.daemon, m.host, ss), ss
+	return appendStateLine(b, addrOf(e), time.Unix(0, e.expires).UTC(), t.users.of(e), m.daemon, m.host, ss), ss
 }
 
 func saveState(path string, fill func(w *bufio.Writer, line []byte) ([]byte, error)) error {
@@ -136,7 +136,7 @@ type stateSession struct {
 // json.Encoder writes for the Grant (HTML-safe escaping, sessions sorted by
 // key, a trailing newline), without reflection: at a million grants the
 // state is rewritten with every map publish.
-func appendStateLine(b []byte, addr netip.Addr, expires time.Time, user, daemon, host string, sessions []stateSession) []byte {
+func appendStateLine[U string | []byte](b []byte, addr netip.Addr, expires time.Time, user U, daemon, host string, sessions []stateSession) []byte {
 	b = append(b, `{"addr":"`...)
 	if addr.IsValid() {
 		b = addr.AppendTo(b)
@@ -144,7 +144,11 @@ func appendStateLine(b []byte, addr netip.Addr, expires time.Time, user, daemon,
 	b = append(b, `","expires":"`...)
 	b = expires.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
-	for _, f := range [...]struct{ name, value string }{{"user", user}, {"daemon", daemon}, {"host", host}} {
+	if len(user) > 0 {
+		b = append(b, `,"user":`...)
+		b = appendJSONString(b, user)
+	}
+	for _, f := range [...]struct{ name, value string }{{"daemon", daemon}, {"host", host}} {
 		if f.value != "" {
 			b = append(b, `,"`...)
 			b = append(b, f.name...)
@@ -171,7 +175,7 @@ func appendStateLine(b []byte, addr netip.Addr, expires time.Time, user, daemon,
 // appendJSONString quotes s as encoding/json does with HTML escaping on:
 // invalid UTF-8 becomes U+FFFD, and <, >, &, U+2028 and U+2029 are
 // escaped, so a state line is safe wherever it is pasted.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString[S string | []byte](b []byte, s S) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
@@ -202,7 +206,7 @@ func appendJSONString(b []byte, s string) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, size := decodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
@@ -221,6 +225,17 @@ func appendJSONString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// decodeRune is utf8.DecodeRune for either kind of text, without copying.
+func decodeRune[S string | []byte](s S) (rune, int) {
+	switch v := any(s).(type) {
+	case string:
+		return utf8.DecodeRuneInString(v)
+	case []byte:
+		return utf8.DecodeRune(v)
+	}
+	return utf8.RuneError, 1
 }
 
 // StateDamage describes lines of a state file that could not be read.

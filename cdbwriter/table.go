@@ -6,11 +6,13 @@ package cdbwriter
 import (
 	"cmp"
 	"maps"
+	"math"
 	"math/bits"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Grant is one address allowed to relay until Expires, or for as long as
@@ -62,14 +64,16 @@ func (o Outcome) String() string {
 // every method takes the time from its caller, so tests drive it exactly.
 // It is not safe for concurrent use; one goroutine (the Service) owns it.
 //
-// It is laid out for a million grants, about 100 MB in all: each grant is
-// a 64-byte slot in fixed-size chunks, with no allocation per grant and no
+// It is laid out for a million grants, about 90 MB in all: each grant is
+// a 56-byte slot in fixed-size chunks, with no allocation per grant and no
 // copying as the table grows; an open-addressing index of slot numbers
 // finds it (index.go); the least-recently-logged-in order links slots by
 // number; and a heap schedules expiry, so a login and a timer tick cost
-// O(log n) instead of a scan of every grant. Daemon and host are interned,
-// open sessions kept aside (most grants have none), and times are
-// wall-clock nanoseconds, as the state file keeps them.
+// O(log n) instead of a scan of every grant. User names live in one arena
+// (userArena), daemon and host are interned, open sessions kept aside
+// (most grants have none), and times are wall-clock nanoseconds, as the
+// state file keeps them. The slots hold no pointers, so the garbage
+// collector never has to scan them.
 type Table struct {
 	grace      time.Duration
 	maxSession time.Duration
@@ -84,6 +88,7 @@ type Table struct {
 	head, tail int32 // least and most recently logged in; none if < 0
 	expiry     expiryHeap
 	metas      metaTable
+	users      userArena
 	sessions   map[string]int32    // open session key → its grant's slot
 	open       map[int32][]session // a grant's open sessions, only while it has any
 	evictions  uint64
@@ -105,15 +110,16 @@ type Table struct {
 	changes uint64
 }
 
-// entry is one grant's slot.
+// entry is one grant's slot. It holds no pointers (see Table).
 type entry struct {
 	addr    [16]byte // As16 of the unmapped address
 	expires int64    // unix nanoseconds
 	queued  int64    // when this slot's live expiry-heap item fires; 0: none
-	user    string
 	prev    int32
 	next    int32 // also links the free list
 	meta    uint32
+	userOff uint32 // the user name is users.buf[userOff:userOff+userLen]
+	userLen uint16
 	nsess   uint16 // open sessions, kept in Table.open
 	// gen is odd while the slot holds a grant. It is bumped when a grant
 	// enters or leaves the slot, so the heap items of an earlier grant in
@@ -128,7 +134,7 @@ type session struct {
 	opened int64 // unix nanoseconds
 }
 
-// chunkBits sizes the slot chunks: 4096 slots of 64 bytes.
+// chunkBits sizes the slot chunks: 4096 slots of 56 bytes.
 const chunkBits = 12
 
 // DefaultMaxSession closes a session whose logout was never seen.
@@ -236,6 +242,7 @@ func (t *Table) remove(i int32) {
 	}
 	t.del(i)
 	t.metas.release(e.meta)
+	t.users.release(e)
 	*e = entry{next: t.free, gen: e.gen + 1}
 	t.free = i
 	t.n--
@@ -298,7 +305,7 @@ func (t *Table) pushBack(i int32) {
 func (t *Table) grantAt(i int32) Grant {
 	e := t.at(i)
 	m := t.metas.get(e.meta)
-	g := Grant{Addr: addrOf(e), Expires: time.Unix(0, e.expires), User: e.user, Daemon: m.daemon, Host: m.host}
+	g := Grant{Addr: addrOf(e), Expires: time.Unix(0, e.expires), User: string(t.users.of(e)), Daemon: m.daemon, Host: m.host}
 	if ss := t.open[i]; len(ss) > 0 {
 		g.Sessions = make(map[string]time.Time, len(ss))
 		for _, s := range ss {
@@ -371,8 +378,8 @@ func (t *Table) Login(g Grant, session string, now time.Time) Outcome {
 // (daemon, host): the parsers' strings point into the whole message text,
 // which a grant must not keep alive for its lifetime.
 func (t *Table) setInfo(e *entry, user, daemon, host string) {
-	if e.user != user {
-		e.user = strings.Clone(user)
+	if string(t.users.of(e)) != user {
+		t.users.set(t, e, user)
 	}
 	if e.meta == 0 || t.metas.get(e.meta) != (meta{daemon, host}) {
 		old := e.meta
@@ -779,4 +786,66 @@ func (m *metaTable) release(i uint32) {
 		m.list[i] = metaRec{}
 		m.free = append(m.free, i)
 	}
+}
+
+// maxUserLen bounds the user name a grant keeps (it is only shown, in the
+// log, the state file and /grants): a real one is far shorter, and the
+// bound keeps a flood of hostile names from growing the arena.
+const maxUserLen = 256
+
+// userArena holds every grant's user name back to back in one byte slice;
+// a slot names its own by offset and length. A string per grant would be
+// an allocation and a pointer in every slot. Names a slot no longer uses
+// are dead bytes, reclaimed by copying the live ones to a new slice once
+// the dead outweigh them.
+type userArena struct {
+	buf  []byte
+	dead int
+}
+
+// of returns e's user name, valid until the next set.
+func (u *userArena) of(e *entry) []byte {
+	return u.buf[e.userOff : e.userOff+uint32(e.userLen)]
+}
+
+// release marks e's name dead.
+func (u *userArena) release(e *entry) {
+	u.dead += int(e.userLen)
+	e.userOff, e.userLen = 0, 0
+}
+
+// set gives e the name user, cut to maxUserLen at a character boundary.
+func (u *userArena) set(t *Table, e *entry, user string) {
+	u.release(e)
+	if len(user) > maxUserLen {
+		n := maxUserLen
+		for n > 0 && !utf8.RuneStart(user[n]) {
+			n--
+		}
+		user = user[:n]
+	}
+	if user == "" {
+		return
+	}
+	if u.dead > 64<<10 && u.dead > len(u.buf)-u.dead {
+		u.compact(t)
+	}
+	if len(u.buf)+len(user) > math.MaxUint32 {
+		// Only reachable with a table of many millions of grants, all
+		// with long names: the name is dropped, the grant is not.
+		return
+	}
+	e.userOff, e.userLen = uint32(len(u.buf)), uint16(len(user))
+	u.buf = append(u.buf, user...)
+}
+
+// compact copies the live names to a new slice, dropping the dead bytes.
+func (u *userArena) compact(t *Table) {
+	live := make([]byte, 0, len(u.buf)-u.dead+len(u.buf)/4)
+	t.each(func(_ int32, e *entry) {
+		name := u.of(e)
+		e.userOff = uint32(len(live))
+		live = append(live, name...)
+	})
+	u.buf, u.dead = live, 0
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -56,7 +57,7 @@ func checkAgainstReference(t *testing.T, seed uint64) {
 		switch r := rng.IntN(100); {
 		case r < 50:
 			d := daemons[rng.IntN(len(daemons))]
-			g := Grant{Addr: addr(), User: fmt.Sprint("u", rng.IntN(5)), Daemon: d, Host: fmt.Sprint("mx", rng.IntN(3))}
+			g := Grant{Addr: addr(), User: fmt.Sprint("u", rng.IntN(5), strings.Repeat("é", rng.IntN(3)*rng.IntN(20))), Daemon: d, Host: fmt.Sprint("mx", rng.IntN(3))}
 			session := ""
 			if rng.IntN(2) == 0 {
 				session = fmt.Sprint(rng.IntN(30))
@@ -161,5 +162,35 @@ func TestIndexUnderChurn(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestUserArena: user names live in one arena that is compacted as names
+// die; through a long churn of logins, renames and evictions every grant
+// keeps its own name and the arena stays a small multiple of the live
+// names. An over-long name is cut at a character boundary.
+func TestUserArena(t *testing.T) {
+	tab := NewTable(TableConfig{Grace: time.Hour, MaxEntries: 1000})
+	want := map[netip.Addr]string{}
+	for i := range 200000 {
+		a := netip.AddrFrom4([4]byte{10, 0, byte(i % 1500 >> 8), byte(i % 1500)})
+		user := fmt.Sprintf("user%d@example.net", i)
+		tab.Login(Grant{Addr: a, User: user, Daemon: "dovecot"}, "", t0)
+		want[a] = user
+	}
+	live := 0
+	for _, g := range tab.Grants() {
+		if g.User != want[g.Addr] {
+			t.Fatalf("%v: user %q, want %q", g.Addr, g.User, want[g.Addr])
+		}
+		live += len(g.User)
+	}
+	if len(tab.users.buf) > 2*live+64<<10 {
+		t.Errorf("arena holds %d bytes for %d bytes of live names", len(tab.users.buf), live)
+	}
+	long := strings.Repeat("a", maxUserLen-1) + "é" + "tail"
+	tab.Login(Grant{Addr: netip.MustParseAddr("192.0.2.1"), User: long, Daemon: "dovecot"}, "", t0)
+	if g, _ := tab.Lookup(netip.MustParseAddr("192.0.2.1")); g.User != strings.Repeat("a", maxUserLen-1) {
+		t.Errorf("long name kept as %d bytes %q…, want cut before the two-byte character", len(g.User), g.User[maxUserLen-8:])
 	}
 }
