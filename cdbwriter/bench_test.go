@@ -155,3 +155,35 @@ func BenchmarkLogin(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStartup is what a restart does with the state file of n grants
+// before it publishes the map: read the file (LoadState) and fill the
+// table (Restore). The receiver is already bound meanwhile, so this is how
+// long datagrams queue in the socket buffer before anything reads them.
+func BenchmarkStartup(b *testing.B) {
+	for _, n := range benchSizes {
+		path := filepath.Join(b.TempDir(), "pbs.state")
+		if err := saveTable(path, benchTable(n)); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprint("entries=", n), func(b *testing.B) {
+			var load, restore time.Duration
+			for range b.N {
+				start := time.Now()
+				grants, err := LoadState(path)
+				if err != nil || len(grants) != n {
+					b.Fatalf("LoadState: %d grants, %v", len(grants), err)
+				}
+				load += time.Since(start)
+				start = time.Now()
+				tab := NewTable(TableConfig{Grace: time.Hour, MaxEntries: n})
+				if got := tab.Restore(grants, t0); got != n {
+					b.Fatalf("restored %d of %d", got, n)
+				}
+				restore += time.Since(start)
+			}
+			b.ReportMetric(float64(load.Milliseconds())/float64(b.N), "load-ms")
+			b.ReportMetric(float64(restore.Milliseconds())/float64(b.N), "restore-ms")
+		})
+	}
+}

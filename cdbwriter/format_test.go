@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -108,10 +109,70 @@ func TestStateLineIsEncodingJSON(t *testing.T) {
 		for _, k := range keys {
 			ss = append(ss, stateSession{k, g.Sessions[k]})
 		}
-		if got := appendStateLine(nil, g.Addr, g.Expires, g.User, g.Daemon, g.Host, ss); !bytes.Equal(got, want.Bytes()) {
+		got := appendStateLine(nil, g.Addr, g.Expires, g.User, g.Daemon, g.Host, ss)
+		if !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("grant %d:\n got %s\nwant %s", i, got, want.Bytes())
 		}
+		checkStateLineDecode(t, bytes.TrimSpace(got))
 	}
+}
+
+// checkStateLineDecode: where the fast state-line decoder takes a line, it
+// reads what encoding/json reads from it.
+func checkStateLineDecode(t *testing.T, line []byte) (fast bool) {
+	t.Helper()
+	var got, want Grant
+	if !decodeStateLine(line, &got) {
+		return false
+	}
+	if err := json.Unmarshal(line, &want); err != nil {
+		t.Fatalf("decodeStateLine took %q, which encoding/json refuses: %v", line, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("decodeStateLine(%q)\n = %#v\nencoding/json: %#v", line, got, want)
+	}
+	return true
+}
+
+// TestStateLineDecodeTakesWhatItWrites: every line the encoder writes
+// without escapes goes the fast way, so a restart does not fall back to
+// encoding/json for ordinary grants.
+func TestStateLineDecodeTakesWhatItWrites(t *testing.T) {
+	tab := NewTable(TableConfig{Grace: time.Hour})
+	tab.Login(Grant{Addr: netip.MustParseAddr("192.0.2.1"), User: "alice@example.net", Daemon: "dovecot", Host: "mx1"}, "kX3b8Qp7", t0)
+	tab.Login(Grant{Addr: netip.MustParseAddr("2001:db8::1"), User: "bob", Daemon: "courier"}, "", t0)
+	tab.Login(Grant{Addr: netip.MustParseAddr("198.51.100.7"), User: "zoë", Daemon: "uw", Host: "mx2"}, "", t0)
+	var ss []stateSession
+	var line []byte
+	tab.each(func(i int32, e *entry) {
+		line, ss = appendEntryLine(line[:0], tab, i, e, ss)
+		if !checkStateLineDecode(t, bytes.TrimSpace(line)) {
+			t.Errorf("the fast decoder refused %s", line)
+		}
+	})
+	tomb := appendStateLine(nil, netip.MustParseAddr("192.0.2.9"), tombstone, "", "", "", nil)
+	if !checkStateLineDecode(t, bytes.TrimSpace(tomb)) {
+		t.Errorf("the fast decoder refused the tombstone %s", tomb)
+	}
+}
+
+// FuzzStateLineDecode: whatever the fast state-line decoder accepts,
+// encoding/json accepts and reads the same way; lines the encoder writes
+// are the seeds, mutations of them the test.
+func FuzzStateLineDecode(f *testing.F) {
+	data, err := os.ReadFile("testdata/state-v1.state")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		f.Add(l)
+	}
+	f.Add([]byte(`{"addr":"2001:db8::1","expires":"2026-11-21T10:30:00Z","user":"a","sessions":{}}`))
+	f.Add([]byte(`{"addr":"192.0.2.1","expires":"2026-11-21T10:30:00+01:00","sessions":{"a":"2026-11-21T10:00:00Z","a":"2026-11-21T10:00:01Z"}}`))
+	f.Add([]byte(`{"addr":"","expires":"1970-01-01T00:00:00Z"}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		checkStateLineDecode(t, line)
+	})
 }
 
 // TestMapBytesAsBefore: the map is byte for byte what colinmarc/cdb (which

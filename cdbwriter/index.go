@@ -49,9 +49,23 @@ func (t *Table) put(i int32) {
 	x.n++
 }
 
-func (t *Table) grow() {
+func (t *Table) grow() { t.resize(2 * len(t.index.buckets)) }
+
+// reserve makes room in the index for n more slots at once, so a restore
+// does not rehash everything a dozen times on the way to a million.
+func (t *Table) reserve(n int) {
+	size := len(t.index.buckets)
+	for 4*(t.index.n+n) > 3*size {
+		size *= 2
+	}
+	if size > len(t.index.buckets) {
+		t.resize(size)
+	}
+}
+
+func (t *Table) resize(size int) {
 	old := t.index.buckets
-	t.index.buckets = make([]int32, 2*len(old))
+	t.index.buckets = make([]int32, size)
 	t.index.n = 0
 	for _, s := range old {
 		if s != 0 {

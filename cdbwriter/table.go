@@ -467,10 +467,16 @@ func (t *Table) Logout(daemon, session string, now time.Time) (netip.Addr, bool)
 // returned.
 func (t *Table) Restore(gs []Grant, now time.Time) int {
 	// Oldest first, so the eviction order approximates the original one.
-	gs = slices.Clone(gs)
-	slices.SortStableFunc(gs, func(a, b Grant) int { return a.Expires.Compare(b.Expires) })
+	// The order is sorted rather than the grants: a Grant is 112 bytes.
+	order := make([]int32, len(gs))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortStableFunc(order, func(a, b int32) int { return gs[a].Expires.Compare(gs[b].Expires) })
+	t.reserve(min(len(gs), t.maxEntries))
 	n := 0
-	for _, g := range gs {
+	for _, k := range order {
+		g := &gs[k]
 		a := g.Addr.Unmap()
 		if !a.IsValid() || t.Excluded(a) || (!g.Open() && !g.Expires.After(now)) {
 			continue
@@ -482,19 +488,27 @@ func (t *Table) Restore(gs []Grant, now time.Time) int {
 		e := t.at(i)
 		e.expires = g.Expires.UnixNano()
 		t.setInfo(e, g.User, g.Daemon, g.Host)
-		for _, key := range slices.Sorted(maps.Keys(g.Sessions)) {
-			if _, taken := t.sessions[key]; taken {
-				continue
-			}
-			t.open[i] = append(t.open[i], session{key: key, opened: g.Sessions[key].UnixNano()})
-			t.sessions[key] = i
+		if len(g.Sessions) > 0 {
+			t.restoreSessions(i, g.Sessions)
 		}
-		e.nsess = uint16(len(t.open[i]))
 		t.schedule(i)
 		t.touch(i)
 		n++
 	}
 	return n
+}
+
+// restoreSessions reopens slot i's sessions from the state file; one that
+// another grant holds already stays with it.
+func (t *Table) restoreSessions(i int32, sessions map[string]time.Time) {
+	for _, key := range slices.Sorted(maps.Keys(sessions)) {
+		if _, taken := t.sessions[key]; taken {
+			continue
+		}
+		t.open[i] = append(t.open[i], session{key: key, opened: sessions[key].UnixNano()})
+		t.sessions[key] = i
+	}
+	t.at(i).nsess = uint16(len(t.open[i]))
 }
 
 // due is when slot i next needs Expire: its expiry, or while it has open
