@@ -238,25 +238,6 @@ func decodeRune[S string | []byte](s S) (rune, int) {
 	return utf8.RuneError, 1
 }
 
-// countLines counts the lines of f (the last one may lack its newline) and
-// rewinds it.
-func countLines(f *os.File) (int, error) {
-	buf := make([]byte, 256<<10)
-	n := 1
-	for {
-		k, err := f.Read(buf)
-		n += bytes.Count(buf[:k], []byte("\n"))
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
-	_, err := f.Seek(0, io.SeekStart)
-	return n, err
-}
-
 // StateDamage describes lines of a state file that could not be read.
 type StateDamage struct {
 	Path     string
@@ -284,15 +265,9 @@ func LoadState(path string) ([]Grant, error) {
 		return nil, fmt.Errorf("load state %s: %w", path, err)
 	}
 	defer f.Close()
-	// Sized from a first count of the lines, so neither the slice nor the
-	// map is copied over and over as a million grants are read.
-	lines, err := countLines(f)
-	if err != nil {
-		return nil, fmt.Errorf("load state %s: %w", path, err)
-	}
 	var (
-		grants = make([]Grant, 0, lines)
-		at     = make(map[netip.Addr]int, lines) // address → its index in grants
+		grants []Grant
+		at     = make(map[netip.Addr]int) // address → its index in grants
 		damage StateDamage
 		long   []byte
 	)
