@@ -1,27 +1,6 @@
 package receiver
 
-import (
-	"strings"
-	"testing"
-	"unicode/utf8"
-)
-
-// slowEnvelope is ParseEnvelope without the fast path.
-func slowEnvelope(raw []byte) (Envelope, error) {
-	raw = trimTrailingControl(raw)
-	parts, perr := safeParse(raw)
-	var env Envelope
-	if perr == nil {
-		env = fromLogParts(parts, raw)
-	}
-	if env.Program == "" {
-		env = splitLoose(raw)
-	}
-	if !utf8.ValidString(env.Text) {
-		env.Text = strings.ToValidUTF8(env.Text, "\uFFFD")
-	}
-	return env, perr
-}
+import "testing"
 
 var fastSeeds = []string{
 	"<22>Nov 21 10:00:00 mx1 dovecot[812]: pop3-login: Login: user=<bob>, rip=192.0.2.10",
