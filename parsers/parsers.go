@@ -249,3 +249,17 @@ func quoteASCII(s string) string {
 	b.WriteByte('"')
 	return b.String()
 }
+
+// allDigits reports whether s is a non-empty run of ASCII digits (a PID, a
+// port, a line number).
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

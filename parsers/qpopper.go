@@ -85,7 +85,7 @@ func (q Qpopper) stats(rest string) (Event, error) {
 		return Event{}, ErrNoMatch
 	}
 	for _, c := range f[1:5] {
-		if !qpopperDigits(c) {
+		if !allDigits(c) {
 			return Event{}, ErrNoMatch
 		}
 	}
@@ -115,20 +115,8 @@ func qpopperTrimWhence(s string) string {
 		return s
 	}
 	file, line, ok := strings.Cut(s[open+2:len(s)-1], ":")
-	if !ok || file == "" || strings.IndexByte(file, ' ') >= 0 || !qpopperDigits(line) {
+	if !ok || file == "" || strings.IndexByte(file, ' ') >= 0 || !allDigits(line) {
 		return s
 	}
 	return s[:open]
-}
-
-func qpopperDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }

@@ -30,7 +30,7 @@ func (t Tpop3d) Parse(m Message) (Event, error) {
 		return Event{}, ErrNoMatch
 	}
 	end := strings.IndexByte(rest, ']')
-	if end < 0 || !tpop3dDigits(rest[:end]) {
+	if end < 0 || !allDigits(rest[:end]) {
 		return Event{}, ErrNoMatch
 	}
 	rest = rest[end+1:]
@@ -65,16 +65,4 @@ func (t Tpop3d) Parse(m Message) (Event, error) {
 		return Event{}, err
 	}
 	return Event{Kind: Login, Addr: a, User: user, Daemon: t.Name()}, nil
-}
-
-func tpop3dDigits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }

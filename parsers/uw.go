@@ -110,12 +110,3 @@ func trimNmsgs(s string) string {
 	}
 	return s[:i]
 }
-
-func allDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
