@@ -144,8 +144,8 @@ func pidAfterTag(raw []byte, tag string) string {
 
 // validProgram rejects "tags" that are really the first word of an untagged
 // message ("LOGIN,", "Nov"), so they can never be mistaken for a daemon.
-func validProgram(p string) bool {
-	if p == "" || len(p) > 64 {
+func validProgram[P string | []byte](p P) bool {
+	if len(p) == 0 || len(p) > 64 {
 		return false
 	}
 	for i := 0; i < len(p); i++ {

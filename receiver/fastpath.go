@@ -137,7 +137,7 @@ func spans3164(raw []byte, i int, withPRI bool) (Spans, bool) {
 		sp.PID = [2]int{start, i}
 		i++
 	}
-	if i >= len(raw) || raw[i] != ':' || !validProgramBytes(raw[sp.Program[0]:sp.Program[1]]) {
+	if i >= len(raw) || raw[i] != ':' || !validProgram(raw[sp.Program[0]:sp.Program[1]]) {
 		return Spans{}, false
 	}
 	i++
@@ -190,7 +190,7 @@ func spans5424(raw []byte, i int) (Spans, bool) {
 		return s
 	}
 	sp := Spans{Format: "rfc5424", Host: nilv(f[1]), Program: nilv(f[2]), PID: nilv(f[3])}
-	if !validProgramBytes(raw[sp.Program[0]:sp.Program[1]]) {
+	if !validProgram(raw[sp.Program[0]:sp.Program[1]]) {
 		return Spans{}, false
 	}
 	text := i
@@ -269,21 +269,6 @@ func validStamp3164(b []byte, m int) bool {
 	day := num(b[4], b[5])
 	return m >= 0 && day >= 1 && day <= daysIn[m] &&
 		num(b[7], b[8]) <= 23 && num(b[10], b[11]) <= 59 && num(b[13], b[14]) <= 59
-}
-
-func validProgramBytes(p []byte) bool {
-	if len(p) == 0 || len(p) > 64 {
-		return false
-	}
-	for _, c := range p {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '-' || c == '_' || c == '.' || c == '/':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // isStamp5424 accepts "2026-11-21T10:00:00[.frac](Z|+hh:mm|-hh:mm)".
