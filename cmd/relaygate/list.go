@@ -23,11 +23,8 @@ func listCmd(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	mapPath := fs.String("map", defaultMap, "cdb map `file`")
 	statePath := fs.String("state", "", "state `file` (default: the map's name with .state)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if !strings.HasSuffix(*mapPath, ".cdb") {
 		*mapPath += ".cdb"

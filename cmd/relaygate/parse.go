@@ -45,11 +45,8 @@ func parseCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "Reads syslog lines (wire form with <PRI>, log-file form, or RFC 5424) and prints one JSON object per event.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	set, err := buildParsers(pf)
 	if err != nil {

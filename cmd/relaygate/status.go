@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -68,11 +67,8 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	addr := fs.String("metrics", defaultMetrics, "the daemon's -metrics `address`")
 	asJSON := fs.Bool("json", false, "print the daemon's JSON as it is")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up after this `time`")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return errUsage
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
