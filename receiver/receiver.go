@@ -491,11 +491,12 @@ func (r *Receiver) deliver(ctx context.Context, raw []byte, src source, out chan
 	if fast {
 		env = sp.Envelope(raw)
 	} else {
+		if len(raw) == 0 {
+			return true
+		}
 		var err error
-		if env, err = ParseEnvelope(raw); err != nil {
-			if errors.Is(err, errEmpty) {
-				return true
-			}
+		// ParseEnvelope without its fast path, which just said no.
+		if env, err = slowEnvelope(raw); err != nil {
 			r.stats.Malformed.Add(1)
 			// Untagged text is common noise (kernel lines, broken senders):
 			// counted, logged only at debug.
