@@ -4,6 +4,7 @@ go 1.23.0
 
 require (
 	github.com/colinmarc/cdb v0.0.0-20190223170904-60f317823f70
+	github.com/leodido/go-syslog/v4 v4.6.0
 	github.com/prometheus/client_golang v1.20.5
 	github.com/rs/zerolog v1.35.1
 	golang.org/x/net v0.26.0

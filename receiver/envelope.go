@@ -16,6 +16,9 @@ type Envelope struct {
 	Program string
 	PID     string
 	Text    string
+	// SD is an RFC 5424 message's STRUCTURED-DATA exactly as sent, "" for
+	// NILVALUE or RFC 3164. Read it with ParseStructuredData, never by hand.
+	SD string
 }
 
 // ParseEnvelope splits one syslog message (without transport framing) into
@@ -23,10 +26,13 @@ type Envelope struct {
 // <PRI>, RFC 5424), plain log-file lines without <PRI>, and RFC 3339
 // timestamps in 3164-style lines (rsyslog's high-precision format).
 //
-// go-syslog v2.3.0's Automatic format does the header parsing; its known
-// panics are recovered here and the message falls back to a tolerant splitter
-// instead of being lost. The error is non-nil only when nothing usable could
-// be extracted; the envelope is still filled as far as possible.
+// RFC 5424 is read by spans5424 alone, strictly: a message shaped like RFC
+// 5424 that it refuses (malformed STRUCTURED-DATA above all) is an error,
+// never re-read by a more tolerant splitter. For RFC 3164, go-syslog
+// v2.3.0's parser reads what the fast path does not; its known panics are
+// recovered here and the message falls back to a tolerant splitter instead
+// of being lost. The error is non-nil only when no program tag could be
+// read; the envelope is then filled as far as possible.
 func ParseEnvelope(raw []byte) (Envelope, error) {
 	raw = trimTrailingControl(raw)
 	if len(raw) == 0 {
@@ -39,9 +45,20 @@ func ParseEnvelope(raw []byte) (Envelope, error) {
 }
 
 // slowEnvelope parses what the fast path does not take (and, in its fuzz
-// test, what it does, to check the two agree): go-syslog, then a split of
-// our own.
+// test, what it does, to check the two agree): RFC 5424 by spans5424 only,
+// RFC 3164 by go-syslog, then a split of our own.
 func slowEnvelope(raw []byte) (Envelope, error) {
+	if v, ok := versionAfterPRI(raw); ok {
+		// Looks like RFC 5424 (go-syslog's Automatic would think so too):
+		// only spans5424 reads it, and what it refuses is refused, never
+		// handed to go-syslog or guessed at by splitLoose.
+		if _, pri := skipPRI(raw); pri && len(raw) > v+2 && raw[v] == '1' && raw[v+1] == ' ' {
+			if sp, ok := spans5424(raw, v+2); ok {
+				return sp.Envelope(raw), nil
+			}
+		}
+		return Envelope{Format: "rfc5424"}, errBad5424
+	}
 	parts, perr := safeParse(raw)
 	var env Envelope
 	if perr == nil {
@@ -64,9 +81,37 @@ func slowEnvelope(raw []byte) (Envelope, error) {
 	return env, nil
 }
 
+// versionAfterPRI reports whether raw starts like an RFC 5424 message,
+// "<" 1*3DIGIT ">" followed by a VERSION (1*3DIGIT) and SP, and where the
+// VERSION starts. It is deliberately wider than what spans5424 accepts (a
+// PRI over 191, version 2) and than go-syslog's own test (a single digit),
+// so that nothing shaped like RFC 5424 reaches a 3164 reader either.
+func versionAfterPRI(raw []byte) (int, bool) {
+	if len(raw) < 3 || raw[0] != '<' {
+		return 0, false
+	}
+	i := 1
+	for i < len(raw) && i <= 4 && isDigit(raw[i]) {
+		i++
+	}
+	if i == 1 || i > 4 || i >= len(raw) || raw[i] != '>' {
+		return 0, false
+	}
+	i++
+	v := i
+	for i < len(raw) && i-v < 4 && isDigit(raw[i]) {
+		i++
+	}
+	if i == v || i-v > 3 || i >= len(raw) || raw[i] != ' ' {
+		return 0, false
+	}
+	return v, true
+}
+
 var (
 	errEmpty     = fmt.Errorf("empty message")
 	errNoProgram = fmt.Errorf("no program tag")
+	errBad5424   = fmt.Errorf("not a well-formed RFC 5424 message (header fields, STRUCTURED-DATA or VERSION)")
 )
 
 func safeParse(raw []byte) (parts format.LogParts, err error) {
@@ -87,17 +132,9 @@ func safeParse(raw []byte) (parts format.LogParts, err error) {
 
 func fromLogParts(parts format.LogParts, raw []byte) Envelope {
 	if _, ok := parts["app_name"]; ok {
-		env := Envelope{
-			Format:  "rfc5424",
-			Host:    nilValue(str(parts, "hostname")),
-			Program: nilValue(str(parts, "app_name")),
-			PID:     nilValue(str(parts, "proc_id")),
-			Text:    strings.TrimPrefix(strings.TrimLeft(str(parts, "message"), " "), "\uFEFF"),
-		}
-		if !validProgram(env.Program) {
-			env.Program = ""
-		}
-		return env
+		// go-syslog's RFC 5424 reader; slowEnvelope never lets it run, and
+		// its MSG is not to be trusted if it ever does.
+		return Envelope{Format: "rfc5424"}
 	}
 	env := Envelope{
 		Format:  "rfc3164",
@@ -106,10 +143,11 @@ func fromLogParts(parts format.LogParts, raw []byte) Envelope {
 		Text:    str(parts, "content"),
 	}
 	if env.Program != "" {
-		env.PID = pidAfterTag(raw, env.Program)
-		if !validProgram(env.Program) {
-			env.Program = ""
+		pid, ok := tagBeforeContent(raw, env.Program, env.Text)
+		if !ok || !validProgram(env.Program) {
+			return Envelope{Format: "rfc3164"}
 		}
+		env.PID = pid
 	}
 	return env
 }
@@ -119,27 +157,34 @@ func str(parts format.LogParts, key string) string {
 	return s
 }
 
-// nilValue maps RFC 5424's NILVALUE "-" to empty.
-func nilValue(s string) string {
-	if s == "-" {
-		return ""
+// tagBeforeContent checks go-syslog's RFC 3164 split against the bytes: its
+// tag must be a word of its own followed by "[pid]:" or ":" and then its
+// content, as syslog(3) writes it. go-syslog also takes a word followed by
+// a space as the tag (after a doubled space where HOSTNAME was), which
+// would make the first word of untagged text a program. It returns the PID
+// go-syslog skips (its issue #52); two-line daemons need it to pair lines.
+func tagBeforeContent(raw []byte, tag, content string) (pid string, ok bool) {
+	head := bytes.TrimRight(raw, " ")
+	if !bytes.HasSuffix(head, []byte(content)) {
+		return "", false
 	}
-	return s
-}
-
-// pidAfterTag recovers the "[pid]" go-syslog skips (its issue #52); two-line
-// daemons need it to pair their lines.
-func pidAfterTag(raw []byte, tag string) string {
-	i := bytes.Index(raw, []byte(" "+tag+"["))
-	if i < 0 {
-		return ""
+	head = bytes.TrimRight(head[:len(head)-len(content)], " ")
+	if len(head) == 0 || head[len(head)-1] != ':' {
+		return "", false
 	}
-	rest := raw[i+len(tag)+2:]
-	end := bytes.IndexByte(rest, ']')
-	if end <= 0 || end > 20 {
-		return ""
+	head = head[:len(head)-1]
+	if len(head) > 0 && head[len(head)-1] == ']' {
+		open := bytes.LastIndexByte(head, '[')
+		if open < 0 || len(head)-open-2 > 20 {
+			return "", false
+		}
+		pid = string(head[open+1 : len(head)-1])
+		head = head[:open]
 	}
-	return string(rest[:end])
+	if !bytes.HasSuffix(head, []byte(tag)) || (len(head) > len(tag) && head[len(head)-len(tag)-1] != ' ') {
+		return "", false
+	}
+	return pid, true
 }
 
 // validProgram rejects "tags" that are really the first word of an untagged

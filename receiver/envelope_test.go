@@ -38,7 +38,7 @@ func TestParseEnvelope(t *testing.T) {
 		{
 			name: "RFC 5424 with structured data and BOM",
 			in:   "<22>1 2026-11-21T10:00:00Z mx1 dovecot - - [x@1 a=\"b\"] \uFEFFimap-login: Logged in: user=<u>, rip=192.0.2.9",
-			want: Envelope{Format: "rfc5424", Host: "mx1", Program: "dovecot", Text: "imap-login: Logged in: user=<u>, rip=192.0.2.9"},
+			want: Envelope{Format: "rfc5424", Host: "mx1", Program: "dovecot", Text: "imap-login: Logged in: user=<u>, rip=192.0.2.9", SD: `[x@1 a="b"]`},
 		},
 		{
 			name: "plain log-file line without PRI",
@@ -65,6 +65,18 @@ func TestParseEnvelope(t *testing.T) {
 		{name: "negative octet count as text", in: "-5 <13>abc", err: true},
 		{name: "untagged text", in: "<13>Nov 21 10:00:00 host LOGIN, user=a, ip=[192.0.2.1]", err: true},
 		{name: "empty", in: "\n", err: true},
+		// go-syslog reads a word followed by a space as the tag when a
+		// doubled space stands where HOSTNAME was; a tag ends in ':'.
+		{
+			name: "doubled space, then host and a tag without ':'",
+			in:   "<13>Nov 21 10:00:00  dovecot imap-login: Login: user=<a>, rip=192.0.2.1",
+			want: Envelope{Format: "raw", Host: "dovecot", Program: "imap-login", Text: "Login: user=<a>, rip=192.0.2.1"},
+		},
+		{
+			name: "doubled space, then host and tag",
+			in:   "<13>Nov 21 10:00:00  mx dovecot: imap-login: Login: user=<a>, rip=192.0.2.1",
+			want: Envelope{Format: "raw", Host: "mx", Program: "dovecot", Text: "imap-login: Login: user=<a>, rip=192.0.2.1"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,5 +198,173 @@ func TestFrameReaderTruncatedFrame(t *testing.T) {
 		if _, err := fr.next(); !errors.Is(err, errTruncated) {
 			t.Errorf("next(%q) = %v, want errTruncated", in, err)
 		}
+	}
+}
+
+// sdCase is an RFC 5424 message whose STRUCTURED-DATA a reader can
+// mis-delimit. want.Text is the MSG; err means the message must be refused
+// (no program), never guessed at.
+type sdCase struct {
+	name string
+	in   string
+	want Envelope // Format "rfc5424" unless err
+	sd   string   // want.SD; kept apart so the table runs on code without it
+	err  bool
+}
+
+const sdLogin = "imap-login: Login: user=<a>, method=PLAIN, rip=203.0.113.98, lip=192.0.2.1"
+
+var sdCases = []sdCase{
+	{
+		// The ']' after '\"' is not escaped: malformed, so refused. go-syslog
+		// ended the SD there and took the login inside the value for MSG.
+		name: "issue 11: escaped quote, then an unescaped bracket",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 123 - [x@1 m="a\"] ` + sdLogin + `"] hello`,
+		err:  true,
+	},
+	{
+		name: "issue 11 escaped right: the value stays open",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 123 - [x@1 m="a\"\] ` + sdLogin + `"] hello`,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "123", Text: "hello"},
+		sd:   `[x@1 m="a\"\] ` + sdLogin + `"]`,
+	},
+	{
+		name: "escaped backslash then escaped quote",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 m="a\\\"\] ` + sdLogin + `"] hello`,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "1", Text: "hello"},
+		sd:   `[x@1 m="a\\\"\] ` + sdLogin + `"]`,
+	},
+	{
+		name: "escaped backslash ends the value",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 m="a\\"] ` + sdLogin,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "1", Text: sdLogin},
+		sd:   `[x@1 m="a\\"]`,
+	},
+	{
+		name: "escaped bracket",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 m="a\] b=\"c"] hello`,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "1", Text: "hello"},
+		sd:   `[x@1 m="a\] b=\"c"]`,
+	},
+	{
+		name: "escaped bracket then a second element in the value",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 m="\][y@1 n=\"v\"\] ` + sdLogin + `"] hello`,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "1", Text: "hello"},
+		sd:   `[x@1 m="\][y@1 n=\"v\"\] ` + sdLogin + `"]`,
+	},
+	{
+		name: "invalid escape is two ordinary characters (RFC 5424 6.3.3)",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 p="C:\new\"\] ` + sdLogin + `"] hello`,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "1", Text: "hello"},
+		sd:   `[x@1 p="C:\new\"\] ` + sdLogin + `"]`,
+	},
+	{
+		name: "multiple elements",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [a@1 x="1"][b@1 y="]"][c@1] ` + sdLogin,
+		err:  true, // the unescaped ']' in b@1
+	},
+	{
+		name: "multiple elements, escaped",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [a@1 x="1" x="2"][b@1 y="\]"][c@1] ` + sdLogin,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "1", Text: sdLogin},
+		sd:   `[a@1 x="1" x="2"][b@1 y="\]"][c@1]`,
+	},
+	{
+		name: "empty value, SD and no MSG",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [a@1 x=""]`,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "1"},
+		sd:   `[a@1 x=""]`,
+	},
+	{
+		name: "SD, SP and no MSG",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [a@1] `,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "1"},
+		sd:   `[a@1]`,
+	},
+	{
+		name: "NILVALUE SD and no MSG",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - -`,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "1"},
+	},
+	{
+		name: "BOM MSG after SD",
+		in:   "<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [a@1 x=\"\\\"\"] \uFEFF" + sdLogin,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "1", Text: sdLogin},
+		sd:   `[a@1 x="\""]`,
+	},
+	{
+		name: "NILVALUE timestamp, host and procid",
+		in:   `<38>1 - - dovecot - - [a@1 x="\""] ` + sdLogin,
+		want: Envelope{Program: "dovecot", Text: sdLogin},
+		sd:   `[a@1 x="\""]`,
+	},
+	{
+		name: "UTF-8 in a value",
+		in:   `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [a@1 x="ü\"\]"] hello`,
+		want: Envelope{Host: "mx", Program: "dovecot", PID: "1", Text: "hello"},
+		sd:   `[a@1 x="ü\"\]"]`,
+	},
+	// Malformed: refused, whatever follows.
+	{name: "unescaped bracket in value", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 m="a] ` + sdLogin + `"] hello`, err: true},
+	{name: "value never closed", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 m="a\"] ` + sdLogin, err: true},
+	{name: "element never closed", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 m="a" ` + sdLogin, err: true},
+	{name: "param without quotes", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 m=a] ` + sdLogin, err: true},
+	{name: "param without value", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 m] ` + sdLogin, err: true},
+	{name: "space before bracket", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 ] ` + sdLogin, err: true},
+	{name: "empty element", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [] ` + sdLogin, err: true},
+	{name: "MSG glued to SD", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1]` + sdLogin, err: true},
+	{name: "text instead of SD", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - ` + sdLogin, err: true},
+	{name: "missing SD", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 -`, err: true},
+	{name: "NILVALUE glued to MSG", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - -` + sdLogin, err: true},
+	{name: "repeated SD-ID", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [a@1 x="1"][a@1 x="2"] ` + sdLogin, err: true},
+	{name: "SD-ID over 32", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [` + strings.Repeat("a", 33) + `] ` + sdLogin, err: true},
+	{name: "PARAM-NAME over 32", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [a ` + strings.Repeat("a", 33) + `="1"] ` + sdLogin, err: true},
+	{name: "quote in SD-ID", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [a"] ` + sdLogin + `"] hello`, err: true},
+	{name: "invalid UTF-8 in value", in: "<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [a x=\"\xff\"] " + sdLogin, err: true},
+	{name: "backslash before end", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 m="\`, err: true},
+	// The header around SD.
+	{name: "VERSION 2", in: `<38>2 2026-11-21T10:00:00Z mx dovecot 1 - - ` + sdLogin, err: true},
+	{name: "VERSION 10", in: `<38>10 2026-11-21T10:00:00Z mx dovecot 1 - - ` + sdLogin, err: true},
+	{name: "PRI over 191", in: `<192>1 2026-11-21T10:00:00Z mx dovecot 1 - [x@1 m="a\"\] ` + sdLogin + `"] hello`, err: true},
+	{name: "control byte in HOSTNAME", in: "<38>1 2026-11-21T10:00:00Z m\x01x dovecot 1 - - " + sdLogin, err: true},
+	{name: "HOSTNAME over 255", in: `<38>1 2026-11-21T10:00:00Z ` + strings.Repeat("h", 256) + ` dovecot 1 - - ` + sdLogin, err: true},
+	{name: "MSGID over 32", in: `<38>1 2026-11-21T10:00:00Z mx dovecot 1 ` + strings.Repeat("m", 33) + ` - ` + sdLogin, err: true},
+	{name: "bad timestamp", in: `<38>1 2026-13-21T10:00:00Z mx dovecot 1 - - ` + sdLogin, err: true},
+	{name: "two spaces between fields", in: `<38>1 2026-11-21T10:00:00Z  mx dovecot 1 - - ` + sdLogin, err: true},
+	{name: "NILVALUE APP-NAME", in: `<38>1 2026-11-21T10:00:00Z mx - 1 - - ` + sdLogin, err: true},
+}
+
+func (c sdCase) check(t *testing.T, how string, got Envelope, ok bool) {
+	t.Helper()
+	if c.err {
+		if ok && got.Program != "" {
+			t.Errorf("%s(%q) = %+v, want it refused", how, c.in, got)
+		}
+		return
+	}
+	if !ok {
+		t.Fatalf("%s(%q) refused it", how, c.in)
+	}
+	want := c.want
+	want.Format = "rfc5424"
+	got.SD = "" // checked by TestStructuredDataSpan
+	if got != want {
+		t.Errorf("%s(%q)\n got %+v\nwant %+v", how, c.in, got, want)
+	}
+}
+
+// TestEnvelopeStructuredData runs every SD case through each reader of the
+// envelope: ParseEnvelope, the fast path alone and the slow path alone.
+func TestEnvelopeStructuredData(t *testing.T) {
+	for _, c := range sdCases {
+		t.Run(c.name, func(t *testing.T) {
+			env, err := ParseEnvelope([]byte(c.in))
+			c.check(t, "ParseEnvelope", env, err == nil)
+			if sp, ok := FastSpans([]byte(c.in)); ok {
+				c.check(t, "FastSpans", sp.Envelope([]byte(c.in)), true)
+			}
+			env, err = slowEnvelope([]byte(c.in))
+			c.check(t, "slowEnvelope", env, err == nil)
+		})
 	}
 }

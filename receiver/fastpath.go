@@ -10,6 +10,9 @@ import (
 type Spans struct {
 	Format                   string
 	Host, Program, PID, Text [2]int // [start, end) into the raw message
+	// SD is RFC 5424 STRUCTURED-DATA as sent (escapes included), empty
+	// for NILVALUE and for RFC 3164; ParseStructuredData reads it.
+	SD [2]int
 }
 
 // ProgramBytes returns the program tag (valid while raw is).
@@ -23,6 +26,7 @@ func (s Spans) Envelope(raw []byte) Envelope {
 		Program: string(raw[s.Program[0]:s.Program[1]]),
 		PID:     string(raw[s.PID[0]:s.PID[1]]),
 		Text:    string(raw[s.Text[0]:s.Text[1]]),
+		SD:      string(raw[s.SD[0]:s.SD[1]]),
 	}
 	if !utf8.ValidString(env.Text) {
 		env.Text = string(bytes.ToValidUTF8([]byte(env.Text), []byte("\uFFFD")))
@@ -32,10 +36,11 @@ func (s Spans) Envelope(raw []byte) Envelope {
 
 // fastEnvelope is ParseEnvelope for the two forms nearly every sender uses:
 // rsyslog's traditional "<PRI>Mmm dd hh:mm:ss host tag[pid]: text" and RFC
-// 5424 without structured data. go-syslog's parsers cost microseconds and a
-// dozen allocations a message; a busy log host sends tens of thousands of
-// messages a second, nearly all of them from programs no parser handles.
-// Anything this does not fully recognise goes to the go-syslog path.
+// 5424. go-syslog's parsers cost microseconds and a dozen allocations a
+// message; a busy log host sends tens of thousands of messages a second,
+// nearly all of them from programs no parser handles.
+// A 3164 message this does not fully recognise goes to the go-syslog path;
+// RFC 5424 has only this reader (see spans5424).
 func fastEnvelope(raw []byte) (Envelope, bool) {
 	sp, ok := FastSpans(raw)
 	if !ok {
@@ -156,32 +161,46 @@ func spans3164(raw []byte, i int, withPRI bool) (Spans, bool) {
 	return sp, true
 }
 
+// spans5424 reads an RFC 5424 message from its TIMESTAMP on (i is after
+// "VERSION SP"). It is the only reader of RFC 5424 in relaygate, on the fast
+// path and the slow: go-syslog v2.3.0 mis-delimits STRUCTURED-DATA (an
+// escaped '"' or ']' inside a value ends it early, handing text from inside
+// the SD to the parsers as MSG), so no RFC 5424 message ever goes to it.
+// Anything outside the RFC 5424 grammar (section 6) is refused: a field that
+// is not 1*N PRINTUSASCII within its limit, a bad TIMESTAMP, malformed SD,
+// or anything but SP or the end after the SD.
 func spans5424(raw []byte, i int) (Spans, bool) {
-	var f [5][2]int // TIMESTAMP HOSTNAME APP-NAME PROCID MSGID
+	// TIMESTAMP HOSTNAME APP-NAME PROCID MSGID and their limits.
+	var f [5][2]int
+	limits := [5]int{32, 255, 48, 128, 32}
 	for n := range f {
 		start := i
-		for i < len(raw) && raw[i] != ' ' {
+		for i < len(raw) && raw[i] > ' ' && raw[i] <= '~' {
 			i++
 		}
-		if i == start || i >= len(raw) {
+		if i == start || i-start > limits[n] || i >= len(raw) || raw[i] != ' ' {
 			return Spans{}, false
 		}
 		f[n] = [2]int{start, i}
 		i++
 	}
-	// Structured data other than "-" needs go-syslog's escaping rules.
-	if i >= len(raw) || raw[i] != '-' || (i+1 < len(raw) && raw[i+1] != ' ') {
+	if ts := raw[f[0][0]:f[0][1]]; !(len(ts) == 1 && ts[0] == '-') && !isStamp5424(ts) {
 		return Spans{}, false
 	}
-	i++
-	if i < len(raw) {
-		i++ // the space before MSG
-	}
-	// go-syslog's limits (RFC 5424 section 6): anything else takes the slow
-	// path and its checks.
-	if !isStamp5424(raw[f[0][0]:f[0][1]]) || f[1][1]-f[1][0] > 255 || f[2][1]-f[2][0] > 48 ||
-		f[3][1]-f[3][0] > 128 || f[4][1]-f[4][0] > 32 {
+	sdEnd, ok := scanSD(raw, i)
+	if !ok {
 		return Spans{}, false
+	}
+	sd := [2]int{i, sdEnd}
+	if sdEnd-i == 1 && raw[i] == '-' {
+		sd = [2]int{i, i}
+	}
+	text := sdEnd
+	if text < len(raw) {
+		if raw[text] != ' ' {
+			return Spans{}, false
+		}
+		text++
 	}
 	nilv := func(s [2]int) [2]int {
 		if s[1]-s[0] == 1 && raw[s[0]] == '-' {
@@ -189,11 +208,10 @@ func spans5424(raw []byte, i int) (Spans, bool) {
 		}
 		return s
 	}
-	sp := Spans{Format: "rfc5424", Host: nilv(f[1]), Program: nilv(f[2]), PID: nilv(f[3])}
+	sp := Spans{Format: "rfc5424", Host: nilv(f[1]), Program: nilv(f[2]), PID: nilv(f[3]), SD: sd}
 	if !validProgram(raw[sp.Program[0]:sp.Program[1]]) {
 		return Spans{}, false
 	}
-	text := i
 	if bytes.HasPrefix(raw[text:], []byte("\uFEFF")) {
 		text += len("\uFEFF")
 	}

@@ -71,3 +71,39 @@ func TestMonthIndex(t *testing.T) {
 		}
 	}
 }
+
+// The envelope benchmarks: what ParseEnvelope costs per message of each
+// form (the receiver pays the same through FastSpans and Spans.Envelope).
+var benchLines = map[string]string{
+	"3164":      "<22>Nov 21 10:00:00 mx1 dovecot[812]: imap-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1",
+	"5424":      "<22>1 2026-11-21T10:00:00.123456+01:00 mx1 dovecot 812 - - imap-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1",
+	"5424SD":    `<22>1 2026-11-21T10:00:00.123456+01:00 mx1 dovecot 812 - [origin@32473 uid="0" gid="0" x-pid="812"][meta sequenceId="7"] imap-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1`,
+	"5424SDesc": `<22>1 2026-11-21T10:00:00.123456+01:00 mx1 dovecot 812 - [x@1 m="a \"quoted\" \] \\ value"] imap-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1`,
+}
+
+func BenchmarkEnvelope(b *testing.B) {
+	for _, name := range []string{"3164", "5424", "5424SD", "5424SDesc"} {
+		raw := []byte(benchLines[name])
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if _, err := ParseEnvelope(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkFastSpans5424(b *testing.B) {
+	for _, name := range []string{"5424", "5424SD"} {
+		raw := []byte(benchLines[name])
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				if _, ok := FastSpans(raw); !ok {
+					b.Fatal("not on the fast path")
+				}
+			}
+		})
+	}
+}
