@@ -3,10 +3,16 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -247,4 +253,152 @@ func TestMynetworksNotGranted(t *testing.T) {
 	}
 	// Postfix relays for it anyway, through permit_mynetworks.
 	expectRCPT(t, "127.0.0.1", 250)
+}
+
+// Issue 11, point 2: Dovecot writes the user name into its login line
+// unescaped. With auth_username_chars empty, a user named
+// `x>, rip=127.0.0.66, <` logging in on a unix listener (no remote IP)
+// makes real Dovecot write a line whose elements read as rip=127.0.0.66;
+// relaygate must not grant it, nor the forged rip of a user logging in over
+// TCP, while a user name with ">", ", " and "=" that spells no rip grants.
+func TestDovecotUnescapedUserName(t *testing.T) {
+	const (
+		forgedNoIP   = "x>, rip=127.0.0.66, <"
+		forgedTCP    = "y>, method=PLAIN, rip=127.0.0.67, mpid=1, secured, session=<z"
+		oddButHonest = "a>, b=c, <d"
+	)
+	var unixSock string
+	s := newStack(t, stackOpts{mailServer: func(s *stack) {
+		unixSock = startDovecotOpenNames(s, []string{forgedNoIP, forgedTCP, oddButHonest, "alice"})
+	}})
+
+	imapLoginOn := func(c net.Conn, user string) string {
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		r := bufio.NewReader(c)
+		if s, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(s, "* OK") {
+			t.Fatalf("IMAP greeting %q: %v", s, err)
+		}
+		fmt.Fprintf(c, "a1 LOGIN %s %s\r\n", strconv.Quote(user), strconv.Quote("pw"))
+		for {
+			s, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("IMAP LOGIN %q: %v", user, err)
+			}
+			if strings.HasPrefix(s, "a1 ") {
+				fmt.Fprintf(c, "a2 LOGOUT\r\n")
+				return strings.TrimSpace(s)
+			}
+		}
+	}
+	uc, err := net.Dial("unix", unixSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply := imapLoginOn(uc, forgedNoIP); !strings.HasPrefix(reply, "a1 OK") {
+		t.Fatalf("login as %q on the unix listener: %q", forgedNoIP, reply)
+	}
+	waitLog(t, s.allLog, "Login: user=<x>, rip=127.0.0.66, <>, method=PLAIN", 10*time.Second)
+
+	tc, err := dialFrom("127.0.0.3", imapAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply := imapLoginOn(tc, forgedTCP); !strings.HasPrefix(reply, "a1 OK") {
+		t.Fatalf("login as %q over TCP: %q", forgedTCP, reply)
+	}
+	waitLog(t, s.allLog, "rip=127.0.0.67, mpid=1, secured, session=<z>, method=PLAIN, rip=127.0.0.3,", 10*time.Second)
+
+	// Barrier: a later login is granted, so the earlier lines were read.
+	oc, err := dialFrom("127.0.0.2", imapAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply := imapLoginOn(oc, oddButHonest); !strings.HasPrefix(reply, "a1 OK") {
+		t.Fatalf("login as %q over TCP: %q", oddButHonest, reply)
+	}
+	waitRCPT(t, "127.0.0.2", 250, maxGrantDelay+time.Second)
+	for _, ip := range []string{"127.0.0.66", "127.0.0.67", "127.0.0.3"} {
+		expectInMap(t, s.mapBase, ip, false)
+		expectRCPT(t, ip, 554)
+	}
+	t.Logf("real Dovecot lines:\n%s", grepLines(s.allLog, "-login: Login:"))
+}
+
+// grepLines returns the lines of path containing substr.
+func grepLines(path, substr string) string {
+	data, _ := os.ReadFile(path)
+	var out []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// startDovecotOpenNames starts Dovecot as startDovecot does, but accepting
+// any user name (auth_username_chars empty) and with an extra imap-login
+// unix listener, whose clients have no remote IP. Every user's password
+// is "pw"; a user name may not contain ':' (passwd-file's separator). It
+// returns the unix listener's path.
+func startDovecotOpenNames(s *stack, users []string) string {
+	t := s.t
+	dir := filepath.Join(s.dir, "dovecot")
+	mkdirs(t, 0o755, dir, filepath.Join(dir, "run"), filepath.Join(dir, "state"))
+	mkdirs(t, 0o1777, filepath.Join(dir, "mail"))
+	usersFile := filepath.Join(dir, "users")
+	var b strings.Builder
+	for _, u := range users {
+		fmt.Fprintf(&b, "%s:{PLAIN}pw::::::\n", u)
+	}
+	writeFile(t, usersFile, b.String(), 0o640)
+	g, err := user.LookupGroup("dovecot")
+	if err != nil {
+		t.Fatalf("group dovecot: %v", err)
+	}
+	gid, _ := strconv.Atoi(g.Gid)
+	if err := os.Chown(usersFile, 0, gid); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "imap-unix")
+	conf := filepath.Join(dir, "dovecot.conf")
+	writeFile(t, conf, fmt.Sprintf(`# relaygate e2e Dovecot, any user name
+base_dir = %[1]s/run
+state_dir = %[1]s/state
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_username_chars =
+auth_username_format = %%u
+log_path = syslog
+syslog_facility = mail
+mail_location = maildir:%[1]s/mail/%%n
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%%u %[2]s
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=%[1]s/mail/home
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = 143
+  }
+  inet_listener imaps {
+    port = 0
+  }
+  unix_listener %[3]s {
+    mode = 0666
+  }
+}
+`, dir, usersFile, sock), 0o644)
+	startProc(t, "dovecot", filepath.Join(dir, "dovecot.out"),
+		exec.Command("dovecot", "-F", "-c", conf))
+	waitGreeting(t, "dovecot imap", imapAddr, "* OK", 15*time.Second)
+	return sock
 }

@@ -9,8 +9,11 @@ import "strings"
 //
 //	AppleMailServer: IMAP User "alice" log on successful from 192.0.2.10
 //
-// The log file puts a date and other fields before "IMAP User", so the
-// literal may come after a prefix. No POP line of this server is known.
+// The log file puts its own date, and sometimes the process id, before
+// "IMAP User": "Mar 21 2003 10:15:05 [311] ". The success shape starts at
+// the message or right after exactly that prefix, never after other text,
+// which could be a failure line quoting a user name. No POP line of this
+// server is known.
 type AppleMail struct{}
 
 // Name implements Parser.
@@ -26,11 +29,10 @@ const (
 
 // Parse implements Parser.
 func (a AppleMail) Parse(m Message) (Event, error) {
-	i := strings.Index(m.Text, appleMailUser)
-	if i < 0 || (i > 0 && m.Text[i-1] != ' ') {
+	rest, ok := strings.CutPrefix(cutAppleMailPrefix(m.Text), appleMailUser)
+	if !ok {
 		return Event{}, ErrNoMatch
 	}
-	rest := m.Text[i+len(appleMailUser):]
 	j := strings.LastIndex(rest, appleMailOK)
 	if j < 0 {
 		return Event{}, ErrNoMatch
@@ -48,4 +50,39 @@ func (a AppleMail) Parse(m Message) (Event, error) {
 		return Event{}, err
 	}
 	return Event{Kind: Login, Addr: ip, User: user, Daemon: a.Name()}, nil
+}
+
+// cutAppleMailPrefix removes the log file's "Mon D YYYY HH:MM:SS " and an
+// optional "[pid] " from the front of s, if s starts with exactly that.
+func cutAppleMailPrefix(s string) string {
+	f := s
+	mon, f, ok := strings.Cut(f, " ")
+	if !ok || len(mon) != 3 {
+		return s
+	}
+	for i := 0; i < len(mon); i++ {
+		if c := mon[i] | 0x20; c < 'a' || c > 'z' {
+			return s
+		}
+	}
+	f = strings.TrimPrefix(f, " ") // a space-padded day
+	day, f, ok := strings.Cut(f, " ")
+	if !ok || len(day) > 2 || !allDigits(day) {
+		return s
+	}
+	year, f, ok := strings.Cut(f, " ")
+	if !ok || len(year) != 4 || !allDigits(year) {
+		return s
+	}
+	clock, f, ok := strings.Cut(f, " ")
+	if !ok || len(clock) != 8 || clock[2] != ':' || clock[5] != ':' ||
+		!allDigits(clock[:2]) || !allDigits(clock[3:5]) || !allDigits(clock[6:]) {
+		return s
+	}
+	if rest, ok := strings.CutPrefix(f, "["); ok {
+		if pid, after, ok := strings.Cut(rest, "] "); ok && allDigits(pid) {
+			f = after
+		}
+	}
+	return f
 }

@@ -9,8 +9,12 @@ import "strings"
 //
 // Dovecot 2.4 says "Logged in:" instead of "Login:"; 1.x logs under the tags
 // imap-login and pop3-login, sometimes with an "Info: " prefix. Only
-// imap-login and pop3-login lines grant.
-type Dovecot struct{}
+// imap-login and pop3-login lines grant. The element list after the verdict
+// is read by the site's login_log_format_elements (NewDovecot); the zero
+// value reads Dovecot's default.
+type Dovecot struct {
+	format *DovecotFormat
+}
 
 // Name implements Parser.
 func (Dovecot) Name() string { return "dovecot" }
@@ -47,104 +51,72 @@ func (d Dovecot) Parse(m Message) (Event, error) {
 	}
 	// The verdict is the word right after the process prefix. Failure lines
 	// carry the same elements (and a reason the client may shape), so they
-	// must never reach the element walk below.
+	// must never reach the element list.
 	elems, ok := strings.CutPrefix(text, "Login: ")
 	if !ok {
 		if elems, ok = strings.CutPrefix(text, "Logged in: "); !ok {
 			return Event{}, ErrNoMatch
 		}
 	}
+	return d.login(elems)
+}
 
-	// Admins can reorder login_log_format_elements, so fields are found by
-	// key. The user name is client text inside user=<...> and may itself
-	// contain ", rip=...": a <...> value runs on to the first piece that
-	// ends in ">", a rip= inside it refuses the line, and so does a second
-	// rip= outside it (a name such as "x>, rip=...").
-	var (
-		ev       = Event{Kind: Login, Daemon: d.Name()}
-		rip      string
-		rips     int
-		injected bool
-		haveUser bool
-		sessions int
-	)
-	for elems != "" {
-		var elem string
-		elem, elems, _ = strings.Cut(elems, ", ")
-		key, val, hasVal := strings.Cut(elem, "=")
-		if !hasVal {
-			continue // TLS, secured, "TLS handshaking"
-		}
-		if strings.HasPrefix(val, "<") && !strings.HasSuffix(val, ">") {
-			var more string
-			more, elems, injected = cutAngleValue(elems, injected)
-			val += more
-		}
-		switch key {
-		case "rip":
-			rips++
-			rip = val
-		case "user":
-			if !haveUser {
-				haveUser = true
-				ev.User = trimAngles(val)
-			}
-		case "session":
-			sessions++
-			ev.Session = trimAngles(val)
-		case "method":
-			// ANONYMOUS logs in as anonymous_username without any
-			// credential, so it proves nothing about the client.
-			if strings.EqualFold(val, "ANONYMOUS") {
-				return Event{}, ErrNoMatch
-			}
-		}
+// login reads the element list of a success line by the site's
+// login_log_format_elements grammar (see DovecotFormat).
+func (d Dovecot) login(elems string) (Event, error) {
+	f := d.format
+	if f == nil {
+		f = defaultDovecotFormat
 	}
-	if sessions != 1 {
-		ev.Session = ""
-	}
+	sum, err := f.match(elems)
 	switch {
-	case injected:
-		return Event{}, &AddrError{Addr: rip, Reason: "a <...> value contains rip= (user name injection?)"}
-	case rips == 0:
-		return Event{}, &AddrError{Addr: "", Reason: "dovecot login line has no rip= element"}
-	case rips > 1:
-		return Event{}, &AddrError{Addr: rip, Reason: "rip= appears more than once (user name injection?)"}
+	case err != nil:
+		return Event{}, &AddrError{Addr: "", Reason: "dovecot login line has too many readings (user name injection?)"}
+	case sum.n == 0:
+		return Event{}, &AddrError{Addr: "", Reason: "dovecot login line is not what login_log_format_elements " + quoteForError(f.text) + " writes (a different format? give it with -dovecot-log-format)"}
+	case sum.anon:
+		// ANONYMOUS logs in as anonymous_username without any
+		// credential, so it proves nothing about the client.
+		return Event{}, ErrNoMatch
+	case sum.tainted:
+		return Event{}, &AddrError{Addr: sum.first.rip, Reason: "the user name contains " + quoteForError(f.ripKey) + " (user name injection?)"}
+	case sum.ripMixed:
+		return Event{}, &AddrError{Addr: sum.first.rip, Reason: "the user name can be read as other elements, which changes the rip (user name injection?)"}
+	case sum.first.rip == "":
+		return Event{}, &AddrError{Addr: "", Reason: "dovecot login line has no rip element"}
 	}
-	a, err := ParseAddr(rip)
+	a, err := ParseAddr(sum.first.rip)
 	if err != nil {
 		return Event{}, err
 	}
-	ev.Addr = a
+	ev := Event{Kind: Login, Addr: a, User: sum.first.user, Daemon: d.Name()}
+	if !sum.sessMixed {
+		ev.Session = sum.first.session
+	}
 	return ev, nil
 }
 
-// cutAngleValue consumes the ", "-separated pieces of elems up to and
-// including the first one that ends in ">", the rest of a <...> value that
-// contained ", ". It reports whether any of them looked like a rip= element.
-func cutAngleValue(elems string, injected bool) (more, rest string, _ bool) {
-	start := elems
-	for elems != "" {
-		var piece string
-		piece, elems, _ = strings.Cut(elems, ", ")
-		if strings.HasPrefix(piece, "rip=") {
-			injected = true
-		}
-		if strings.HasSuffix(piece, ">") {
-			break
-		}
+var defaultDovecotFormat = mustDovecotFormat(DefaultDovecotLogFormat)
+
+func mustDovecotFormat(s string) *DovecotFormat {
+	f, err := ParseDovecotLogFormat(s)
+	if err != nil {
+		panic(err) // a constant; TestDefaultDovecotFormat covers it
 	}
-	// elems is a suffix of start, so the consumed text is a prefix of it
-	// (minus the ", " that separated it from what follows).
-	if more = strings.TrimSuffix(start[:len(start)-len(elems)], ", "); more != "" {
-		more = ", " + more
-	}
-	return more, elems, injected
+	return f
 }
 
-func trimAngles(s string) string {
-	s = strings.TrimPrefix(s, "<")
-	return strings.TrimSuffix(s, ">")
+// NewDovecot returns a Dovecot parser that reads login lines by the
+// login_log_format_elements format (DefaultDovecotLogFormat when empty).
+func NewDovecot(format string) (Dovecot, error) {
+	if strings.TrimSpace(format) == "" {
+		return Dovecot{}, nil
+	}
+	f, err := ParseDovecotLogFormat(format)
+	if err != nil {
+		return Dovecot{}, err
+	}
+	return Dovecot{format: f}, nil
 }
 
 // sessionEnd reads the mail process's last line of a session,

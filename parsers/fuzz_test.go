@@ -22,6 +22,26 @@ func checkAddr(t *testing.T, what string, a netip.Addr) {
 	}
 }
 
+// hasRipElement reports whether text has an element "rip=X" (after ", " or
+// ": ", before ", " or the end) with X an address that grants a.
+func hasRipElement(text string, a netip.Addr) bool {
+	for i := 0; ; {
+		j := strings.Index(text[i:], "rip=")
+		if j < 0 {
+			return false
+		}
+		start := i + j
+		i = start + 1
+		if start < 2 || (text[start-2:start] != ", " && text[start-2:start] != ": ") {
+			continue
+		}
+		val, _, _ := strings.Cut(text[start+len("rip="):], ", ")
+		if b, err := ParseAddr(val); err == nil && b == a {
+			return true
+		}
+	}
+}
+
 func builtinDaemons() map[string]bool {
 	daemons := map[string]bool{}
 	for _, p := range Builtin() {
@@ -71,6 +91,9 @@ func FuzzSetParse(f *testing.F) {
 		}
 		if ev.Daemon == "" || !daemons[ev.Daemon] {
 			t.Fatalf("%s: daemon %q", what, ev.Daemon)
+		}
+		if ev.Kind == Login && ev.Daemon == "dovecot" && !hasRipElement(text, ev.Addr) {
+			t.Fatalf("%s: granted %v, which is no rip element of the line", what, ev.Addr)
 		}
 		// Purity: the same message gives the same answer.
 		if again, err := set.Parse(m); err != nil || again != ev {

@@ -86,7 +86,7 @@ type Parser interface {
 	// Name is the daemon name used in events, flags and logs ("dovecot").
 	Name() string
 	// Programs lists the lower-case syslog program tags the daemon logs under.
-	// Parse is only ever called with one of them.
+	// Through a Set, Parse is only ever called with one of them, lower-cased.
 	Programs() []string
 	// Parse returns the event in m, ErrNoMatch, or an *AddrError.
 	Parse(m Message) (Event, error)
@@ -136,6 +136,7 @@ func SelectBuiltin(names []string) ([]Parser, error) {
 type Set struct {
 	byProgram map[string][]Parser
 	parsers   []Parser
+	longest   int // length of the longest tag in byProgram
 }
 
 // NewSet builds a dispatcher over ps. Several parsers may share a tag (Courier
@@ -144,7 +145,9 @@ func NewSet(ps ...Parser) *Set {
 	s := &Set{byProgram: make(map[string][]Parser), parsers: ps}
 	for _, p := range ps {
 		for _, prog := range p.Programs() {
+			prog = normalizeProgram(prog)
 			s.byProgram[prog] = append(s.byProgram[prog], p)
+			s.longest = max(s.longest, len(prog))
 		}
 	}
 	return s
@@ -165,7 +168,9 @@ func (s *Set) Knows(program string) bool {
 func (s *Set) KnowsBytes(program []byte) bool {
 	var lower [64]byte
 	if len(program) > len(lower) {
-		return false
+		// Only a custom rule can name a tag this long; such lines are
+		// rare enough to pay for one string.
+		return len(program) <= s.longest && s.Knows(string(program))
 	}
 	for i, c := range program {
 		if c >= 'A' && c <= 'Z' {
@@ -179,8 +184,15 @@ func (s *Set) KnowsBytes(program []byte) bool {
 
 // Parse returns the first event any parser for m's program finds. An
 // *AddrError is returned only if no parser produced an event.
+//
+// Program tags are compared without regard to ASCII case, everywhere: the
+// tag is the sender's text as much as the message is (anyone who can send a
+// line can send any tag), so case protects nothing, while a daemon or relay
+// that writes "Dovecot" or "IMAPD" must not be missed. Parsers therefore see
+// m.Program in lower case and compare it with their lower-case tags.
 func (s *Set) Parse(m Message) (Event, error) {
-	candidates := s.byProgram[normalizeProgram(m.Program)]
+	m.Program = normalizeProgram(m.Program)
+	candidates := s.byProgram[m.Program]
 	var firstErr error
 	for _, p := range candidates {
 		ev, err := p.Parse(m)
@@ -209,17 +221,27 @@ type Attempt struct {
 // handles the program.
 func (s *Set) Attempts(m Message) []Attempt {
 	var out []Attempt
-	for _, p := range s.byProgram[normalizeProgram(m.Program)] {
+	m.Program = normalizeProgram(m.Program)
+	for _, p := range s.byProgram[m.Program] {
 		ev, err := p.Parse(m)
 		out = append(out, Attempt{Parser: p.Name(), Event: ev, Err: err})
 	}
 	return out
 }
 
+// normalizeProgram folds ASCII upper case only, as KnowsBytes does, so that
+// Knows, KnowsBytes, Parse and Attempts agree on every tag (strings.ToLower
+// would also fold the Kelvin sign to 'k').
 func normalizeProgram(p string) string {
 	for i := 0; i < len(p); i++ {
 		if c := p[i]; c >= 'A' && c <= 'Z' {
-			return strings.ToLower(p)
+			b := []byte(p)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; c >= 'A' && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
 		}
 	}
 	return p

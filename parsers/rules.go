@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -60,7 +61,16 @@ func (r *Rule) Parse(m Message) (Event, error) {
 
 // rulesFile is the YAML document -rules reads.
 type rulesFile struct {
-	Rules []ruleSpec `yaml:"rules"`
+	Rules            []ruleSpec `yaml:"rules"`
+	DovecotLogFormat string     `yaml:"dovecot_log_format"`
+}
+
+// RulesConfig is everything a rules file sets.
+type RulesConfig struct {
+	Rules []*Rule
+	// DovecotLogFormat is the site's login_log_format_elements, checked
+	// with ParseDovecotLogFormat; "" when the file does not set it.
+	DovecotLogFormat string
 }
 
 type ruleSpec struct {
@@ -74,17 +84,32 @@ type ruleSpec struct {
 // ParseRules reads a rules file's content. file is used in error messages,
 // which name the file, the rule and the problem.
 func ParseRules(data []byte, file string) ([]*Rule, error) {
+	c, err := ParseRulesConfig(data, file)
+	if err == nil && len(c.Rules) == 0 {
+		err = fmt.Errorf("%s: no rules (want a top-level \"rules:\" list)", file)
+	}
+	return c.Rules, err
+}
+
+// ParseRulesConfig reads a rules file that may also (or only) set
+// dovecot_log_format.
+func ParseRulesConfig(data []byte, file string) (RulesConfig, error) {
 	var doc rulesFile
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: no rules", file)
+			return RulesConfig{}, fmt.Errorf("%s: no rules", file)
 		}
-		return nil, fmt.Errorf("%s: %w", file, err)
+		return RulesConfig{}, fmt.Errorf("%s: %w", file, err)
 	}
-	if len(doc.Rules) == 0 {
-		return nil, fmt.Errorf("%s: no rules (want a top-level \"rules:\" list)", file)
+	if len(doc.Rules) == 0 && doc.DovecotLogFormat == "" {
+		return RulesConfig{}, fmt.Errorf("%s: no rules (want a top-level \"rules:\" list)", file)
+	}
+	if doc.DovecotLogFormat != "" {
+		if _, err := ParseDovecotLogFormat(doc.DovecotLogFormat); err != nil {
+			return RulesConfig{}, fmt.Errorf("%s: dovecot_log_format: %w", file, err)
+		}
 	}
 	seen := make(map[string]bool)
 	rules := make([]*Rule, 0, len(doc.Rules))
@@ -95,15 +120,15 @@ func ParseRules(data []byte, file string) ([]*Rule, error) {
 			if spec.Name != "" {
 				label += fmt.Sprintf(" (%q)", spec.Name)
 			}
-			return nil, fmt.Errorf("%s: %s: %w", file, label, err)
+			return RulesConfig{}, fmt.Errorf("%s: %s: %w", file, label, err)
 		}
 		if seen[r.name] {
-			return nil, fmt.Errorf("%s: rule %d (%q): name used twice", file, i+1, r.name)
+			return RulesConfig{}, fmt.Errorf("%s: rule %d (%q): name used twice", file, i+1, r.name)
 		}
 		seen[r.name] = true
 		rules = append(rules, r)
 	}
-	return rules, nil
+	return RulesConfig{Rules: rules, DovecotLogFormat: doc.DovecotLogFormat}, nil
 }
 
 func compileRule(spec ruleSpec) (*Rule, error) {
@@ -126,7 +151,7 @@ func compileRule(spec ruleSpec) (*Rule, error) {
 		if p == "" || strings.ContainsAny(p, " \t[]:") {
 			return nil, fmt.Errorf("programs: %q is not a syslog program tag", p)
 		}
-		r.programs = append(r.programs, strings.ToLower(p))
+		r.programs = append(r.programs, normalizeProgram(p))
 	}
 	switch spec.Kind {
 	case "", "login":
@@ -163,7 +188,35 @@ func compileRule(spec ruleSpec) (*Rule, error) {
 	if r.kind == Logout && r.session < 0 {
 		return nil, errors.New("regex: a logout rule needs a named group (?P<session>...) naming the session its login opened")
 	}
+	// Every built-in parser decides on the start of the message, where only
+	// the daemon writes. An unanchored rule would also match its success
+	// words quoted inside a failure line or a user name, so it is refused
+	// rather than silently anchored (which could change what it matches).
+	if tree, err := syntax.Parse(spec.Regex, syntax.Perl); err != nil || !anchoredAtStart(tree) {
+		return nil, errors.New(`regex: must be anchored at the start of the message: begin it with ^ (without the m flag) or \A, in every alternative`)
+	}
 	return r, nil
+}
+
+// anchoredAtStart reports whether every match of re must begin at the
+// start of the text.
+func anchoredAtStart(re *syntax.Regexp) bool {
+	switch re.Op {
+	case syntax.OpBeginText:
+		return true
+	case syntax.OpCapture:
+		return anchoredAtStart(re.Sub[0])
+	case syntax.OpConcat:
+		return len(re.Sub) > 0 && anchoredAtStart(re.Sub[0])
+	case syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			if !anchoredAtStart(sub) {
+				return false
+			}
+		}
+		return len(re.Sub) > 0
+	}
+	return false
 }
 
 func validName(s string) bool {

@@ -39,7 +39,7 @@ func TestExampleRulesFile(t *testing.T) {
 }
 
 func TestRulesValidation(t *testing.T) {
-	const ok = "  - name: r\n    programs: [p]\n    regex: 'from (?P<addr>\\S+)'\n"
+	const ok = "  - name: r\n    programs: [p]\n    regex: '^from (?P<addr>\\S+)'\n"
 	for _, tt := range []struct{ name, yaml, want string }{
 		{"empty", "", "no rules"},
 		{"no list", "other: 1\n", "field other not found"},
@@ -51,6 +51,9 @@ func TestRulesValidation(t *testing.T) {
 		{"bad kind", "rules:\n" + ok + "    kind: maybe\n", `kind "maybe"`},
 		{"logout without session", "rules:\n" + ok + "    kind: logout\n", "logout rule needs a named group (?P<session>"},
 		{"duplicate", "rules:\n" + ok + strings.Replace(ok, "name: r", "name: r", 1), `rule 2 ("r"): name used twice`},
+		{"unanchored", "rules:\n  - name: r\n    programs: [p]\n    regex: 'from (?P<addr>\\S+)'\n", "must be anchored at the start"},
+		{"multi-line ^", "rules:\n  - name: r\n    programs: [p]\n    regex: '(?m)^from (?P<addr>\\S+)'\n", "must be anchored at the start"},
+		{"one alternative unanchored", "rules:\n  - name: r\n    programs: [p]\n    regex: '^ok (?P<addr>\\S+)|from (?P<addr>\\S+)'\n", "must be anchored at the start"},
 		{"typo field", "rules:\n" + ok + "    regexp: x\n", "field regexp not found"},
 	} {
 		_, err := ParseRules([]byte(tt.yaml), "my-rules.yaml")
