@@ -1,7 +1,9 @@
 package receiver
 
 import (
+	"crypto/tls"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -148,9 +150,11 @@ func TestMaxConns(t *testing.T) {
 			waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 2)
 
 			// Over the limit: accepted and closed at once; on the TLS port
-			// before any handshake.
+			// before any handshake. From another address, which has room
+			// under its own per-host limit.
 			addr := map[string]net.Addr{"tcp": h.r.TCPAddr(), "tls": h.r.TLSAddr()}[transport]
-			over, err := net.Dial("tcp", addr.String())
+			other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+			over, err := other.Dial("tcp", addr.String())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +164,7 @@ func TestMaxConns(t *testing.T) {
 			if got := h.stats.TLSRefused.Load(); got != 0 {
 				t.Errorf("TLSRefused = %d, want 0", got)
 			}
-			h.expectLog(t, `"reason":"max_conns"`, `"peer":"127.0.0.1:`)
+			h.expectLog(t, `"reason":"max_conns"`, `"peer":"127.0.0.2:`)
 
 			// The open connections are unaffected.
 			second.Write([]byte(login3164 + "\n"))
@@ -181,14 +185,142 @@ func TestMaxConns(t *testing.T) {
 	}
 }
 
+// One sender holding connections, idle or stuck before its TLS handshake,
+// must not lock out the others: past MaxConnsPerHost its connections are
+// refused at accept, counted across the TCP and TLS listeners, and another
+// address still gets a slot. Before the per-host limit, 20 connections of
+// 127.0.0.1 filled -max-conns and refused every other sender.
+func TestMaxConnsPerHost(t *testing.T) {
+	pki := newPKI(t)
+	for _, transport := range []string{"tcp", "tls"} {
+		t.Run(transport, func(t *testing.T) {
+			cfg := pki.config(true)
+			cfg.TCP = "127.0.0.1:0"
+			cfg.MaxConns = 8 // the per-host default is then 2
+			h := start(t, cfg)
+			// The flood alternates between the ports; on the TLS port it
+			// never says hello, so a slot it got would be held for the
+			// whole handshake timeout.
+			flood := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.1")}, Timeout: 5 * time.Second}
+			for i := 0; i < 20; i++ {
+				addr := []net.Addr{h.r.TCPAddr(), h.r.TLSAddr()}[i%2]
+				c, err := flood.Dial("tcp", addr.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+			}
+			waitCount(t, "ConnsRefusedPerHost", &h.stats.ConnsRefusedPerHost, 18)
+			waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 2)
+			h.expectLog(t, `"reason":"per_host"`, `"peer":"127.0.0.1:`, "-max-conns-per-host")
+
+			other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+			var c net.Conn
+			var err error
+			if transport == "tls" {
+				c, err = tls.DialWithDialer(other, "tcp", h.r.TLSAddr().String(), pki.tlsConfig(&pki.client))
+			} else {
+				c, err = other.Dial("tcp", h.r.TCPAddr().String())
+			}
+			if err != nil {
+				t.Fatalf("second sender refused: %v", err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte(login3164 + "\n")); err != nil {
+				t.Fatal(err)
+			}
+			m := h.expect(t, "dovecot", loginText)
+			if m.Transport != transport || !strings.HasPrefix(m.Peer, "127.0.0.2:") {
+				t.Errorf("transport %q peer %q, want %s from 127.0.0.2", m.Transport, m.Peer, transport)
+			}
+			for name, c := range map[string]*atomic.Int64{
+				"ConnectionsAccepted": &h.stats.ConnectionsAccepted, "ConnsRefused": &h.stats.ConnsRefused,
+				"TLSRefused": &h.stats.TLSRefused, "ConnsNotAllowed": &h.stats.ConnsNotAllowed,
+			} {
+				want := map[string]int64{"ConnectionsAccepted": 3}[name]
+				if got := c.Load(); got != want {
+					t.Errorf("%s = %d, want %d", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+// When the per-host limit leaves room but MaxConns is reached, the refusal
+// is counted as max_conns; a sender outside Allow as not_allowed; each
+// reason once.
+func TestConnRefusalReasons(t *testing.T) {
+	h := start(t, Config{
+		TCP: "127.0.0.1:0", MaxConns: 2, MaxConnsPerHost: 1,
+		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/30")},
+	})
+	dial := func(from string) net.Conn {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", h.r.TCPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	dial("127.0.0.1")
+	dial("127.0.0.0")
+	waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 2)
+	expectClosed(t, dial("127.0.0.1")) // its own limit first
+	waitCount(t, "ConnsRefusedPerHost", &h.stats.ConnsRefusedPerHost, 1)
+	expectClosed(t, dial("127.0.0.4")) // outside -allow
+	waitCount(t, "ConnsNotAllowed", &h.stats.ConnsNotAllowed, 1)
+	if got := h.stats.ConnsRefused.Load(); got != 0 {
+		t.Errorf("ConnsRefused = %d before MaxConns was the reason", got)
+	}
+	expectClosed(t, dial("127.0.0.2")) // room for it as a host, none in all
+	waitCount(t, "ConnsRefused", &h.stats.ConnsRefused, 1)
+	snap := h.stats.Snapshot()
+	for name, want := range map[string]int64{
+		"connections_refused_max_conns": 1, "connections_refused_per_host": 1,
+		"connections_refused_not_allowed": 1, "not_allowed": 1, "connections_open": 2,
+	} {
+		if snap[name] != want {
+			t.Errorf("%s = %d, want %d", name, snap[name], want)
+		}
+	}
+}
+
+func TestHostKey(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{
+		{"[::ffff:192.0.2.1]:5", "192.0.2.1:6"},
+		{"[::ffff:127.0.0.1]:1", "127.0.0.1:2"},
+		{"[2001:db8::1]:1", "[2001:db8::1]:2"},
+	} {
+		if ka, kb := hostKey(netip.MustParseAddrPort(tc.a)), hostKey(netip.MustParseAddrPort(tc.b)); ka != kb {
+			t.Errorf("%s counts as %s, %s as %s: one host counted twice", tc.a, ka, tc.b, kb)
+		}
+	}
+	// Neighbours in one /64 are different hosts.
+	if hostKey(netip.MustParseAddrPort("[2001:db8::1]:1")) == hostKey(netip.MustParseAddrPort("[2001:db8::2]:1")) {
+		t.Error("two IPv6 addresses share one key")
+	}
+}
+
+func TestDefaultMaxConnsPerHost(t *testing.T) {
+	for maxConns, want := range map[int]int{1: 1, 2: 2, 4: 2, 8: 2, 16: 2, 32: 4, 64: 8, 256: 16, 10000: 16} {
+		if got := DefaultMaxConnsPerHost(maxConns); got != want {
+			t.Errorf("DefaultMaxConnsPerHost(%d) = %d, want %d", maxConns, got, want)
+		}
+	}
+	if _, err := Listen(Config{TCP: "127.0.0.1:0", MaxConns: 4, MaxConnsPerHost: 5}); err == nil || !strings.Contains(err.Error(), "-max-conns-per-host 5") {
+		t.Errorf("per-host limit over the total: %v", err)
+	}
+}
+
 func TestMaxConnsDefault(t *testing.T) {
 	r, err := Listen(Config{TCP: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if r.cfg.MaxConns != DefaultMaxConns || r.cfg.TLSHandshakeTimeout != DefaultTLSHandshakeTimeout {
-		t.Errorf("MaxConns %d, handshake timeout %s", r.cfg.MaxConns, r.cfg.TLSHandshakeTimeout)
+	if r.cfg.MaxConns != DefaultMaxConns || r.cfg.TLSHandshakeTimeout != DefaultTLSHandshakeTimeout || r.cfg.MaxConnsPerHost != 16 {
+		t.Errorf("MaxConns %d, per host %d, handshake timeout %s", r.cfg.MaxConns, r.cfg.MaxConnsPerHost, r.cfg.TLSHandshakeTimeout)
 	}
 }
 
@@ -290,7 +422,7 @@ func TestStatsSnapshot(t *testing.T) {
 		}
 		seen[n] = k
 	}
-	if snap["tls_refused"] != int64(s.TLSRefused.Load()) || snap["connections_refused"] != s.ConnsRefused.Load() {
+	if snap["tls_refused"] != int64(s.TLSRefused.Load()) || snap["connections_refused_max_conns"] != s.ConnsRefused.Load() {
 		t.Errorf("snapshot %v", snap)
 	}
 }

@@ -9,9 +9,10 @@
 // a TCP connection on a 64 KiB line, cannot refuse a sender before accepting
 // it, and panics in Kill (see docs/DESIGN.md).
 //
-// Every limit (sender networks, HOSTNAME list, connection count, idle time,
-// message size, TLS client certificates) is counted in Stats and logged at
-// most once per reason every 10 s; none of them is ever fatal.
+// Every limit (sender networks, HOSTNAME list, connection count in all and
+// per sender, idle time, message size, TLS client certificates) is counted
+// in Stats and logged at most once per reason every 10 s; none of them is
+// ever fatal.
 package receiver
 
 import (
@@ -88,8 +89,25 @@ type Config struct {
 	// is called from every reader goroutine and must be safe for that.
 	Wanted func(program []byte) bool
 
-	MaxMessage  int           // bytes, without trailing CR/LF/NUL; DefaultMaxMessage if 0
-	MaxConns    int           // concurrent TCP and TLS connections; DefaultMaxConns if 0
+	MaxMessage int // bytes, without trailing CR/LF/NUL; DefaultMaxMessage if 0
+	MaxConns   int // concurrent TCP and TLS connections; DefaultMaxConns if 0
+	// MaxConnsPerHost bounds the TCP and TLS connections, handshakes in
+	// progress included, that one sender address may hold at once, so a
+	// single host (a sender that reconnects without closing, or a
+	// compromised one) can't take every MaxConns slot from the others. It
+	// is checked at accept, before any byte is read or any TLS work done.
+	// DefaultMaxConnsPerHost(MaxConns) if 0; it may not exceed MaxConns.
+	MaxConnsPerHost int
+
+	// UnixMode is the permission of the unix socket (only the 0777 bits);
+	// DefaultUnixMode if 0. UnixGroup is the group that owns it, a name or
+	// a numeric gid; empty is relaygate's own effective group. The socket
+	// is created in a private directory beside Unix, given its group and
+	// mode there, and then renamed into place, so it is never reachable
+	// with wider permissions than these, whatever the umask.
+	UnixMode  os.FileMode
+	UnixGroup string
+
 	UDPReadBuf  int           // receive buffer bytes of the UDP and unix sockets (see SetReadBuffer); DefaultUDPReadBuffer if 0
 	IdleTimeout time.Duration // TCP and TLS connections idle this long are closed; 0 = never
 
@@ -110,6 +128,21 @@ const DefaultUDPReadBuffer = 8 << 20
 // setup needs one connection per forwarding host.
 const DefaultMaxConns = 256
 
+// DefaultMaxConnsPerHost is the per-sender share of maxConns: an eighth,
+// at least 2 and at most 16 (never more than maxConns). A forwarding host
+// needs one connection per forwarding action (an rsyslog action, a
+// syslog-ng destination), and one more while a predecessor it lost without
+// a FIN waits for TCP keepalive to end it; 16 leaves room for several
+// actions, and at the default -max-conns it takes 16 different sender
+// addresses to fill every slot.
+func DefaultMaxConnsPerHost(maxConns int) int {
+	return min(maxConns, max(2, min(16, maxConns/8)))
+}
+
+// DefaultUnixMode lets relaygate's user and group write to the unix
+// socket, and nobody else.
+const DefaultUnixMode os.FileMode = 0o660
+
 // DefaultTLSHandshakeTimeout is generous for any real client.
 const DefaultTLSHandshakeTimeout = 10 * time.Second
 
@@ -118,12 +151,14 @@ const DefaultTLSHandshakeTimeout = 10 * time.Second
 type Stats struct {
 	UDP, TCP, TLS, Unix atomic.Int64 // messages received per transport
 	NotAllowed          atomic.Int64 // datagrams and connections from senders outside Allow
+	ConnsNotAllowed     atomic.Int64 // of those, the TCP and TLS connections (closed at accept)
 	HostNotAllowed      atomic.Int64 // messages whose HOSTNAME is not in AllowHosts
 	TooLong             atomic.Int64 // messages over MaxMessage, skipped
 	Malformed           atomic.Int64 // no program tag could be read, or bad framing
 	ConnectionsAccepted atomic.Int64 // TCP and TLS connections taken into service
 	ConnectionsOpen     atomic.Int64 // gauge: TCP and TLS connections open now
-	ConnsRefused        atomic.Int64 // connections closed at once because MaxConns were open
+	ConnsRefused        atomic.Int64 // connections closed at accept because MaxConns were open
+	ConnsRefusedPerHost atomic.Int64 // connections closed at accept because their sender held MaxConnsPerHost
 	IdleClosed          atomic.Int64 // connections closed after IdleTimeout without a message
 	TLSRefused          atomic.Int64 // TLS handshakes that failed (no or untrusted client certificate, not TLS, timeout)
 	Unwanted            atomic.Int64 // messages of programs no parser handles (Config.Wanted), dropped unparsed
@@ -134,20 +169,22 @@ type Stats struct {
 // gauge; all others only grow.
 func (s *Stats) Snapshot() map[string]int64 {
 	return map[string]int64{
-		"udp_messages":         s.UDP.Load(),
-		"tcp_messages":         s.TCP.Load(),
-		"tls_messages":         s.TLS.Load(),
-		"unix_messages":        s.Unix.Load(),
-		"not_allowed":          s.NotAllowed.Load(),
-		"host_not_allowed":     s.HostNotAllowed.Load(),
-		"too_long":             s.TooLong.Load(),
-		"malformed":            s.Malformed.Load(),
-		"connections_accepted": s.ConnectionsAccepted.Load(),
-		"connections_open":     s.ConnectionsOpen.Load(),
-		"connections_refused":  s.ConnsRefused.Load(),
-		"idle_closed":          s.IdleClosed.Load(),
-		"tls_refused":          s.TLSRefused.Load(),
-		"unwanted_program":     s.Unwanted.Load(),
+		"udp_messages":                    s.UDP.Load(),
+		"tcp_messages":                    s.TCP.Load(),
+		"tls_messages":                    s.TLS.Load(),
+		"unix_messages":                   s.Unix.Load(),
+		"not_allowed":                     s.NotAllowed.Load(),
+		"host_not_allowed":                s.HostNotAllowed.Load(),
+		"too_long":                        s.TooLong.Load(),
+		"malformed":                       s.Malformed.Load(),
+		"connections_accepted":            s.ConnectionsAccepted.Load(),
+		"connections_open":                s.ConnectionsOpen.Load(),
+		"connections_refused_max_conns":   s.ConnsRefused.Load(),
+		"connections_refused_per_host":    s.ConnsRefusedPerHost.Load(),
+		"connections_refused_not_allowed": s.ConnsNotAllowed.Load(),
+		"idle_closed":                     s.IdleClosed.Load(),
+		"tls_refused":                     s.TLSRefused.Load(),
+		"unwanted_program":                s.Unwanted.Load(),
 	}
 }
 
@@ -165,9 +202,10 @@ type Receiver struct {
 
 	warn *rateLimiter
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{} // TCP and TLS, the raw connection
-	closed bool
+	mu      sync.Mutex
+	conns   map[net.Conn]netip.Addr // TCP and TLS, the raw connection → its sender's hostKey
+	perHost map[netip.Addr]int      // open connections by hostKey
+	closed  bool
 }
 
 // Listen binds every configured socket, so that a caller can report a bad
@@ -179,6 +217,18 @@ func Listen(cfg Config) (*Receiver, error) {
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.MaxConnsPerHost <= 0 {
+		cfg.MaxConnsPerHost = DefaultMaxConnsPerHost(cfg.MaxConns)
+	}
+	if cfg.MaxConnsPerHost > cfg.MaxConns {
+		return nil, fmt.Errorf("-max-conns-per-host %d: more than -max-conns %d", cfg.MaxConnsPerHost, cfg.MaxConns)
+	}
+	if cfg.UnixMode == 0 {
+		cfg.UnixMode = DefaultUnixMode
+	}
+	if cfg.UnixMode&^os.ModePerm != 0 {
+		return nil, fmt.Errorf("-unix-mode %#o: only permission bits (at most 0777)", uint32(cfg.UnixMode))
 	}
 	if cfg.TLSHandshakeTimeout <= 0 {
 		cfg.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
@@ -193,11 +243,12 @@ func Listen(cfg Config) (*Receiver, error) {
 		cfg.Stats = new(Stats)
 	}
 	r := &Receiver{
-		cfg:   cfg,
-		log:   cfg.Logger.With().Str("component", "receiver").Logger(),
-		stats: cfg.Stats,
-		conns: make(map[net.Conn]struct{}),
-		warn:  newRateLimiter(10 * time.Second),
+		cfg:     cfg,
+		log:     cfg.Logger.With().Str("component", "receiver").Logger(),
+		stats:   cfg.Stats,
+		conns:   make(map[net.Conn]netip.Addr),
+		perHost: make(map[netip.Addr]int),
+		warn:    newRateLimiter(10 * time.Second),
 	}
 	for _, h := range cfg.AllowHosts {
 		if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
@@ -247,15 +298,15 @@ func Listen(cfg Config) (*Receiver, error) {
 		}
 		r.tlsLn = ln
 	}
+	if cfg.Unix == "" && cfg.UnixGroup != "" {
+		r.Close()
+		return nil, errors.New("-unix-group needs -unix (the socket path)")
+	}
 	if cfg.Unix != "" {
-		if err := removeStaleSocket(cfg.Unix); err != nil {
-			r.Close()
-			return nil, err
-		}
-		conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: cfg.Unix, Net: "unixgram"})
+		conn, err := listenUnix(cfg.Unix, cfg.UnixMode, cfg.UnixGroup)
 		if err != nil {
 			r.Close()
-			return nil, fmt.Errorf("listen unixgram %s: %w", cfg.Unix, err)
+			return nil, err
 		}
 		r.unix = conn
 		r.sizeReadBuffer(conn, "unix")
@@ -284,34 +335,23 @@ func (r *Receiver) sizeReadBuffer(conn syscall.Conn, transport string) {
 }
 
 func listenTCP(transport, address string) (*net.TCPListener, error) {
-	addr, err := net.ResolveTCPAddr("tcp", address)
-	if err != nil {
+	if _, err := net.ResolveTCPAddr("tcp", address); err != nil {
 		return nil, fmt.Errorf("%s listen address %q: %w", transport, address, err)
 	}
-	ln, err := net.ListenTCP("tcp", addr)
+	// Keepalive probes an idle TCP or TLS connection after 15 s, then every
+	// 15 s, and ends it after 4 unanswered probes: a sender that vanished
+	// without a FIN (a crash, a cable, a NAT that forgot it) gives back its
+	// MaxConns and MaxConnsPerHost slot within about 75 s, even without
+	// IdleTimeout. A live sender's kernel answers the probes, so a quiet
+	// connection that is still there is never closed by them.
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{
+		Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4,
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s %s: %w", transport, address, err)
 	}
-	return ln, nil
-}
-
-// removeStaleSocket deletes a socket file left by an earlier run, but never
-// a regular file someone pointed -unix at by mistake.
-func removeStaleSocket(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("unix socket %s: %w", path, err)
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("unix socket %s: exists and is not a socket", path)
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("unix socket %s: remove stale socket: %w", path, err)
-	}
-	return nil
+	return ln.(*net.TCPListener), nil
 }
 
 // UDPAddr returns the bound UDP address, or nil.
@@ -549,14 +589,20 @@ func (r *Receiver) accept(ctx context.Context, wg *sync.WaitGroup, ln *net.TCPLi
 		ap := conn.RemoteAddr().(*net.TCPAddr).AddrPort()
 		if !r.allowed(ap) {
 			r.stats.NotAllowed.Add(1)
+			r.stats.ConnsNotAllowed.Add(1)
 			r.warnf("not_allowed", ap.Addr().Unmap().String(), "refused connection from a sender outside -allow")
 			conn.Close()
 			continue
 		}
-		switch r.track(conn) {
+		switch r.track(conn, hostKey(ap)) {
 		case trackClosed:
 			conn.Close()
 			return
+		case trackHostFull:
+			r.stats.ConnsRefusedPerHost.Add(1)
+			r.warnf("per_host", ap.String(), fmt.Sprintf("refused %s connection: its sender already has %d TCP and TLS connections open (-max-conns-per-host)", transport, r.cfg.MaxConnsPerHost))
+			conn.Close()
+			continue
 		case trackFull:
 			r.stats.ConnsRefused.Add(1)
 			r.warnf("max_conns", ap.String(), fmt.Sprintf("refused %s connection: %d connections already open (-max-conns)", transport, r.cfg.MaxConns))
@@ -583,28 +629,48 @@ type trackResult int
 const (
 	trackOK trackResult = iota
 	trackFull
+	trackHostFull
 	trackClosed
 )
 
-// track registers a connection so Close can end it, unless MaxConns are
-// already open.
-func (r *Receiver) track(c net.Conn) trackResult {
+// hostKey is the sender a connection counts against for MaxConnsPerHost:
+// its address, unmapped, so that one host reaching a dual-stack listener
+// as ::ffff:192.0.2.1 and as 192.0.2.1 counts once. IPv6 senders are not
+// grouped by /64: log hosts in one server subnet share a /64, and grouping
+// would let one of them starve its neighbours, while the senders are
+// already limited to -allow (list them as /128 there, not a whole /64).
+func hostKey(ap netip.AddrPort) netip.Addr {
+	return ap.Addr().Unmap()
+}
+
+// track registers a connection so Close can end it, unless its sender
+// already holds MaxConnsPerHost or MaxConns are already open.
+func (r *Receiver) track(c net.Conn, host netip.Addr) trackResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return trackClosed
 	}
+	if r.perHost[host] >= r.cfg.MaxConnsPerHost {
+		return trackHostFull
+	}
 	if len(r.conns) >= r.cfg.MaxConns {
 		return trackFull
 	}
-	r.conns[c] = struct{}{}
+	r.conns[c] = host
+	r.perHost[host]++
 	r.stats.ConnectionsOpen.Store(int64(len(r.conns)))
 	return trackOK
 }
 
 func (r *Receiver) untrack(c net.Conn) {
 	r.mu.Lock()
-	delete(r.conns, c)
+	if host, ok := r.conns[c]; ok {
+		delete(r.conns, c)
+		if r.perHost[host]--; r.perHost[host] <= 0 {
+			delete(r.perHost, host)
+		}
+	}
 	r.stats.ConnectionsOpen.Store(int64(len(r.conns)))
 	r.mu.Unlock()
 	c.Close()

@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -266,3 +268,88 @@ func expectClosed(t *testing.T, c net.Conn) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func writeFile(path string) error { return os.WriteFile(path, []byte("x"), 0o644) }
+
+// The unix socket gets exactly the mode and group asked for, whatever the
+// umask: before, bind(2) applied the umask, so under umask 0 any local user
+// could write to it and grant relay.
+func TestUnixSocketModeAndGroup(t *testing.T) {
+	old := syscall.Umask(0) // the loosest umask: nothing may depend on it
+	defer syscall.Umask(old)
+	nogroup, err := user.LookupGroup("nogroup")
+	if err != nil {
+		t.Fatalf("test needs the group nogroup: %v", err)
+	}
+	tests := []struct {
+		name  string
+		mode  os.FileMode
+		group string
+		want  os.FileMode
+		gid   string
+	}{
+		{name: "default", want: DefaultUnixMode, gid: strconv.Itoa(os.Getegid())},
+		{name: "owner only", mode: 0o600, want: 0o600, gid: strconv.Itoa(os.Getegid())},
+		{name: "group by name", mode: 0o620, group: "nogroup", want: 0o620, gid: nogroup.Gid},
+		{name: "group by gid", group: nogroup.Gid, want: DefaultUnixMode, gid: nogroup.Gid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "relaygate.sock")
+			// A socket left by an earlier run, with the loose mode.
+			stale, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stale.Close()
+			h := start(t, Config{Unix: path, UnixMode: tc.mode, UnixGroup: tc.group})
+			fi, err := os.Lstat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != tc.want || strconv.Itoa(int(st.Gid)) != tc.gid {
+				t.Errorf("socket %v gid %d, want mode %v gid %s", fi.Mode(), st.Gid, tc.want, tc.gid)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+				t.Errorf("left beside the socket: %v", entries)
+			}
+			c, err := net.Dial("unixgram", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("<22>Nov 21 10:00:00 pop3d: LOGIN, user=a, ip=[192.0.2.1]"))
+			h.expect(t, "pop3d", "LOGIN, user=a, ip=[192.0.2.1]")
+		})
+	}
+}
+
+func TestUnixSocketErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		mention []string
+	}{
+		{"unknown group", Config{Unix: filepath.Join(dir, "s"), UnixGroup: "no-such-group-h3"}, []string{`-unix-group "no-such-group-h3"`, "no such group"}},
+		{"group without socket", Config{UDP: "127.0.0.1:0", UnixGroup: "nogroup"}, []string{"-unix-group needs -unix"}},
+		{"mode beyond permissions", Config{Unix: filepath.Join(dir, "s"), UnixMode: os.ModeSetuid | 0o660}, []string{"-unix-mode"}},
+		{"directory missing", Config{Unix: filepath.Join(dir, "missing", "s")}, []string{filepath.Join(dir, "missing", "s")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Listen(tc.cfg)
+			if err == nil {
+				r.Close()
+				t.Fatal("Listen succeeded")
+			}
+			for _, s := range tc.mention {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not mention %q", err, s)
+				}
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("failed listens left %v", entries)
+	}
+}
