@@ -152,3 +152,251 @@ func TestStateJournalMatchesTable(t *testing.T) {
 		t.Fatalf("checked %d times, %d rewrites: the test no longer exercises what it should", checked, rewrites)
 	}
 }
+
+// crashService is a Service whose map is never due during a test (Flush of
+// a day), so whatever reaches the state file got there through the
+// journal, not with a map publish.
+func crashService(t *testing.T, dir string, onDurable func(uint64)) *Service {
+	t.Helper()
+	svc := NewService(Config{
+		MapPath:   filepath.Join(dir, "pbs.cdb"),
+		StatePath: filepath.Join(dir, "pbs.state"),
+		Flush:     24 * time.Hour,
+		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
+		OnDurable: onDurable,
+	}, NewTable(TableConfig{Grace: time.Hour, MaxSession: 24 * time.Hour}))
+	if err := svc.Start(t0); err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// crashRead is what a restart after a kill -9 at this moment would
+// restore: the state file as it is, read fresh, with no Shutdown.
+func crashRead(t *testing.T, svc *Service, now time.Time) string {
+	t.Helper()
+	grants, err := LoadState(svc.cfg.StatePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := NewTable(TableConfig{Grace: time.Hour, MaxSession: 24 * time.Hour})
+	back.Restore(grants, now)
+	return fmt.Sprint(back.Grants())
+}
+
+func fmtGrants(svc *Service) string { return fmt.Sprint(toUTC(svc.Table().Grants())) }
+
+// TestCrashLosesAtMostSyncInterval: every kind of change (a new grant, a
+// repeat login that only moves the expiry, a session opened and closed, an
+// expiry) is in the state file SyncInterval after it was made, with no map
+// publish and no Shutdown, so a kill -9 then loses none of it.
+func TestCrashLosesAtMostSyncInterval(t *testing.T) {
+	svc := crashService(t, t.TempDir(), nil)
+	now := t0
+	step := func(what string, change func(now time.Time)) {
+		t.Helper()
+		now = now.Add(time.Second)
+		change(now)
+		if _, changes := svc.Table().Versions(); changes == svc.savedChanges {
+			t.Fatalf("%s: the test's change changed nothing, or was saved at once", what)
+		}
+		if next := svc.Due(); next.IsZero() || next.After(now.Add(100*time.Millisecond)) {
+			t.Fatalf("%s: next wake-up %v, want within 100ms of %v", what, next, now)
+		}
+		svc.Tick(now.Add(100 * time.Millisecond))
+		want := fmt.Sprint(toUTC(svc.Table().Grants()))
+		if got := crashRead(t, svc, now.Add(100*time.Millisecond)); got != want {
+			t.Fatalf("%s: 100ms later a crash restores\n%s\nwant\n%s", what, got, want)
+		}
+	}
+	step("login", func(now time.Time) { svc.Login(grant("192.0.2.1"), "", now) })
+	step("repeat login", func(now time.Time) { svc.Login(grant("192.0.2.1"), "", now) })
+	step("session opened", func(now time.Time) { svc.Login(grant("2001:db8::7"), "S1", now) })
+	step("second session", func(now time.Time) { svc.Login(grant("2001:db8::7"), "S2", now) })
+	step("logout", func(now time.Time) { svc.Logout("dovecot", "alice", "S1", now) })
+	step("exclusion", func(time.Time) {
+		svc.SetExclude([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")})
+	})
+	svc.SetExclude(nil)
+	step("login again", func(now time.Time) { svc.Login(grant("192.0.2.3"), "", now) })
+	now = now.Add(time.Hour)
+	step("expiry", func(now time.Time) { svc.Tick(now) })
+	if svc.Table().Len() != 1 {
+		t.Fatalf("%d grants left, want the open session's", svc.Table().Len())
+	}
+	if p := svc.stats.Publishes.Load(); p != 1 {
+		t.Fatalf("%d map publishes, want only Start's: the journal must not wait for the map", p)
+	}
+}
+
+// TestCrashJournalRandom: under random logins, logouts and exclusions,
+// whatever moment a crash strikes, the state file restores every change
+// older than SyncInterval; and the journal is still rewritten whole before
+// it grows past about three times the table.
+func TestCrashJournalRandom(t *testing.T) {
+	svc := crashService(t, t.TempDir(), nil)
+	svc.stateSlack = 50
+	rng := rand.New(rand.NewPCG(5, 6))
+	now, rewrites, lastLines := t0, 0, 0
+	for step := range 2000 {
+		now = now.Add(time.Duration(rng.IntN(50)) * time.Millisecond)
+		a := netip.AddrFrom4([4]byte{10, 0, 0, byte(rng.IntN(64))})
+		switch r := rng.IntN(100); {
+		case r < 70:
+			session := ""
+			if rng.IntN(3) == 0 {
+				session = fmt.Sprint(rng.IntN(50))
+			}
+			svc.Login(Grant{Addr: a, User: "u", Daemon: "dovecot", Host: "mx1"}, session, now)
+		case r < 97:
+			svc.Logout("dovecot", "", fmt.Sprint(rng.IntN(50)), now)
+		default:
+			svc.SetExclude([]netip.Prefix{netip.PrefixFrom(a, 30).Masked()})
+		}
+		svc.Tick(now)
+		if rng.IntN(10) > 0 {
+			continue
+		}
+		// The crash: what was made SyncInterval ago or earlier must be on
+		// disk once the service had its chance to run then.
+		now = now.Add(100 * time.Millisecond)
+		svc.Tick(now)
+		if got, want := crashRead(t, svc, now), fmt.Sprint(toUTC(svc.Table().Grants())); got != want {
+			t.Fatalf("step %d: a crash restores\n%s\nwant\n%s", step, got, want)
+		}
+		if svc.stateLines < lastLines {
+			rewrites++
+		}
+		lastLines = svc.stateLines
+		if limit := 2*svc.Table().Len() + svc.stateSlack; svc.stateLines > limit {
+			t.Fatalf("step %d: state file has %d lines for %d grants", step, svc.stateLines, svc.Table().Len())
+		}
+	}
+	if rewrites == 0 {
+		t.Fatal("no rewrite of the whole file: the test no longer exercises compaction")
+	}
+}
+
+// TestDurableSequence: Durable and OnDurable say which events a crash can
+// no longer lose: an event that changed the table once its group is
+// synced, one that changed nothing at once, and never one still waiting.
+func TestDurableSequence(t *testing.T) {
+	var told []uint64
+	svc := crashService(t, t.TempDir(), func(seq uint64) { told = append(told, seq) })
+	login := func(seq uint64, addr string, at time.Time) {
+		svc.apply(Event{Kind: EventLogin, Grant: grant(addr), At: at, Seq: seq})
+	}
+	login(1, "192.0.2.1", t0)
+	login(2, "192.0.2.2", t0.Add(50*time.Millisecond))
+	svc.Tick(t0.Add(99 * time.Millisecond))
+	if d := svc.Durable(); d != 0 {
+		t.Fatalf("Durable = %d before any sync, want 0", d)
+	}
+	svc.Tick(t0.Add(100 * time.Millisecond))
+	if d := svc.Durable(); d != 2 {
+		t.Fatalf("Durable = %d after the group sync, want 2", d)
+	}
+	login(3, "192.0.2.3", t0.Add(200*time.Millisecond))
+	svc.SetExclude([]netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")})
+	svc.apply(Event{Kind: EventLogout, Grant: Grant{Daemon: "dovecot"}, Session: "none", At: t0.Add(210 * time.Millisecond), Seq: 4})
+	if d := svc.Durable(); d != 2 {
+		t.Fatalf("Durable = %d while login 3 is unsynced, want 2: a no-op after it is not durable before it", d)
+	}
+	svc.Tick(t0.Add(300 * time.Millisecond))
+	login(5, "198.51.100.9", t0.Add(400*time.Millisecond)) // excluded: changes nothing
+	if d := svc.Durable(); d != 5 {
+		t.Fatalf("Durable = %d after an event that changed nothing, want 5", d)
+	}
+	if fmt.Sprint(told) != "[2 4 5]" {
+		t.Fatalf("OnDurable told %v, want [2 4 5]", told)
+	}
+}
+
+// TestAppendFailureKeepsJournal: a state file that cannot be appended to
+// (here: replaced by a directory) delays nothing else, and once it can be
+// written again every change made meanwhile reaches it.
+func TestAppendFailureKeepsJournal(t *testing.T) {
+	dir := t.TempDir()
+	svc := crashService(t, dir, nil)
+	svc.cfg.Flush = time.Second
+	state := svc.cfg.StatePath
+	svc.Login(grant("192.0.2.1"), "", t0)
+	svc.Tick(t0.Add(100 * time.Millisecond))
+	if err := os.Rename(state, state+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	svc.Login(grant("192.0.2.2"), "", t0.Add(200*time.Millisecond))
+	svc.Tick(t0.Add(300 * time.Millisecond))
+	if n := svc.stats.StateErrors.Load(); n != 1 {
+		t.Fatalf("%d state errors, want 1", n)
+	}
+	svc.Tick(t0.Add(2 * time.Second))
+	if m, err := ReadMap(svc.cfg.MapPath); err != nil || len(m) != 2 {
+		t.Fatalf("map = %v, %v; want both grants published while the state file fails", m, err)
+	}
+	if err := os.Remove(state); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(state+".away", state); err != nil {
+		t.Fatal(err)
+	}
+	svc.Login(grant("192.0.2.3"), "", t0.Add(3*time.Second))
+	svc.Tick(t0.Add(40 * time.Second)) // past any back-off
+	if got, want := crashRead(t, svc, t0.Add(40*time.Second)), fmt.Sprint(toUTC(svc.Table().Grants())); got != want {
+		t.Fatalf("after the state file came back a crash restores\n%s\nwant\n%s", got, want)
+	}
+}
+
+// BenchmarkJournalGroup is one group sync: the 200 logins of 100 ms at
+// 2,000 logins a second appended to the state file and fdatasync'ed.
+func BenchmarkJournalGroup(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "pbs.state")
+	tab := NewTable(TableConfig{Grace: time.Hour})
+	if err := saveTable(path, tab, nil); err != nil {
+		b.Fatal(err)
+	}
+	now := t0
+	for i := range b.N {
+		b.StopTimer()
+		if i%1000 == 0 { // keep the file from growing without end
+			tab.saved()
+			if err := saveTable(path, tab, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for j := range 200 {
+			now = now.Add(time.Millisecond)
+			tab.Login(Grant{Addr: netip.AddrFrom4([4]byte{10, 1, byte(j), byte(i)}), User: "user123456@example.org", Daemon: "dovecot", Host: "mx1"}, "", now)
+		}
+		b.StartTimer()
+		if _, err := appendState(path, tab); err != nil {
+			b.Fatal(err)
+		}
+		tab.saved()
+	}
+}
+
+// TestRunDurableAtClose: Run applies every queued event (and nothing
+// else) and, once events is closed, has made them all durable.
+func TestRunDurableAtClose(t *testing.T) {
+	var told []uint64
+	svc := crashService(t, t.TempDir(), func(seq uint64) { told = append(told, seq) })
+	events := make(chan Event, maxBatch+10)
+	for i := range maxBatch + 5 {
+		events <- Event{Kind: EventLogin, Grant: grant(fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)), At: t0, Seq: uint64(i + 1)}
+	}
+	close(events)
+	if err := svc.Run(events, nil, func() time.Time { return t0 }); err != nil {
+		t.Fatal(err)
+	}
+	if d := svc.Durable(); d != maxBatch+5 || len(told) == 0 || told[len(told)-1] != maxBatch+5 {
+		t.Fatalf("Durable = %d, OnDurable told %v; want every event durable", d, told)
+	}
+	grants, err := LoadState(svc.cfg.StatePath)
+	if err != nil || len(grants) != maxBatch+5 {
+		t.Fatalf("state holds %d grants (%v), want %d", len(grants), err, maxBatch+5)
+	}
+}
