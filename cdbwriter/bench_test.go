@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -67,7 +68,7 @@ func BenchmarkSaveState(b *testing.B) {
 		path := filepath.Join(b.TempDir(), "pbs.state")
 		b.Run(fmt.Sprint("entries=", n), func(b *testing.B) {
 			for range b.N {
-				if err := saveTable(path, tab); err != nil {
+				if err := saveTable(path, tab, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -85,7 +86,7 @@ func BenchmarkStateAppend(b *testing.B) {
 	for _, n := range benchSizes {
 		tab := benchTable(n)
 		path := filepath.Join(b.TempDir(), "pbs.state")
-		if err := saveTable(path, tab); err != nil {
+		if err := saveTable(path, tab, nil); err != nil {
 			b.Fatal(err)
 		}
 		tab.saved()
@@ -163,7 +164,7 @@ func BenchmarkLogin(b *testing.B) {
 func BenchmarkStartup(b *testing.B) {
 	for _, n := range benchSizes {
 		path := filepath.Join(b.TempDir(), "pbs.state")
-		if err := saveTable(path, benchTable(n)); err != nil {
+		if err := saveTable(path, benchTable(n), nil); err != nil {
 			b.Fatal(err)
 		}
 		b.Run(fmt.Sprint("entries=", n), func(b *testing.B) {
@@ -184,6 +185,61 @@ func BenchmarkStartup(b *testing.B) {
 			}
 			b.ReportMetric(float64(load.Milliseconds())/float64(b.N), "load-ms")
 			b.ReportMetric(float64(restore.Milliseconds())/float64(b.N), "restore-ms")
+		})
+	}
+}
+
+// memoryMixes are the login mixes of the memory benchmark of
+// docs/BENCHMARKS.md (bench.sh memory): relaygate-load's default stream,
+// issue 11's (names like user123456@example.org, half IPv6), and the
+// longest realistic one (64-byte names, all IPv6, 50 hosts).
+var memoryMixes = []struct {
+	name  string
+	user  func(i int) string
+	v6    func(i int) bool
+	hosts int
+}{
+	{"bench", func(i int) string { return fmt.Sprint("u", i) }, func(i int) bool { return i%5 == 4 }, 1},
+	{"issue16", func(i int) string { return fmt.Sprintf("user%d@example.org", i) }, func(i int) bool { return i%2 == 1 }, 1},
+	{"long", func(i int) string {
+		return fmt.Sprintf("firstname.middlename.%d@mail.faculty.example-university.edu", i)
+	}, func(int) bool { return true }, 50},
+}
+
+// BenchmarkTableMemory fills a table with 1,000,000 logins of each mix and
+// reports the Go heap it holds after a collection (what GOGC multiplies)
+// and what it has mapped outside the Go heap (pages are resident only once
+// written). Run with -benchtime 1x.
+func BenchmarkTableMemory(b *testing.B) {
+	const n = 1000000
+	for _, mix := range memoryMixes {
+		b.Run(mix.name, func(b *testing.B) {
+			for range b.N {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				tab := NewTable(TableConfig{Grace: 10 * time.Hour, MaxEntries: 2 * n})
+				for i := range n {
+					a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+					if mix.v6(i) {
+						var b16 [16]byte
+						b16[0], b16[1], b16[2], b16[3], b16[11] = 0x20, 0x01, 0x0d, 0xb8, 1
+						binary.BigEndian.PutUint32(b16[12:], uint32(i))
+						a = netip.AddrFrom16(b16)
+					}
+					tab.Login(Grant{Addr: a, User: mix.user(i), Daemon: "dovecot", Host: fmt.Sprint("mx", i%mix.hosts)}, "", t0)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				mapped := 0
+				for _, m := range tab.mem.live {
+					mapped += len(m)
+				}
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB")
+				b.ReportMetric(float64(mapped)/(1<<20), "offheap-mapped-MiB")
+				runtime.KeepAlive(tab)
+				tab.mem.freeAll()
+			}
 		})
 	}
 }

@@ -23,6 +23,10 @@ type cdbMaker struct {
 	pos  uint64
 	recs []cdbRec
 	err  error
+	// mem holds recs and finish's copy of them outside the Go heap: 16 MB
+	// at a million keys, garbage after every publish, which on the heap
+	// would raise the collector's goal as much as a table that size.
+	mem *offHeap
 }
 
 type cdbRec struct{ hash, pos uint32 }
@@ -36,13 +40,14 @@ const cdbFlushAt = 256 << 10
 
 // newCDBMaker starts a cdb in f for about n keys.
 func newCDBMaker(f *os.File, n int) *cdbMaker {
-	m := &cdbMaker{
+	mem := newOffHeap()
+	return &cdbMaker{
 		f:    f,
 		buf:  make([]byte, cdbHeaderSize, cdbFlushAt+1024),
 		pos:  cdbHeaderSize,
-		recs: make([]cdbRec, 0, n),
+		recs: offHeapSlice[cdbRec](mem, n)[:0],
+		mem:  mem,
 	}
-	return m
 }
 
 // flush writes the gathered bytes.
@@ -82,8 +87,9 @@ func (m *cdbMaker) putAddr(a netip.Addr) {
 	}
 }
 
-// finish writes the hash tables and the header.
+// finish writes the hash tables and the header, and frees the records.
 func (m *cdbMaker) finish() error {
+	defer m.mem.freeAll()
 	if m.err != nil {
 		return m.err
 	}
@@ -102,7 +108,7 @@ func (m *cdbMaker) finish() error {
 		sum += count[t]
 		largest = max(largest, count[t])
 	}
-	byTable := make([]cdbRec, len(m.recs))
+	byTable := offHeapSlice[cdbRec](m.mem, len(m.recs))
 	next := start
 	for _, r := range m.recs {
 		t := r.hash & 0xff

@@ -36,7 +36,7 @@ func TestStateFileFromBeforeLoads(t *testing.T) {
 		t.Fatalf("restored grants lost data: %v", got)
 	}
 	path := filepath.Join(t.TempDir(), "pbs.state")
-	if err := saveTable(path, tab); err != nil {
+	if err := saveTable(path, tab, nil); err != nil {
 		t.Fatal(err)
 	}
 	again, err := LoadState(path)

@@ -5,7 +5,8 @@ import "hash/maphash"
 // addrIndex finds a grant's slot by address: open addressing with linear
 // probing over slot numbers, 4 bytes a bucket where a Go map of [16]byte
 // keys takes about 48 (40 MB at a million grants). The addresses
-// themselves are in the slots. The hash is seeded per table, so senders
+// themselves are in the slots; the buckets are outside the Go heap
+// (offheap.go). The hash is seeded per table, so senders
 // cannot choose addresses that collide.
 type addrIndex struct {
 	buckets []int32 // slot+1; 0 is empty
@@ -13,8 +14,8 @@ type addrIndex struct {
 	seed    maphash.Seed
 }
 
-func newAddrIndex() addrIndex {
-	return addrIndex{buckets: make([]int32, 1024), seed: maphash.MakeSeed()}
+func newAddrIndex(mem *offHeap) addrIndex {
+	return addrIndex{buckets: offHeapSlice[int32](mem, 1024), seed: maphash.MakeSeed()}
 }
 
 func (x *addrIndex) home(key *[16]byte) int {
@@ -65,13 +66,14 @@ func (t *Table) reserve(n int) {
 
 func (t *Table) resize(size int) {
 	old := t.index.buckets
-	t.index.buckets = make([]int32, size)
+	t.index.buckets = offHeapSlice[int32](t.mem, size)
 	t.index.n = 0
 	for _, s := range old {
 		if s != 0 {
 			t.put(s - 1)
 		}
 	}
+	offHeapFree(t.mem, old)
 }
 
 // del removes slot i. The buckets after it that belong before the hole

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -17,8 +18,14 @@ type Config struct {
 	// Flush is the least time between two map publishes. Each publish makes
 	// every idle smtpd restart, so bursts of logins are coalesced.
 	Flush time.Duration
-	// StateEvery bounds how often the state file is rewritten when only
-	// expiry times moved (repeat logins). Membership changes always save it.
+	// SyncInterval bounds how long a change to the table (a login, a
+	// logout, a repeat login that only moved an expiry, a removal) stays
+	// in memory only: within it the change is appended to the state file
+	// and synced, together with every other change made meanwhile, so a
+	// crash loses at most this much. Default 100ms.
+	SyncInterval time.Duration
+	// StateEvery bounds how often the state file is rewritten whole while
+	// appending to it is not possible (after a failed sync).
 	StateEvery time.Duration
 	// MaxBackoff caps the wait between retries of a failed write.
 	MaxBackoff time.Duration
@@ -28,6 +35,14 @@ type Config struct {
 	// it took, and its error (nil when the map was replaced). It runs on
 	// the goroutine that owns the table, so it must not block.
 	OnPublish func(now time.Time, took time.Duration, err error)
+	// OnDurable, if set, is called after each group of changes reached
+	// the disk, with the greatest Event.Seq now durable (see Durable). It
+	// runs on the goroutine that owns the table, so it must not block.
+	OnDurable func(seq uint64)
+	// Grantable says whether an address in an existing map may be carried
+	// over at start (see Start); relaygate passes the parsers' own rule.
+	// Nil refuses only what can never be a client.
+	Grantable func(netip.Addr) bool
 }
 
 // Stats counts what the Service did. All fields are safe for concurrent use.
@@ -36,9 +51,11 @@ type Stats struct {
 	Evicted                              atomic.Int64 // grants dropped because -max-entries was reached
 	Active                               atomic.Int64
 	Publishes, PublishErrors             atomic.Int64
-	StateSaves, StateErrors              atomic.Int64
+	StateSaves, StateErrors              atomic.Int64 // appends and whole writes of the state file
 	LastPublishUnix                      atomic.Int64
 	LastPublishNanos                     atomic.Int64 // how long the last successful publish took
+	CarriedOver                          atomic.Int64 // map addresses the state did not account for, granted for one grace period at start
+	CarryOverSkipped                     atomic.Int64 // map keys not carried over: not an address, ungrantable, excluded, or over -max-entries
 }
 
 // EventKind says what an Event asks of the Service.
@@ -61,6 +78,9 @@ type Event struct {
 	Session string // the daemon's session id, if it logs one
 	At      time.Time
 	Exclude []netip.Prefix // EventExclude only
+	// Seq, if the caller numbers its events (increasing), lets it learn
+	// when an event's effect would survive a crash: see Service.Durable.
+	Seq uint64
 }
 
 // Service owns a Table and keeps the map and state file in step with it:
@@ -87,12 +107,26 @@ type Service struct {
 	mapRetry      retry
 	stateRetry    retry
 	lastEvictWarn time.Time
+	open          openFunc                          // os.OpenFile; tests make files unreadable to root with it
+	writeMapFile  func(path string, t *Table) error // writeTableMap; tests make it fail
+	mapFailures   int                               // failed map writes since the last good one
+
+	// unsavedSince is when the oldest change not yet in the state file
+	// was made; zero when the file holds the whole table.
+	unsavedSince time.Time
+	syncPending  bool      // unsavedSince is set
+	lastNow      time.Time // the latest time a caller gave
+	applied      uint64    // the greatest Event.Seq applied to the table
+	durable      atomic.Uint64
 }
 
 // NewService returns a Service for table. Call Start before anything else.
 func NewService(cfg Config, table *Table) *Service {
 	if cfg.Flush <= 0 {
 		cfg.Flush = time.Second
+	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = 100 * time.Millisecond
 	}
 	if cfg.StateEvery <= 0 {
 		cfg.StateEvery = max(cfg.Flush, 10*time.Second)
@@ -104,11 +138,13 @@ func NewService(cfg Config, table *Table) *Service {
 		cfg.Stats = new(Stats)
 	}
 	return &Service{
-		cfg:        cfg,
-		table:      table,
-		log:        cfg.Logger.With().Str("component", "cdbwriter").Logger(),
-		stats:      cfg.Stats,
-		stateSlack: defaultStateSlack,
+		cfg:          cfg,
+		table:        table,
+		log:          cfg.Logger.With().Str("component", "cdbwriter").Logger(),
+		stats:        cfg.Stats,
+		stateSlack:   defaultStateSlack,
+		open:         os.OpenFile,
+		writeMapFile: writeTableMap,
 	}
 }
 
@@ -116,11 +152,30 @@ func NewService(cfg Config, table *Table) *Service {
 // owning goroutine).
 func (s *Service) Table() *Table { return s.table }
 
-// Start restores the state file, removes temporary files an earlier crash
-// left behind, and publishes the map at once (empty if nothing is granted),
-// so that Postfix never finds the table missing. A failure here is returned:
-// a map that cannot be written at startup is a configuration error.
+// Start restores the state file, carries over what the existing map has
+// and the state does not account for, removes temporary files an earlier
+// crash left behind, and publishes the map at once (empty if nothing is
+// granted), so that Postfix never finds the table missing.
+//
+// A map or state file that exists but cannot be read, or is not a regular
+// file, is an error before anything is written: the map stays as it is.
+// A map that cannot be written is an error too. A damaged state file is
+// not: refusing to start would lose every grant, so what it lost is
+// carried over from the map instead.
 func (s *Service) Start(now time.Time) error {
+	mapFile, err := openExisting(s.open, "map", s.cfg.MapPath,
+		"make it readable by the user relaygate runs as, or move it away (its grants are then lost)")
+	if err != nil {
+		return err
+	}
+	if mapFile != nil {
+		defer mapFile.Close()
+	}
+	if s.cfg.StatePath != "" {
+		if err := s.restore(mapFile, now); err != nil {
+			return err
+		}
+	}
 	if n, err := RemoveStaleTemps(s.cfg.MapPath); err != nil {
 		return err
 	} else if n > 0 {
@@ -128,27 +183,66 @@ func (s *Service) Start(now time.Time) error {
 	}
 	if s.cfg.StatePath != "" {
 		_, _ = RemoveStaleTemps(s.cfg.StatePath)
-		grants, err := LoadState(s.cfg.StatePath)
-		if err != nil {
-			// A damaged state file loses at most the lines that are damaged;
-			// refusing to start would lose every grant instead.
-			s.log.Warn().Err(err).Int("readable", len(grants)).Msg("state file damaged; restoring what could be read")
-		}
-		restored := s.table.Restore(grants, now)
-		if len(grants) > 0 || restored > 0 {
-			s.log.Info().Int("restored", restored).Int("expired_or_excluded", len(grants)-restored).
-				Str("state", s.cfg.StatePath).Msg("restored grants")
-		}
 	}
 	// A map that cannot be written at startup is a configuration error to
 	// fix before anything else. A state file that cannot be written is not
-	// (grants still reach Postfix, and the write is retried). The map may go
-	// first here: everything in it was just read from the state file.
+	// (the write is retried). The map may go first here: everything in it
+	// was just read from the state file or the map.
 	if err := s.publishMap(now); err != nil {
 		return err
 	}
 	_ = s.writeState(now)
 	s.stats.Active.Store(int64(s.table.Len()))
+	return nil
+}
+
+// restore loads the state file into the table, then carries over from the
+// existing map (nil if none) every address the state does not account for.
+func (s *Service) restore(mapFile *os.File, now time.Time) error {
+	grants, accounted, err := loadState(s.open, s.cfg.StatePath, stateLimitsFor(s.table.maxEntries))
+	var damage *StateDamage
+	if err != nil && !errors.As(err, &damage) {
+		return err
+	}
+	if damage != nil {
+		msg := "state file damaged; restoring what could be read, and carrying over from the map what it lost"
+		if mapFile == nil {
+			msg = "state file damaged; restoring what could be read (there is no map to carry the rest over from)"
+		}
+		s.log.Warn().Err(err).Int("readable", len(grants)).Msg(msg)
+	}
+	grantable := s.cfg.Grantable
+	if grantable == nil {
+		grantable = defaultGrantable
+	}
+	grants, ungrantable := grantableOnly(grants, grantable)
+	if ungrantable > 0 {
+		s.log.Warn().Int("dropped", ungrantable).Str("state", s.cfg.StatePath).
+			Msg("state file grants addresses that can never be a client; not restored")
+	}
+	restored := s.table.Restore(grants, now)
+	if len(grants) > 0 || restored > 0 {
+		s.log.Info().Int("restored", restored).Int("expired_or_excluded", len(grants)-restored).
+			Str("state", s.cfg.StatePath).Msg("restored grants")
+	}
+	if mapFile == nil {
+		return nil
+	}
+	c, err := s.carryOver(mapFile, accounted, now)
+	s.stats.CarriedOver.Add(int64(c.Carried))
+	s.stats.CarryOverSkipped.Add(int64(c.skipped()))
+	if err != nil {
+		// Postfix cannot use a map that is not a cdb either: the new one
+		// replaces it, with the addresses read before the damage.
+		s.log.Error().Err(err).Int("carried_over", c.Carried).
+			Msg("existing map damaged; carrying over the addresses read before the damage, and replacing it")
+	}
+	if c.Carried > 0 || c.skipped() > 0 {
+		s.log.Warn().Int("carried_over", c.Carried).Int("not_address", c.NotAddress).
+			Int("ungrantable", c.Ungrantable).Int("excluded", c.Excluded).Int("over_max_entries", c.Full).
+			Str("expires", now.Add(s.table.Grace()).UTC().Format(time.RFC3339)).Str("map", s.cfg.MapPath).
+			Msg("carried over the map's addresses the state file does not account for, for one grace period")
+	}
 	return nil
 }
 
@@ -160,6 +254,7 @@ func (s *Service) SetExclude(exclude []netip.Prefix) {
 			Msg("grant removed: address now excluded")
 	}
 	s.stats.Active.Store(int64(s.table.Len()))
+	s.noteChange(s.lastNow)
 }
 
 // Logout records the end of a session at now.
@@ -167,6 +262,7 @@ func (s *Service) Logout(daemon, user, session string, now time.Time) {
 	if a, ok := s.table.Logout(daemon, session, now); ok {
 		s.log.Debug().Str("addr", Key(a)).Str("user", user).Str("daemon", daemon).Msg("session closed")
 	}
+	s.noteChange(now)
 }
 
 // Login records a successful login at now; a non-empty session keeps the
@@ -195,8 +291,46 @@ func (s *Service) Login(g Grant, session string, now time.Time) Outcome {
 	}
 	ev.Str("addr", Key(g.Addr)).Str("user", g.User).Str("daemon", g.Daemon).Str("host", g.Host).
 		Str("outcome", out.String()).Msg(loginMessage(out))
+	s.noteChange(now)
 	return out
 }
+
+// noteChange keeps the journal's books after the table may have changed
+// at now: the oldest unsaved change sets when the next sync is due, and
+// when nothing is unsaved every event applied so far is durable.
+func (s *Service) noteChange(now time.Time) {
+	if now.After(s.lastNow) {
+		s.lastNow = now
+	}
+	if s.cfg.StatePath == "" {
+		return
+	}
+	if _, changes := s.table.Versions(); changes == s.savedChanges {
+		s.markDurable()
+	} else if !s.syncPending {
+		s.syncPending, s.unsavedSince = true, now
+	}
+}
+
+// markDurable records that every event applied so far is in the state
+// file, synced.
+func (s *Service) markDurable() {
+	if s.applied > s.durable.Load() {
+		s.durable.Store(s.applied) // only the table's goroutine stores
+		if s.cfg.OnDurable != nil {
+			s.cfg.OnDurable(s.applied)
+		}
+	}
+}
+
+// Durable returns the greatest Event.Seq whose effect, and that of every
+// event Run received before it, is in the state file and synced: a crash
+// from now on loses none of them. A caller that must not lose a login
+// (an acknowledging transport) answers its sender once Durable reaches the
+// login's Seq; Config.OnDurable tells it without polling. Without a state
+// file nothing survives a restart, and Durable stays 0. Safe for
+// concurrent use.
+func (s *Service) Durable() uint64 { return s.durable.Load() }
 
 func loginMessage(o Outcome) string {
 	switch o {
@@ -217,14 +351,17 @@ func (s *Service) Tick(now time.Time) time.Time {
 			Str("host", g.Host).Msg("expired")
 	}
 	s.stats.Active.Store(int64(s.table.Len()))
+	s.noteChange(now)
 	if s.mapDue(now) {
 		// The state first, so a grant is on disk before Postfix can see it
 		// and a kill -9 at any moment never loses a published grant. A
 		// failing state file delays nothing: the map goes out regardless.
-		s.writeState(now)
+		if _, changes := s.table.Versions(); changes != s.savedChanges {
+			s.writeState(now)
+		}
 		s.writeMap(now)
 		s.compactState(2*s.table.Len() + s.stateSlack)
-	} else if s.stateDue(now) && !now.Before(s.lastSave.Add(s.cfg.StateEvery)) {
+	} else if s.stateDue(now) {
 		s.writeState(now)
 		s.compactState(2*s.table.Len() + s.stateSlack)
 	}
@@ -238,10 +375,30 @@ func (s *Service) mapDue(now time.Time) bool {
 	return members != s.publishedMembers && !now.Before(s.lastPublish.Add(s.cfg.Flush)) && !now.Before(s.mapRetry.at)
 }
 
+// stateDue: the state file lacks a change, and it is time to write it:
+// SyncInterval after the oldest change not yet appended, or StateEvery
+// after the last save while only a whole file will do, and no failed write
+// is waiting for its retry time.
 func (s *Service) stateDue(now time.Time) bool {
 	_, changes := s.table.Versions()
-	return s.cfg.StatePath != "" && changes != s.savedChanges && !now.Before(s.stateRetry.at)
+	return s.cfg.StatePath != "" && changes != s.savedChanges && !now.Before(s.stateRetry.at) &&
+		!now.Before(s.stateDueAt())
 }
+
+func (s *Service) stateDueAt() time.Time {
+	switch {
+	case !s.canAppend():
+		// A whole file of a million grants is 100 MB: not ten times a
+		// second. The map publish saves the state first in any case.
+		return s.lastSave.Add(s.cfg.StateEvery)
+	case s.syncPending:
+		return s.unsavedSince.Add(s.cfg.SyncInterval)
+	}
+	return s.lastNow // changed by a path that did not say when: now
+}
+
+// canAppend: the state file can be brought up to date by appending.
+func (s *Service) canAppend() bool { return s.stateAppend && s.table.unsaved() >= 0 }
 
 // Due returns when the next write is due, for a driver deciding whether a
 // login needs an earlier wake-up than the one it has scheduled.
@@ -262,7 +419,7 @@ func (s *Service) next() time.Time {
 		earliest(latest(s.lastPublish.Add(s.cfg.Flush), s.mapRetry.at))
 	}
 	if changes != s.savedChanges && s.cfg.StatePath != "" {
-		earliest(latest(s.lastSave.Add(s.cfg.StateEvery), s.stateRetry.at))
+		earliest(latest(s.stateDueAt(), s.stateRetry.at))
 	}
 	return next
 }
@@ -314,23 +471,42 @@ func (s *Service) writeMap(now time.Time) error {
 	err := s.publishMap(now)
 	if err != nil {
 		s.log.Error().Err(err).Dur("retry_in", s.mapRetry.backoff).Int("grants", s.table.Len()).
-			Msg("map write failed; the previous map stays in place and grants continue in memory")
+			Int("failures", s.mapFailures).Msg(s.mapFailedMessage())
 	}
 	return err
+}
+
+// mapFailedMessage says what a failed map write means, given the state
+// file's own health: the state is written before the map, so its retry
+// timer says whether the changes Postfix does not see are on disk.
+func (s *Service) mapFailedMessage() string {
+	switch {
+	case s.cfg.StatePath == "":
+		return "map write failed; Postfix keeps the previous map, without the grant changes since, which are in memory only (no state file); retrying"
+	case s.stateRetry.backoff > 0:
+		return "map write failed, and the state write is failing too; Postfix keeps the previous map, without the grant changes since, which are in memory only and a restart would lose; retrying both"
+	}
+	return "map write failed; Postfix keeps the previous map, without the grant changes since, which the state file has, so a restart keeps them; retrying"
 }
 
 func (s *Service) publishMap(now time.Time) error {
 	members, _ := s.table.Versions()
 	start := time.Now()
-	err := writeTableMap(s.cfg.MapPath, s.table)
+	err := s.writeMapFile(s.cfg.MapPath, s.table)
 	took := time.Since(start)
 	if s.cfg.OnPublish != nil {
 		s.cfg.OnPublish(now, took, err)
 	}
 	if err != nil {
 		s.stats.PublishErrors.Add(1)
+		s.mapFailures++
 		s.mapRetry.failed(now, max(s.cfg.Flush, 100*time.Millisecond), s.cfg.MaxBackoff)
 		return err
+	}
+	if s.mapFailures > 0 {
+		s.log.Info().Int("failures", s.mapFailures).Int("entries", s.table.Len()).
+			Msg("map write succeeded again; Postfix sees every grant")
+		s.mapFailures = 0
 	}
 	s.mapRetry.succeeded()
 	s.stats.Publishes.Add(1)
@@ -352,21 +528,33 @@ func (s *Service) writeState(now time.Time) error {
 		return nil
 	}
 	var err error
-	if s.stateAppend && s.table.unsaved() >= 0 {
+	unsaved := s.table.unsaved()
+	if s.canAppend() {
 		var n int
 		if n, err = appendState(s.cfg.StatePath, s.table); err == nil {
 			s.stateLines += n
-		} else {
-			s.stateAppend = false // it may have left a partial line
+		} else if errors.Is(err, errStateTorn) {
+			s.stateAppend = false
 		}
-	} else if err = saveTable(s.cfg.StatePath, s.table); err == nil {
-		s.stateLines, s.stateAppend = s.table.Len(), true
+	} else {
+		stale := s.unpublishedRemovals()
+		if err = saveTable(s.cfg.StatePath, s.table, stale); err == nil {
+			s.stateLines, s.stateAppend = s.table.Len()+len(stale), true
+		}
 	}
 	if err != nil {
 		s.stats.StateErrors.Add(1)
-		s.stateRetry.failed(now, max(s.cfg.Flush, 100*time.Millisecond), s.cfg.MaxBackoff)
-		s.log.Error().Err(err).Dur("retry_in", s.stateRetry.backoff).
-			Msg("state write failed; grants still reach Postfix but would not survive a restart until it succeeds")
+		s.stateRetry.failed(now, max(s.cfg.SyncInterval, 100*time.Millisecond), s.cfg.MaxBackoff)
+		// Only what is certain: whether the map has these changes is the
+		// map writer's to say.
+		ev := s.log.Error().Err(err).Dur("retry_in", s.stateRetry.backoff)
+		if unsaved >= 0 {
+			ev = ev.Int("unsaved_changes", unsaved)
+		}
+		if s.syncPending {
+			ev = ev.Time("unsaved_since", s.unsavedSince)
+		}
+		ev.Msg("state write failed; grant changes since the last good state write are in memory only and a crash or restart would lose them")
 		return err
 	}
 	s.table.saved()
@@ -374,6 +562,8 @@ func (s *Service) writeState(now time.Time) error {
 	s.stats.StateSaves.Add(1)
 	s.savedChanges = changes
 	s.lastSave = now
+	s.syncPending = false
+	s.markDurable()
 	return nil
 }
 
@@ -393,12 +583,52 @@ func (s *Service) compactState(limit int) {
 		return
 	}
 	start := time.Now()
-	if err := saveTable(s.cfg.StatePath, s.table); err != nil {
+	stale := s.unpublishedRemovals()
+	if err := saveTable(s.cfg.StatePath, s.table, stale); err != nil {
 		s.log.Warn().Err(err).Int("lines", s.stateLines).Msg("state file rewrite failed; the file as appended is complete, the rewrite is tried again after the next save")
 		return
 	}
 	s.log.Debug().Int("lines", s.stateLines).Int("grants", s.table.Len()).Dur("took", time.Since(start)).Msg("state file rewritten")
-	s.stateLines = s.table.Len()
+	s.stateLines = s.table.Len() + len(stale)
+}
+
+// maxBatch is the most events Run applies before it looks at its timer
+// again.
+const maxBatch = 1024
+
+// applyQueued applies ev and the events already queued behind it, up to
+// maxBatch, and reports whether events is still open. Events that queued
+// up while a write ran go in together, so the one sync their oldest has
+// made due covers them all, instead of a sync for every few events as
+// select alternates between a ready timer and a ready channel.
+func (s *Service) applyQueued(ev Event, events <-chan Event) bool {
+	s.apply(ev)
+	for range maxBatch - 1 {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return false
+			}
+			s.apply(ev)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+func (s *Service) apply(ev Event) {
+	if ev.Seq > s.applied {
+		s.applied = ev.Seq
+	}
+	switch ev.Kind {
+	case EventLogout:
+		s.Logout(ev.Grant.Daemon, ev.Grant.User, ev.Session, ev.At)
+	case EventExclude:
+		s.SetExclude(ev.Exclude)
+	default:
+		s.Login(ev.Grant, ev.Session, ev.At)
+	}
 }
 
 // Run feeds events to the service and keeps its timers until events is
@@ -425,21 +655,14 @@ func (s *Service) Run(events <-chan Event, reads <-chan func(*Table), now func()
 	for {
 		select {
 		case ev, ok := <-events:
+			if ok {
+				ok = s.applyQueued(ev, events)
+			}
 			if !ok {
 				if err := s.Shutdown(now()); err != nil {
 					return fmt.Errorf("final write: %w", err)
 				}
 				return nil
-			}
-			switch ev.Kind {
-			case EventLogout:
-				s.Logout(ev.Grant.Daemon, ev.Grant.User, ev.Session, ev.At)
-			case EventExclude:
-				s.SetExclude(ev.Exclude)
-			default:
-				if s.Login(ev.Grant, ev.Session, ev.At) == Excluded {
-					continue
-				}
 			}
 			arm(s.Due())
 		case <-timer.C:

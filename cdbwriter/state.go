@@ -2,11 +2,7 @@ package cdbwriter
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/netip"
 	"os"
@@ -50,7 +46,12 @@ func SaveState(path string, grants []Grant) error {
 
 // saveTable is SaveState for every grant in t, without copying them out.
 // Times are written in UTC.
-func saveTable(path string, t *Table) error {
+//
+// removed are addresses that are no longer in t but may still be in the
+// published map (see Service.unpublishedRemovals): each gets a tombstone,
+// so that a restart does not take them for grants the state lost and
+// carry them over from the map.
+func saveTable(path string, t *Table, removed []netip.Addr) error {
 	return saveState(path, func(w *bufio.Writer, line []byte) ([]byte, error) {
 		var ss []stateSession
 		var err error
@@ -60,45 +61,15 @@ func saveTable(path string, t *Table) error {
 				_, err = w.Write(line)
 			}
 		})
+		for _, a := range removed {
+			if err != nil {
+				break
+			}
+			line = appendStateLine(line[:0], a, tombstone, "", "", "", nil)
+			_, err = w.Write(line)
+		}
 		return line, err
 	})
-}
-
-// appendState appends to the state file at path a line for every grant
-// changed and a tombstone for every grant removed since the last save, and
-// syncs it: O(changes) instead of O(grants), so a million grants do not mean
-// rewriting 100 MB before every map publish. It returns the lines appended.
-// After an error the file may end in a partial line; only a whole new file
-// (saveTable) may follow it.
-func appendState(path string, t *Table) (n int, err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return 0, fmt.Errorf("save state %s: %w", path, err)
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("save state %s: %w", path, cerr)
-		}
-	}()
-	w := bufio.NewWriterSize(f, 64<<10)
-	line := make([]byte, 0, 256)
-	var ss []stateSession
-	t.eachUnsaved(func(i int32, e *entry) {
-		line, ss = appendEntryLine(line[:0], t, i, e, ss)
-		w.Write(line)
-		n++
-	}, func(a netip.Addr) {
-		line = appendStateLine(line[:0], a, tombstone, "", "", "", nil)
-		w.Write(line)
-		n++
-	})
-	if err = w.Flush(); err == nil {
-		err = f.Sync()
-	}
-	if err != nil {
-		return n, fmt.Errorf("save state %s: %w", path, err)
-	}
-	return n, nil
 }
 
 // appendEntryLine appends slot i's state line; ss is scratch space.
@@ -236,93 +207,4 @@ func decodeRune[S string | []byte](s S) (rune, int) {
 		return utf8.DecodeRune(v)
 	}
 	return utf8.RuneError, 1
-}
-
-// StateDamage describes lines of a state file that could not be read.
-type StateDamage struct {
-	Path     string
-	BadLines int
-	FirstBad int // 1-based line number
-}
-
-func (d *StateDamage) Error() string {
-	return fmt.Sprintf("state file %s: %d unreadable line(s), first at line %d", d.Path, d.BadLines, d.FirstBad)
-}
-
-// LoadState reads the grants in the state file at path: for each address
-// its last line, none for a removed one. A missing file is no grants and no
-// error. A damaged file returns the grants that could be read together with
-// a *StateDamage error; a last line cut short without its newline is an
-// append a crash interrupted, which never reached the map, and is not
-// damage. The file is read a line at a time, so loading a million grants
-// does not also hold the whole file in memory.
-func LoadState(path string) ([]Grant, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load state %s: %w", path, err)
-	}
-	defer f.Close()
-	var (
-		grants []Grant
-		at     = make(map[netip.Addr]int) // address → its index in grants
-		damage StateDamage
-		long   []byte
-	)
-	r := bufio.NewReaderSize(f, 64<<10)
-	for i := 0; ; i++ {
-		line, err := r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long[:0], line...)
-			for errors.Is(err, bufio.ErrBufferFull) {
-				line, err = r.ReadSlice('\n')
-				long = append(long, line...)
-			}
-			line = long
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return grants, fmt.Errorf("load state %s: %w", path, err)
-		}
-		torn := errors.Is(err, io.EOF) && !bytes.HasSuffix(line, []byte("\n"))
-		if line = bytes.TrimSpace(line); len(line) > 0 && (i > 0 || string(line) != stateHeader) {
-			var g Grant
-			var jerr error
-			if !decodeStateLine(line, &g) {
-				g = Grant{}
-				jerr = json.Unmarshal(line, &g)
-			}
-			switch {
-			case jerr != nil && torn && i > 0:
-			case jerr != nil || !g.Addr.IsValid() || g.Expires.IsZero():
-				damage.BadLines++
-				if damage.FirstBad == 0 {
-					damage.FirstBad = i + 1
-				}
-			default:
-				if j, ok := at[g.Addr]; ok {
-					grants[j] = g
-				} else {
-					at[g.Addr] = len(grants)
-					grants = append(grants, g)
-				}
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	live := grants[:0]
-	for _, g := range grants {
-		if !g.Expires.Equal(tombstone) || g.Open() {
-			live = append(live, g)
-		}
-	}
-	clear(grants[len(live):])
-	if damage.BadLines > 0 {
-		damage.Path = path
-		return live, &damage
-	}
-	return live, nil
 }

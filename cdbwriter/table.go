@@ -6,9 +6,9 @@ package cdbwriter
 import (
 	"cmp"
 	"maps"
-	"math"
 	"math/bits"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -72,14 +72,16 @@ func (o Outcome) String() string {
 // O(log n) instead of a scan of every grant. User names live in one arena
 // (userArena), daemon and host are interned, open sessions kept aside
 // (most grants have none), and times are wall-clock nanoseconds, as the
-// state file keeps them. The slots hold no pointers, so the garbage
-// collector never has to scan them.
+// state file keeps them. The slots, index, heap and names hold no
+// pointers and live outside the Go heap (offheap.go), so they cost their
+// own size and nothing in garbage-collector headroom.
 type Table struct {
 	grace      time.Duration
 	maxSession time.Duration
 	maxEntries int
 	exclude    []netip.Prefix
 
+	mem        *offHeap  // owns chunks, index, expiry and users
 	index      addrIndex // address (As16 of the unmapped form) → slot
 	chunks     [][]entry
 	slots      int32 // slots ever handed out
@@ -164,12 +166,12 @@ func NewTable(c TableConfig) *Table {
 	if c.MaxEntries <= 0 {
 		c.MaxEntries = DefaultMaxEntries
 	}
-	return &Table{
+	t := &Table{
+		mem:        newOffHeap(),
 		grace:      c.Grace,
 		maxSession: c.MaxSession,
 		maxEntries: c.MaxEntries,
 		exclude:    c.Exclude,
-		index:      newAddrIndex(),
 		free:       -1,
 		head:       -1,
 		tail:       -1,
@@ -177,6 +179,15 @@ func NewTable(c TableConfig) *Table {
 		sessions:   make(map[string]int32),
 		open:       make(map[int32][]session),
 	}
+	t.index = newAddrIndex(t.mem)
+	// The arrays outside the Go heap go with the table (go.mod's Go
+	// predates runtime.AddCleanup). Pointers into them do not keep the
+	// table alive, so every method that reaches them from outside the
+	// package's own calls keeps t alive until it returns (KeepAlive):
+	// otherwise a table dropped by its caller during its last call could
+	// be freed under that call.
+	runtime.SetFinalizer(t, func(t *Table) { t.mem.freeAll() })
+	return t
 }
 
 func (t *Table) at(i int32) *entry { return &t.chunks[i>>chunkBits][i&(1<<chunkBits-1)] }
@@ -184,6 +195,7 @@ func (t *Table) at(i int32) *entry { return &t.chunks[i>>chunkBits][i&(1<<chunkB
 // each calls f for every grant, in slot order (which is no order at all:
 // neither the map nor the state file needs one).
 func (t *Table) each(f func(i int32, e *entry)) {
+	defer runtime.KeepAlive(t)
 	for c, chunk := range t.chunks {
 		for j := range chunk {
 			if e := &chunk[j]; e.used() {
@@ -202,6 +214,7 @@ func (t *Table) Evictions() uint64 { return t.evictions }
 // inside them, which it returns: an operator who excludes a network expects
 // it out of the map at once.
 func (t *Table) SetExclude(exclude []netip.Prefix) []Grant {
+	defer runtime.KeepAlive(t)
 	t.exclude = exclude
 	var gone []Grant
 	t.each(func(i int32, e *entry) {
@@ -261,7 +274,7 @@ func (t *Table) insert(addr [16]byte) int32 {
 		t.free = t.at(i).next
 	} else {
 		if int(t.slots)>>chunkBits == len(t.chunks) {
-			t.chunks = append(t.chunks, make([]entry, 1<<chunkBits))
+			t.chunks = append(t.chunks, offHeapSlice[entry](t.mem, 1<<chunkBits))
 		}
 		i = t.slots
 		t.slots++
@@ -317,6 +330,7 @@ func (t *Table) grantAt(i int32) Grant {
 
 // Lookup returns a's grant, if it has one.
 func (t *Table) Lookup(a netip.Addr) (Grant, bool) {
+	defer runtime.KeepAlive(t)
 	i, ok := t.get(a.Unmap().As16())
 	if !ok {
 		return Grant{}, false
@@ -345,6 +359,7 @@ func (t *Table) Excluded(a netip.Addr) bool {
 // A non-empty session (daemon-unique id) keeps the grant open until its
 // Logout. g.Expires and g.Sessions are ignored.
 func (t *Table) Login(g Grant, session string, now time.Time) Outcome {
+	defer runtime.KeepAlive(t)
 	a := g.Addr.Unmap()
 	if t.Excluded(a) {
 		return Excluded
@@ -449,6 +464,7 @@ func (t *Table) closeSession(key string, at int64) {
 // Logout closes an open session and returns its address. A logout never
 // grants: an unknown session changes nothing.
 func (t *Table) Logout(daemon, session string, now time.Time) (netip.Addr, bool) {
+	defer runtime.KeepAlive(t)
 	if session == "" {
 		return netip.Addr{}, false
 	}
@@ -466,6 +482,7 @@ func (t *Table) Logout(daemon, session string, now time.Time) (netip.Addr, bool)
 // sessions. Expired and excluded ones are skipped; the number restored is
 // returned.
 func (t *Table) Restore(gs []Grant, now time.Time) int {
+	defer runtime.KeepAlive(t)
 	// Oldest first, so the eviction order approximates the original one.
 	// The order is sorted rather than the grants: a Grant is 112 bytes.
 	order := make([]int32, len(gs))
@@ -534,7 +551,7 @@ func (t *Table) schedule(i int32) {
 	e := t.at(i)
 	if d := t.due(i); e.queued == 0 || d < e.queued {
 		e.queued = d
-		t.expiry.push(expiryItem{at: d, slot: i, gen: e.gen})
+		t.expiry.push(t.mem, expiryItem{at: d, slot: i, gen: e.gen})
 		if len(t.expiry) > 2*t.n+1024 {
 			t.compactExpiry()
 		}
@@ -566,6 +583,7 @@ func (t *Table) compactExpiry() {
 // without an open session whose expiry is not after now, and returns the
 // removed grants.
 func (t *Table) Expire(now time.Time) []Grant {
+	defer runtime.KeepAlive(t)
 	ns := now.UnixNano()
 	var gone []Grant
 	for len(t.expiry) > 0 && t.expiry[0].at <= ns {
@@ -602,6 +620,7 @@ func (t *Table) Expire(now time.Time) []Grant {
 // grant without open sessions, or the earliest session limit. False if the
 // table is empty.
 func (t *Table) NextExpiry() (time.Time, bool) {
+	defer runtime.KeepAlive(t)
 	for len(t.expiry) > 0 {
 		top := t.expiry[0]
 		if !t.live(top) {
@@ -622,6 +641,7 @@ func (t *Table) NextExpiry() (time.Time, bool) {
 
 // Grants returns a copy of every grant, sorted by address.
 func (t *Table) Grants() []Grant {
+	defer runtime.KeepAlive(t)
 	out := make([]Grant, 0, t.n)
 	t.each(func(i int32, _ *entry) { out = append(out, t.grantAt(i)) })
 	slices.SortFunc(out, func(a, b Grant) int { return a.Addr.Compare(b.Addr) })
@@ -666,6 +686,7 @@ func (t *Table) unsaved() int {
 // removed and granted again is changed, and its last line must be the
 // grant.
 func (t *Table) eachUnsaved(changed func(i int32, e *entry), removed func(a netip.Addr)) {
+	defer runtime.KeepAlive(t)
 	for _, a := range t.gone {
 		removed(netip.AddrFrom16(a).Unmap())
 	}
@@ -697,7 +718,14 @@ type expiryItem struct {
 // reaches the top (see Table.live).
 type expiryHeap []expiryItem
 
-func (h *expiryHeap) push(it expiryItem) {
+// push adds it; the heap's array is grown outside the Go heap (offheap.go).
+func (h *expiryHeap) push(mem *offHeap, it expiryItem) {
+	if len(*h) == cap(*h) {
+		grown := offHeapSlice[expiryItem](mem, max(1024, 2*cap(*h)))
+		n := copy(grown, *h)
+		offHeapFree(mem, *h)
+		*h = grown[:n]
+	}
 	*h = append(*h, it)
 	h.up(len(*h) - 1)
 }
@@ -807,24 +835,37 @@ func (m *metaTable) release(i uint32) {
 // bound keeps a flood of hostile names from growing the arena.
 const maxUserLen = 256
 
-// userArena holds every grant's user name back to back in one byte slice;
-// a slot names its own by offset and length. A string per grant would be
-// an allocation and a pointer in every slot. Names a slot no longer uses
-// are dead bytes, reclaimed by copying the live ones to a new slice once
-// the dead outweigh them.
+// userArena holds every grant's user name back to back in blocks of
+// arenaBlock bytes outside the Go heap; a slot names its own by offset and
+// length. A string per grant would be an allocation and a pointer in every
+// slot, and one growing slice would hold its old copy each time it grew.
+// Names a slot no longer uses are dead bytes, reclaimed by copying the live
+// ones to new blocks once the dead outweigh them.
 type userArena struct {
-	buf  []byte
-	dead int
+	blocks [][]byte // each filled from the front; the last one is being filled
+	live   int
+	dead   int
 }
+
+// arenaBlockBits sizes the arena's blocks, 1 MiB: an offset is the block
+// number and the position in it, so 4 GiB of names at most, as before.
+const arenaBlockBits = 20
+
+const arenaBlock = 1 << arenaBlockBits
 
 // of returns e's user name, valid until the next set.
 func (u *userArena) of(e *entry) []byte {
-	return u.buf[e.userOff : e.userOff+uint32(e.userLen)]
+	if e.userLen == 0 {
+		return nil
+	}
+	off := e.userOff & (arenaBlock - 1)
+	return u.blocks[e.userOff>>arenaBlockBits][off : off+uint32(e.userLen)]
 }
 
 // release marks e's name dead.
 func (u *userArena) release(e *entry) {
 	u.dead += int(e.userLen)
+	u.live -= int(e.userLen)
 	e.userOff, e.userLen = 0, 0
 }
 
@@ -841,25 +882,46 @@ func (u *userArena) set(t *Table, e *entry, user string) {
 	if user == "" {
 		return
 	}
-	if u.dead > 64<<10 && u.dead > len(u.buf)-u.dead {
+	if u.dead > 64<<10 && u.dead > u.live {
 		u.compact(t)
 	}
-	if len(u.buf)+len(user) > math.MaxUint32 {
-		// Only reachable with a table of many millions of grants, all
-		// with long names: the name is dropped, the grant is not.
-		return
+	if add(u, t.mem, e, user) {
+		u.live += len(user)
 	}
-	e.userOff, e.userLen = uint32(len(u.buf)), uint16(len(user))
-	u.buf = append(u.buf, user...)
+	// Otherwise only reachable with a table of many millions of grants,
+	// all with long names: the name is dropped, the grant is not.
 }
 
-// compact copies the live names to a new slice, dropping the dead bytes.
+// add appends name to the last block, or to a new one, for e. It reports
+// false if the arena is at its 4 GiB bound.
+func add[S string | []byte](u *userArena, mem *offHeap, e *entry, name S) bool {
+	last := len(u.blocks) - 1
+	if last < 0 || len(u.blocks[last])+len(name) > arenaBlock {
+		if len(u.blocks) == 1<<(32-arenaBlockBits) {
+			return false
+		}
+		u.blocks = append(u.blocks, offHeapSlice[byte](mem, arenaBlock)[:0])
+		last++
+	}
+	e.userOff = uint32(last)<<arenaBlockBits | uint32(len(u.blocks[last]))
+	e.userLen = uint16(len(name))
+	u.blocks[last] = append(u.blocks[last], name...)
+	return true
+}
+
+// compact copies the live names to new blocks and frees the old ones.
 func (u *userArena) compact(t *Table) {
-	live := make([]byte, 0, len(u.buf)-u.dead+len(u.buf)/4)
+	old := u.blocks
+	u.blocks = nil
 	t.each(func(_ int32, e *entry) {
-		name := u.of(e)
-		e.userOff = uint32(len(live))
-		live = append(live, name...)
+		if e.userLen == 0 {
+			return
+		}
+		off := e.userOff & (arenaBlock - 1)
+		add(u, t.mem, e, old[e.userOff>>arenaBlockBits][off:off+uint32(e.userLen)])
 	})
-	u.buf, u.dead = live, 0
+	for _, b := range old {
+		offHeapFree(t.mem, b)
+	}
+	u.dead = 0
 }

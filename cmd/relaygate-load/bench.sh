@@ -6,8 +6,10 @@
 #   cmd/relaygate-load/bench.sh [udp-paced] [udp-ratio] [tcp] [parse] [publish] [latency] [memory] [steady]
 #
 # No name runs them all (about 25 minutes, 10 of them the steady run).
-# Environment: RUNS (default 3), STEADY_SECONDS (default 600), PORT (5514)
-# and REFPORT (5599) on 127.0.0.1. It needs nothing else on those ports,
+# Environment: RUNS (default 3), STEADY_SECONDS (default 600), PORT (5514),
+# REFPORT (5599) and METRICSPORT (9725) on 127.0.0.1; RELAYGATE, a relaygate
+# binary to measure instead of this tree's; MEMORY_MIX, the memory mixes to
+# run (default "bench issue16 long"). It needs nothing else on those ports,
 # and postmap for the publish comparison. It runs relaygate as the user
 # who runs it; as root the UDP buffer is forced to -udp-rcvbuf (8 MiB).
 set -euo pipefail
@@ -18,11 +20,16 @@ RUNS=${RUNS:-3}
 STEADY_SECONDS=${STEADY_SECONDS:-600}
 PORT=${PORT:-5514}
 REFPORT=${REFPORT:-5599}
+METRICSPORT=${METRICSPORT:-9725}
 BIN=$(mktemp -d /tmp/relaygate-bench.XXXXXX)
 RG=
 trap 'stop_relaygate; rm -rf "$BIN"' EXIT
 
-go build -o "$BIN/relaygate" ./cmd/relaygate
+if [ -n "${RELAYGATE:-}" ]; then
+	cp "$RELAYGATE" "$BIN/relaygate" # a relaygate built elsewhere, to compare
+else
+	go build -o "$BIN/relaygate" ./cmd/relaygate
+fi
 go build -o "$BIN/relaygate-load" ./cmd/relaygate-load
 load() { "$BIN/relaygate-load" "$@"; }
 
@@ -165,20 +172,38 @@ latency() {
 	echo "RESULT latency p99, under 100,000 msg/s (ms): $(paste -sd' ' "$BIN/lat-load"), median $(median <"$BIN/lat-load")"
 }
 
+# The logins of the memory benchmark: "name|relaygate-load flags". bench is
+# the stream of the other benchmarks (names u1 … u1000000, 20% IPv6);
+# issue16 the mix of issue 11 point 16; long the worst realistic one: names
+# of 63-64 bytes, every address IPv6, logins from 50 hosts.
+MEMORY_MIXES=(
+	"bench|"
+	"issue16|-user user%d@example.org -ipv6 50"
+	"long|-user firstname.middlename.%d@mail.faculty.example-university.edu -ipv6 100 -hosts 50"
+)
+
 memory() {
 	header "Resident memory with 1,000,000 active grants"
-	for r in $(seq "$RUNS"); do
-		start_relaygate -grace 10h -max-entries 2000000
-		load -target tcp://127.0.0.1:$PORT -logins 100 -failed 0 -count 1000000 \
-			-map "$WORK/pbs.cdb" -verify -wait 120s | tee "$WORK/out" || true
-		sleep 10
-		rss=$(awk '/VmRSS/ {print $2}' /proc/$RG/status)
-		hwm=$(awk '/VmHWM/ {print $2}' /proc/$RG/status)
-		stop_relaygate
-		echo "run $r: $(counter grants) grants; VmRSS $((rss / 1024)) MiB, peak (VmHWM) $((hwm / 1024)) MiB"
-		echo $((rss / 1024)) >>"$BIN/rss"
+	for mix in "${MEMORY_MIXES[@]}"; do
+		name=${mix%%|*}
+		[[ " ${MEMORY_MIX:-bench issue16 long} " == *" $name "* ]] || continue
+		for r in $(seq "$RUNS"); do
+			start_relaygate -grace 10h -max-entries 2000000 -metrics 127.0.0.1:$METRICSPORT
+			# shellcheck disable=SC2086 # the mix's flags are words
+			load -target tcp://127.0.0.1:$PORT -logins 100 -failed 0 -count 1000000 ${mix#*|} \
+				-map "$WORK/pbs.cdb" -verify -wait 120s | tee "$WORK/out" || true
+			sleep 10
+			rss=$(awk '/VmRSS/ {print $2}' /proc/$RG/status)
+			hwm=$(awk '/VmHWM/ {print $2}' /proc/$RG/status)
+			heap=$(curl -s http://127.0.0.1:$METRICSPORT/metrics | awk '/^go_memstats_heap_inuse_bytes / {printf "%.0f", $2 / 1048576}')
+			stop_relaygate
+			echo "$name run $r: $(counter grants) grants; VmRSS $((rss / 1024)) MiB, peak (VmHWM) $((hwm / 1024)) MiB, Go heap in use $heap MiB"
+			echo $((rss / 1024)) >>"$BIN/rss-$name"
+			echo $((hwm / 1024)) >>"$BIN/hwm-$name"
+			echo "$heap" >>"$BIN/heap-$name"
+		done
+		echo "RESULT memory $name: with 1,000,000 grants, median VmRSS $(median <"$BIN/rss-$name") MiB, VmHWM $(median <"$BIN/hwm-$name") MiB, Go heap in use $(median <"$BIN/heap-$name") MiB"
 	done
-	echo "RESULT memory: VmRSS with 1,000,000 grants, median $(median <"$BIN/rss") MiB"
 }
 
 steady() {

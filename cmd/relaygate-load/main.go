@@ -57,6 +57,8 @@ type config struct {
 	reference  string
 	addrsOut   string
 	v6Pct      float64
+	user       string
+	hosts      int
 	refTimeout time.Duration
 	refBuf     int
 	measure    measureConfig
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Float64Var(&c.loginPct, "logins", 4, "percent of messages that are successful logins")
 	fs.Float64Var(&c.failedPct, "failed", 2, "percent of messages that are failed logins")
 	fs.Float64Var(&c.v6Pct, "ipv6", 20, "percent of login addresses that are IPv6")
+	fs.StringVar(&c.user, "user", "u%d", "user `pattern` of the logins: %d is replaced by the login's sequence number (e.g. user%d@example.org)")
+	fs.IntVar(&c.hosts, "hosts", 1, "syslog host names the logins come from (mx1 … mxN), each reporting both daemons")
 	fs.Uint64Var(&c.seed, "seed", 1, "random seed (the stream is reproducible)")
 	fs.StringVar(&c.reference, "reference", "", "also run the reference receiver on this UDP `address` (a plain socket loop that only counts datagrams)")
 	fs.DurationVar(&c.refTimeout, "reference-quiet", 500*time.Millisecond, "the reference receiver stops after this long without a datagram")
@@ -89,6 +93,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if err := c.measure.check(); err != nil {
 		return err
+	}
+	if strings.Count(c.user, "%d") != 1 || strings.ContainsAny(c.user, "<>, \t\n") {
+		return fmt.Errorf("-user %q: want exactly one %%d and none of <>, space, tab, newline", c.user)
+	}
+	if c.hosts < 1 {
+		return errors.New("-hosts must be at least 1")
 	}
 
 	var ref *referenceReceiver
@@ -222,6 +232,9 @@ type generator struct {
 	loginPct  float64
 	failedPct float64
 	v6Pct     float64
+	userPre   string // the -user pattern before and after its %d
+	userPost  string
+	hosts     int
 	seq       uint32
 	logins    int
 	failed    int
@@ -229,11 +242,15 @@ type generator struct {
 }
 
 func newGenerator(c config) *generator {
+	pre, post, _ := strings.Cut(c.user, "%d")
 	return &generator{
 		rnd:       rand.New(rand.NewPCG(c.seed, c.seed^0x9e3779b97f4a7c15)),
 		loginPct:  c.loginPct,
 		failedPct: c.failedPct,
 		v6Pct:     c.v6Pct,
+		userPre:   pre,
+		userPost:  post,
+		hosts:     c.hosts,
 	}
 }
 
@@ -272,16 +289,24 @@ func (g *generator) next(buf []byte) []byte {
 		a := g.nextAddr()
 		g.logins++
 		g.addrs = append(g.addrs, a)
+		host := uint32(1)
+		if g.hosts > 1 {
+			host = uint32(g.rnd.IntN(g.hosts) + 1)
+		}
 		if g.rnd.IntN(2) == 0 {
-			buf = append(buf, "<22>Nov 21 10:00:00 mx1 dovecot[812]: imap-login: Login: user=<u"...)
-			buf = appendUint(buf, g.seq)
+			buf = append(buf, "<22>Nov 21 10:00:00 mx"...)
+			buf = appendUint(buf, host)
+			buf = append(buf, " dovecot[812]: imap-login: Login: user=<"...)
+			buf = g.appendUser(buf)
 			buf = append(buf, ">, method=PLAIN, rip="...)
 			buf = a.AppendTo(buf)
 			buf = append(buf, ", lip=192.0.2.1, mpid=4711, TLS"...)
 			return buf
 		}
-		buf = append(buf, "<22>Nov 21 10:00:00 mx1 imapd-ssl: LOGIN, user=u"...)
-		buf = appendUint(buf, g.seq)
+		buf = append(buf, "<22>Nov 21 10:00:00 mx"...)
+		buf = appendUint(buf, host)
+		buf = append(buf, " imapd-ssl: LOGIN, user="...)
+		buf = g.appendUser(buf)
 		buf = append(buf, ", ip=["...)
 		if a.Is4() {
 			buf = append(buf, "::ffff:"...)
@@ -297,6 +322,13 @@ func (g *generator) next(buf []byte) []byte {
 		return buf
 	}
 	return append(buf, noise[g.rnd.IntN(len(noise))]...)
+}
+
+// appendUser writes the current login's user name, the -user pattern.
+func (g *generator) appendUser(buf []byte) []byte {
+	buf = append(buf, g.userPre...)
+	buf = appendUint(buf, g.seq)
+	return append(buf, g.userPost...)
 }
 
 func appendUint(b []byte, v uint32) []byte {

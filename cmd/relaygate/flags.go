@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,9 @@ type serveConfig struct {
 	tlsKey          string
 	tlsClientCA     string
 	maxConns        int
+	maxConnsPerHost int
+	unixMode        os.FileMode
+	unixGroup       string
 	udpReadBuf      int // receive buffer of the UDP and unix sockets, bytes
 	idleTimeout     time.Duration
 	allowHosts      []string
@@ -61,6 +65,7 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 		c                    serveConfig
 		allow, exclude       string
 		allowHosts           string
+		unixMode             string
 		fs                   = flag.NewFlagSet("relaygate serve", flag.ContinueOnError)
 		graceFlag, flushFlag = 30 * time.Minute, time.Second
 	)
@@ -68,12 +73,15 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	fs.StringVar(&c.udp, "udp", defaultListen, "UDP `address` to receive syslog on; empty disables")
 	fs.StringVar(&c.tcp, "tcp", defaultListen, "TCP `address` to receive syslog on (newline or octet-counted framing); empty disables")
 	fs.StringVar(&c.unix, "unix", "", "unix datagram socket `path` to receive syslog on; empty disables")
+	fs.StringVar(&unixMode, "unix-mode", "0660", "octal permission `mode` of the -unix socket, set before anyone can reach it (the umask does not apply); whoever can write to the socket can grant relay")
+	fs.StringVar(&c.unixGroup, "unix-group", "", "`group` (name or gid) owning the -unix socket; default relaygate's own group. Must exist at startup")
 	fs.StringVar(&c.tls, "tls", "", "TCP `address` to receive syslog over TLS (RFC 5425) on; empty disables")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM `file` with the TLS server certificate (intermediates after it); required with -tls")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM `file` with the private key of -tls-cert; required with -tls")
 	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "PEM `file` of CA certificates; when set, TLS senders must present a client certificate signed by one of them")
 	fs.IntVar(&c.udpReadBuf, "udp-rcvbuf", receiver.DefaultUDPReadBuffer, "receive buffer `bytes` of the UDP and unix sockets, where datagrams wait while relaygate is busy; above net.core.rmem_max it needs root or CAP_NET_ADMIN (the granted size is logged)")
 	fs.IntVar(&c.maxConns, "max-conns", 256, "most TCP and TLS `connections` open at once; more are closed on accept and counted")
+	fs.IntVar(&c.maxConnsPerHost, "max-conns-per-host", 0, "most TCP and TLS `connections` one sender address may hold at once (TLS handshakes included), so one host can't take every -max-conns slot; more are closed on accept and counted. 0 = an eighth of -max-conns, at least 2, at most 16")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 0, "close TCP and TLS connections idle this long; 0 = never (the default: a sender that has not noticed the close loses its next line)")
 	fs.StringVar(&allowHosts, "allow-hosts", "", "comma-separated syslog HOSTNAME `values` to accept (default all); a filter against misconfigured senders, not authentication")
 	fs.StringVar(&c.mapPath, "map", defaultMap, "cdb map `file` to publish; Postfix names it without \".cdb\" (cdb:/path/pop-before-smtp)")
@@ -83,6 +91,7 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	fs.DurationVar(&c.maxSession, "max-session", 24*time.Hour, "close a session whose logout was never logged after this `time`")
 	fs.StringVar(&c.parsers.daemons, "daemons", "all", "comma-separated built-in `daemons` to recognise (all, none, dovecot, courier, …)")
 	fs.StringVar(&c.parsers.rules, "rules", "", "YAML `file` of custom login/logout rules")
+	fs.StringVar(&c.parsers.dovecotFormat, "dovecot-log-format", "", "Dovecot's login_log_format_elements `format`, as doveconf prints it, when the site changed it (default: Dovecot's default); login lines are read by this grammar")
 	fs.StringVar(&allow, "allow", defaultAllow, "comma-separated `CIDRs` UDP/TCP syslog senders must come from")
 	fs.StringVar(&exclude, "exclude", "", "comma-separated `CIDRs` never to grant")
 	fs.StringVar(&c.excludeFile, "exclude-file", "", "`file` of CIDRs never to grant, one per line, # comments; re-read on SIGHUP")
@@ -140,6 +149,22 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	}
 	if c.maxConns <= 0 {
 		return c, fmt.Errorf("-max-conns %d: must be positive", c.maxConns)
+	}
+	switch {
+	case c.maxConnsPerHost < 0:
+		return c, fmt.Errorf("-max-conns-per-host %d: must not be negative (0 chooses from -max-conns)", c.maxConnsPerHost)
+	case c.maxConnsPerHost > c.maxConns:
+		return c, fmt.Errorf("-max-conns-per-host %d: more than -max-conns %d", c.maxConnsPerHost, c.maxConns)
+	case c.maxConnsPerHost == 0:
+		c.maxConnsPerHost = receiver.DefaultMaxConnsPerHost(c.maxConns)
+	}
+	mode, err := strconv.ParseUint(unixMode, 8, 32)
+	if err != nil || mode == 0 || mode > 0o777 {
+		return c, fmt.Errorf("-unix-mode %q: want octal permission bits from 0001 to 0777, such as 0660 or 0600", unixMode)
+	}
+	c.unixMode = os.FileMode(mode)
+	if c.unixGroup != "" && c.unix == "" {
+		return c, errors.New("-unix-group is only used with -unix")
 	}
 	if c.idleTimeout < 0 {
 		return c, fmt.Errorf("-idle-timeout %s: must not be negative", c.idleTimeout)
@@ -220,12 +245,15 @@ func parsePrefix(s string) (netip.Prefix, error) {
 }
 
 // readExcludeFile reads one CIDR (or address) per line; "#" starts a comment.
+// The error names every bad line (up to maxBadLines), not just the first.
 func readExcludeFile(path string) ([]netip.Prefix, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	var out []netip.Prefix
+	var bad []string
+	badLines := 0
 	for i, line := range strings.Split(string(data), "\n") {
 		if j := strings.IndexByte(line, '#'); j >= 0 {
 			line = line[:j]
@@ -235,10 +263,26 @@ func readExcludeFile(path string) ([]netip.Prefix, error) {
 			continue
 		}
 		p, err := parsePrefix(line)
+		if err != nil && len(line) > 80 {
+			err = fmt.Errorf("%q… is not an address or CIDR", line[:80])
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
+			if badLines++; badLines <= maxBadLines {
+				bad = append(bad, fmt.Sprintf("%s:%d: %v", path, i+1, err))
+			}
+			continue
 		}
 		out = append(out, p)
 	}
+	if badLines > maxBadLines {
+		bad = append(bad, fmt.Sprintf("and %d more bad lines", badLines-maxBadLines))
+	}
+	if len(bad) > 0 {
+		return nil, errors.New(strings.Join(bad, "; "))
+	}
 	return out, nil
 }
+
+// maxBadLines bounds the lines one error names, so a wrong file (a log
+// given as -exclude-file) makes a readable error, not a megabyte.
+const maxBadLines = 10

@@ -1168,8 +1168,8 @@ func TestKill9Loop(t *testing.T) {
 		published = after
 	}
 
-	if got := dirEntries(t, dir); !slices.Equal(got, []string{"pbs.cdb", "pbs.state"}) {
-		t.Errorf("map directory holds %v, want only the map and the state file", got)
+	if got := dirEntries(t, dir); !slices.Equal(got, []string{"pbs.cdb", "pbs.cdb.lock", "pbs.state", "pbs.state.lock"}) {
+		t.Errorf("map directory holds %v, want only the map, the state file and their locks", got)
 	}
 	if _, err := os.Stat(statePath); err != nil {
 		t.Error(err)
@@ -1286,8 +1286,8 @@ func writeFaultCase(t *testing.T, dir string, fault, heal func(), errText string
 	if code := p.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
 		t.Errorf("exit code %d after SIGTERM", code)
 	}
-	if got := dirEntries(t, dir); !slices.Equal(got, []string{"pbs.cdb", "pbs.state"}) {
-		t.Errorf("map directory holds %v, want only the map and the state file", got)
+	if got := dirEntries(t, dir); !slices.Equal(got, []string{"pbs.cdb", "pbs.cdb.lock", "pbs.state", "pbs.state.lock"}) {
+		t.Errorf("map directory holds %v, want only the map, the state file and their locks", got)
 	}
 	// Every failed publish was counted.
 	checkStopCounters(t, p, map[string]int64{"publish_errors": int64(failures)})
@@ -1618,5 +1618,97 @@ func copyExecutable(t *testing.T, dst string) {
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// 5. Two relaygates on one map, and a state file nobody can read
+
+// TestSecondInstanceRefused: a second relaygate on the same map and state
+// must not start (issue 11, point 5): it would publish its own table over
+// the first one's. It fails at once, naming the first one's PID, and the
+// first one's grant stays in the map.
+func TestSecondInstanceRefused(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mapPath := filepath.Join(dir, "pbs.cdb")
+	first := startProc(t, "-map", mapPath, "-flush", "50ms")
+	sendUDP(t, first.udp, loginLine("192.0.2.10"))
+	waitFor(t, 5*time.Second, "the first instance's grant in the map", func() bool { return postmapQuery(t, mapPath, "192.0.2.10") })
+	for _, args := range [][]string{
+		{"-map", mapPath},
+		{"-map", filepath.Join(dir, "other.cdb"), "-state", filepath.Join(dir, "pbs.state")},
+	} {
+		code, stderr, started := runOnce(t, exe, nil, args...)
+		if started || code == 0 {
+			t.Fatalf("a second relaygate with %v started (exit %d):\n%s", args, code, stderr)
+		}
+		if want := fmt.Sprintf("relaygate process %d", first.cmd.Process.Pid); !strings.Contains(stderr, want) || !strings.Contains(stderr, "in use") {
+			t.Errorf("the refusal does not name the holder (%q):\n%s", want, stderr)
+		}
+	}
+	if !postmapQuery(t, mapPath, "192.0.2.10") {
+		t.Fatal("the refused second instance dropped the first one's grant")
+	}
+	requireAlive(t, first)
+	if code := first.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
+		t.Fatalf("first instance exit %d", code)
+	}
+	// Once the first has stopped, a new one starts.
+	again := startProc(t, "-map", mapPath)
+	again.stop(t, syscall.SIGTERM, 5*time.Second)
+}
+
+// TestStateUnreadableRefusesToStart: relaygate running unprivileged finds
+// a state file it cannot read (root's, 0600). It must refuse to start,
+// naming the file and the fix, and leave the map exactly as it was; it used
+// to publish an empty map over every grant.
+func TestStateUnreadableRefusesToStart(t *testing.T) {
+	requireRoot(t)
+	top, err := os.MkdirTemp("", "relaygate-unreadable-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	if err := os.Chmod(top, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(top, "relaygate.test")
+	copyExecutable(t, exe)
+	data := filepath.Join(top, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mapPath, statePath := filepath.Join(data, "pbs.cdb"), filepath.Join(data, "pbs.state")
+	var grants []cdbwriter.Grant
+	for i := range 50 {
+		grants = append(grants, cdbwriter.Grant{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}), Expires: time.Now().Add(time.Hour)})
+	}
+	if err := cdbwriter.WriteMap(mapPath, grants); err != nil {
+		t.Fatal(err)
+	}
+	if err := cdbwriter.SaveState(statePath, grants); err != nil { // 0600, root's
+		t.Fatal(err)
+	}
+	if err := os.Chown(data, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(mapPath)
+	cred := &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}
+	code, stderr, started := runOnce(t, exe, cred, "-map", mapPath)
+	if started || code == 0 {
+		t.Fatalf("relaygate started with a state file it cannot read (exit %d):\n%s", code, stderr)
+	}
+	if !strings.Contains(stderr, statePath) || !strings.Contains(stderr, "permission denied") || !strings.Contains(stderr, "fix:") {
+		t.Errorf("the error does not name the state file, the cause and the fix:\n%s", stderr)
+	}
+	if after, _ := os.ReadFile(mapPath); !bytes.Equal(before, after) {
+		t.Fatal("the map changed although relaygate refused to start")
+	}
+	if n := tempLeftovers(t, data); n > 0 {
+		t.Errorf("%d temporary files left", n)
 	}
 }

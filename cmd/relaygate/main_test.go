@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -386,5 +388,117 @@ func TestOpenSessionOutlivesGrace(t *testing.T) {
 	waitFor(t, 3*time.Second, "expiry after logout + grace", func() bool { return !postmapQuery(t, mapPath, "192.0.2.30") })
 	if d := time.Since(loggedOut); d < 900*time.Millisecond {
 		t.Errorf("removed %v after the logout, before grace", d)
+	}
+}
+
+// TestSecondDaemonRefusedInProcess: the lock is per open file, so a second
+// daemon on the same map is refused even in the same process, before it
+// binds or touches anything; after the first stops, one starts again.
+func TestSecondDaemonRefusedInProcess(t *testing.T) {
+	dir := t.TempDir()
+	mapPath := filepath.Join(dir, "pbs.cdb")
+	cfg, err := parseServeFlags([]string{"-udp", "127.0.0.1:0", "-tcp", "", "-map", mapPath, "-mynetworks", "none"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := newDaemon(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	before, _ := os.ReadFile(mapPath)
+	_, err = newDaemon(context.Background(), cfg, zerolog.New(zerolog.NewTestWriter(t)), time.Now)
+	var locked *cdbwriter.LockedError
+	if !errors.As(err, &locked) || !strings.Contains(err.Error(), mapPath) {
+		t.Fatalf("second newDaemon = %v, want a LockedError naming %s", err, mapPath)
+	}
+	if after, _ := os.ReadFile(mapPath); !bytes.Equal(before, after) {
+		t.Error("the refused daemon changed the map")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	d2, err := newDaemon(ctx2, cfg, zerolog.New(zerolog.NewTestWriter(t)), time.Now)
+	if err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	go func() { done <- d2.run(ctx2) }()
+	cancel2()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReceivesDuringStartup: the sockets are read while the state file
+// loads (issue 11, point 9): at a million grants that takes seconds, and
+// UDP beyond the socket buffer was lost. The clock's first call is the
+// service's start; it is held there until the receiver has stamped the
+// logins sent meanwhile, which it did not do before run started.
+func TestReceivesDuringStartup(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "log.sock")
+	mapPath := filepath.Join(dir, "pbs.cdb")
+	cfg, err := parseServeFlags([]string{"-udp", "", "-tcp", "", "-unix", sock, "-map", mapPath, "-mynetworks", "none", "-flush", "50ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	starting, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int64
+	now := func() time.Time {
+		if calls.Add(1) == 1 {
+			close(starting)
+			<-release
+		}
+		return time.Now()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type started struct {
+		d   *daemon
+		err error
+	}
+	res := make(chan started, 1)
+	go func() {
+		d, err := newDaemon(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)), now)
+		res <- started{d, err}
+	}()
+	<-starting
+	addrs := []string{"192.0.2.21", "192.0.2.22", "192.0.2.23"}
+	conn, err := net.Dial("unixgram", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if _, err := conn.Write([]byte(fmt.Sprintf(dovecotLogin, a))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for calls.Load() < int64(1+len(addrs)) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	read := calls.Load() - 1
+	close(release)
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.d.run(ctx) }()
+	if read < int64(len(addrs)) {
+		t.Errorf("the receiver read %d of %d logins while the service started, want all", read, len(addrs))
+	}
+	waitFor(t, 5*time.Second, "the logins received during the start in the map", func() bool {
+		keys, err := cdbwriter.ReadMap(mapPath)
+		return err == nil && len(keys) == len(addrs)
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

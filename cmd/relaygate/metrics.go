@@ -12,6 +12,7 @@ import (
 const (
 	metricReceived   = "relaygate_messages_received_total"
 	metricDropped    = "relaygate_messages_dropped_total"
+	metricRefused    = "relaygate_connections_refused_total"
 	metricEvents     = "relaygate_events_total"
 	metricGrants     = "relaygate_grants"
 	metricPublishDur = "relaygate_publish_duration_seconds"
@@ -61,6 +62,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 
 	received := prometheus.NewDesc(metricReceived, "Syslog messages received, by transport.", []string{"transport"}, nil)
 	dropped := prometheus.NewDesc(metricDropped, "Messages and connections dropped before parsing, by reason.", []string{"reason"}, nil)
+	refused := prometheus.NewDesc(metricRefused, "TCP and TLS connections closed at accept, by reason: max_conns (-max-conns open), per_host (the sender holds -max-conns-per-host), not_allowed (outside -allow).", []string{"reason"}, nil)
 	// The receiver blocks rather than drops when the pipeline is behind (the
 	// kernel's socket buffer takes the overflow, see
 	// relaygate_udp_socket_drops_total), so queue_full stays 0; it is
@@ -72,6 +74,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(received, prometheus.CounterValue, float64(v), label)
 		case metricDropped:
 			ch <- prometheus.MustNewConstMetric(dropped, prometheus.CounterValue, float64(v), label)
+		case metricRefused:
+			ch <- prometheus.MustNewConstMetric(refused, prometheus.CounterValue, float64(v), label)
 		default:
 			if name == "connections_open" {
 				gauge(family, "TCP and TLS connections open now.", float64(v))
@@ -104,6 +108,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter("relaygate_publish_errors_total", "Failed map publishes (the previous map stayed in place).", w.PublishErrors.Load())
 	counter("relaygate_state_saves_total", "Successful state file saves.", w.StateSaves.Load())
 	counter("relaygate_state_save_errors_total", "Failed state file saves.", w.StateErrors.Load())
+	counter("relaygate_grants_carried_over_total", "Addresses in the map at start that the state file did not account for (damaged or missing), granted for one grace period.", w.CarriedOver.Load())
+	counter("relaygate_carry_over_skipped_total", "Map keys at start not carried over: not an address, ungrantable, excluded, or over -max-entries.", w.CarryOverSkipped.Load())
 	if last := w.LastPublishUnix.Load(); last > 0 {
 		gauge("relaygate_last_publish_timestamp_seconds", "Unix time of the last successful map publish.", float64(last))
 	}
@@ -118,7 +124,8 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // receiverMetric maps a receiver.Stats.Snapshot name to its metric: message
-// counts to received{transport}, drops to dropped{reason}, and anything
+// counts to received{transport}, drops to dropped{reason}, connections
+// refused at accept to connections_refused{reason}, and anything
 // else (connection counters, and any counter the receiver adds later) to a
 // metric of its own, so nothing the receiver counts is left out.
 func receiverMetric(name string) (family, label string) {
@@ -129,6 +136,9 @@ func receiverMetric(name string) (family, label string) {
 		return metricDropped, name
 	case "connections_open":
 		return "relaygate_receiver_connections_open", ""
+	}
+	if reason, ok := strings.CutPrefix(name, "connections_refused_"); ok {
+		return metricRefused, reason
 	}
 	return "relaygate_receiver_" + name + "_total", ""
 }

@@ -39,9 +39,10 @@ func parseCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var pf parserFlags
 	fs.StringVar(&pf.daemons, "daemons", "all", "comma-separated built-in `daemons` to use")
 	fs.StringVar(&pf.rules, "rules", "", "YAML `file` of custom rules")
+	fs.StringVar(&pf.dovecotFormat, "dovecot-log-format", "", "Dovecot's login_log_format_elements `format`, when the site changed it")
 	explain := fs.Bool("explain", false, "say for every line which parser matched and what it produced, or why nothing matched")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: relaygate parse [-explain] [-daemons LIST] [-rules FILE] [FILE...]   (stdin when no FILE or FILE is -)")
+		fmt.Fprintln(stderr, "usage: relaygate parse [-explain] [-daemons LIST] [-rules FILE] [-dovecot-log-format F] [FILE...]   (stdin when no FILE or FILE is -)")
 		fmt.Fprintln(stderr, "Reads syslog lines (wire form with <PRI>, log-file form, or RFC 5424) and prints one JSON object per event.")
 		fs.PrintDefaults()
 	}

@@ -22,6 +22,9 @@ const (
 type parserFlags struct {
 	daemons string // comma-separated built-in names, or "all"
 	rules   string // YAML rules file, optional
+	// dovecotFormat is the site's login_log_format_elements; "" takes the
+	// rules file's dovecot_log_format, else Dovecot's default.
+	dovecotFormat string
 }
 
 // buildParsers returns the dispatcher: custom rules first (an operator's
@@ -41,20 +44,38 @@ func buildParsers(f parserFlags) (*parsers.Set, error) {
 		}
 		list = builtin
 	}
+	dovecotFormat, formatFrom := f.dovecotFormat, "-dovecot-log-format"
 	if f.rules != "" {
 		data, err := os.ReadFile(f.rules)
 		if err != nil {
 			return nil, fmt.Errorf("-rules: %w", err)
 		}
-		rules, err := parsers.ParseRules(data, f.rules)
+		conf, err := parsers.ParseRulesConfig(data, f.rules)
 		if err != nil {
 			return nil, fmt.Errorf("-rules: %w", err)
 		}
-		custom := make([]parsers.Parser, len(rules))
-		for i, r := range rules {
+		if conf.DovecotLogFormat != "" {
+			if dovecotFormat != "" && dovecotFormat != conf.DovecotLogFormat {
+				return nil, fmt.Errorf("-dovecot-log-format %q and dovecot_log_format %q in %s differ: set it in one place", dovecotFormat, conf.DovecotLogFormat, f.rules)
+			}
+			dovecotFormat, formatFrom = conf.DovecotLogFormat, f.rules+": dovecot_log_format"
+		}
+		custom := make([]parsers.Parser, len(conf.Rules))
+		for i, r := range conf.Rules {
 			custom[i] = r
 		}
 		list = append(custom, list...)
+	}
+	if dovecotFormat != "" {
+		dv, err := parsers.NewDovecot(dovecotFormat)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", formatFrom, err)
+		}
+		for i, p := range list {
+			if _, ok := p.(parsers.Dovecot); ok {
+				list[i] = dv
+			}
+		}
 	}
 	if len(list) == 0 {
 		return nil, fmt.Errorf("-daemons none and no -rules: nothing could ever grant")

@@ -50,6 +50,8 @@ type daemon struct {
 	reloads  chan reloadable             // from the reload goroutine to the pipeline
 	known    atomic.Pointer[parsers.Set] // what the receiver's program filter asks
 	mon      *monitor                    // -metrics endpoint, publish health, grant snapshots
+	lock     *cdbwriter.Lock             // the map and state are this process's until run returns
+	intake   *intake                     // receiver and parsers, running from before the state load
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -100,35 +102,74 @@ type reloadable struct {
 
 // loadReloadable reads every file the reloadable configuration comes from.
 // On error nothing is applied: the caller keeps the configuration it has.
+// Every file is read even after one fails, and the error names each
+// failure, so that one SIGHUP (or one failed start) shows everything to fix
+// rather than one problem per attempt.
 func loadReloadable(ctx context.Context, cfg serveConfig) (reloadable, error) {
 	var r reloadable
+	var errs []error
 	var err error
 	if r.parsers, err = buildParsers(cfg.parsers); err != nil {
-		return r, err
+		errs = append(errs, err)
 	}
 	if r.mynet, err = resolveMynetworks(ctx, cfg.mynetworks, cfg.postfixConfig); err != nil {
-		return r, err
+		errs = append(errs, err)
 	}
 	r.exclude = append(append([]netip.Prefix{}, cfg.exclude...), r.mynet.prefixes...)
 	if cfg.excludeFile != "" {
 		fromFile, err := readExcludeFile(cfg.excludeFile)
 		if err != nil {
-			return r, fmt.Errorf("-exclude-file: %w", err)
+			errs = append(errs, fmt.Errorf("-exclude-file: %w", err))
 		}
 		r.exclude = append(r.exclude, fromFile...)
+	}
+	if len(errs) > 0 {
+		return reloadable{}, joinErrors(errs)
 	}
 	return r, nil
 }
 
+// errorList is errors.Join on one line: the log line and the startup error
+// name every failure, "; "-separated, and errors.Is/As see each of them.
+type errorList []error
+
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errorList(errs)
+}
+
+func (l errorList) Error() string {
+	s := make([]string, len(l))
+	for i, err := range l {
+		s[i] = err.Error()
+	}
+	return fmt.Sprintf("%d errors: %s", len(l), strings.Join(s, "; "))
+}
+
+func (l errorList) Unwrap() []error { return l }
+
 // newDaemon binds the listeners and publishes the initial map. When it
 // returns without error Postfix can already open the map.
-func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now func() time.Time) (*daemon, error) {
+func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now func() time.Time) (d *daemon, err error) {
+	// Before anything reads or writes the map or state: a second relaygate
+	// on them would publish its own table over this one's.
+	lock, err := cdbwriter.AcquireLock(cfg.mapPath, cfg.statePath)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lock.Release()
+		}
+	}()
 	conf, err := loadReloadable(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{
-		cfg: cfg, log: log, now: now, parsers: conf.parsers,
+	d = &daemon{
+		cfg: cfg, log: log, now: now, parsers: conf.parsers, lock: lock,
 		corr:    parsers.NewCorrelator(correlatorEntries, correlatorMaxAge),
 		reloads: make(chan reloadable, 1),
 	}
@@ -142,12 +183,14 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 
 	d.recv, err = receiver.Listen(receiver.Config{
 		UDP: cfg.udp, TCP: cfg.tcp, Unix: cfg.unix, TLS: cfg.tls,
+		UnixMode: cfg.unixMode, UnixGroup: cfg.unixGroup,
 		TLSCert: cfg.tlsCert, TLSKey: cfg.tlsKey, TLSClientCA: cfg.tlsClientCA,
-		Allow:       cfg.allow,
-		AllowHosts:  cfg.allowHosts,
-		MaxConns:    cfg.maxConns,
-		UDPReadBuf:  cfg.udpReadBuf,
-		IdleTimeout: cfg.idleTimeout,
+		Allow:           cfg.allow,
+		AllowHosts:      cfg.allowHosts,
+		MaxConns:        cfg.maxConns,
+		MaxConnsPerHost: cfg.maxConnsPerHost,
+		UDPReadBuf:      cfg.udpReadBuf,
+		IdleTimeout:     cfg.idleTimeout,
 		// The receiver drops messages of programs no parser handles before
 		// parsing them; the set can change on SIGHUP, hence the pointer.
 		Wanted: func(program []byte) bool { return d.known.Load().KnowsBytes(program) },
@@ -172,10 +215,20 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 		Logger:    log,
 		Stats:     &d.wstats,
 		OnPublish: d.mon.published,
+		Grantable: grantable,
 	}, table)
+	// Read the sockets from here on: restoring a million grants takes
+	// seconds, and a datagram the socket buffer cannot hold meanwhile is a
+	// login lost.
+	d.intake = d.startIntake(ctx)
 	if err := d.svc.Start(now()); err != nil {
+		d.intake.abort()
 		d.recv.Close()
 		d.mon.closeUnstarted()
+		var fileErr *cdbwriter.FileError
+		if errors.As(err, &fileErr) {
+			return nil, err // it names the file and the fix
+		}
 		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
 			return nil, fmt.Errorf("map directory %s must be writable by relaygate (it writes a temporary file there and renames it over the map): %w",
 				filepath.Dir(cfg.mapPath), err)
@@ -210,6 +263,13 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 	return d, nil
 }
 
+// grantable is the parsers' rule for what can be a client, for the
+// addresses an existing map carries over at start.
+func grantable(a netip.Addr) bool {
+	_, err := parsers.ParseAddr(a.String())
+	return err == nil
+}
+
 func joinPrefixes(ps []netip.Prefix) string {
 	s := make([]string, len(ps))
 	for i, p := range ps {
@@ -223,33 +283,19 @@ func joinPrefixes(ps []netip.Prefix) string {
 // receiving, drains what was already received, and writes the map and state
 // one last time.
 func (d *daemon) run(ctx context.Context) error {
-	msgs := make(chan receiver.Message, 4096)
-	// Room for the logins of a second at 100,000 messages a second: a map
-	// publish of a million grants takes about half that, and the receiver
-	// must not stop reading while it runs (UDP would drop).
-	events := make(chan cdbwriter.Event, 16384)
-
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		defer close(msgs)
-		_ = d.recv.Serve(ctx, msgs)
-	}()
-	go func() {
-		defer wg.Done()
-		defer close(events)
-		d.pipeline(msgs, events)
-	}()
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		d.watchReloads(ctx)
 	}()
 	d.mon.start(d.log)
-	err := d.svc.Run(events, d.mon.reads, d.now)
+	err := d.svc.Run(d.intake.running(), d.mon.reads, d.now)
 	close(d.mon.stopped)
 	wg.Wait()
+	d.intake.wait()
 	d.mon.stop()
+	d.lock.Release()
 	if err != nil {
 		return err
 	}
@@ -293,7 +339,12 @@ func (d *daemon) watchReloads(ctx context.Context) {
 func (d *daemon) reload(ctx context.Context) {
 	conf, err := loadReloadable(ctx, d.cfg)
 	if err != nil {
-		d.log.Error().Err(err).Msg("reload rejected; the running configuration stays")
+		n := 1
+		var l errorList
+		if errors.As(err, &l) {
+			n = len(l)
+		}
+		d.log.Error().Err(err).Int("errors", n).Msg("reload rejected; the running configuration stays")
 		return
 	}
 	select {
@@ -310,30 +361,33 @@ func (d *daemon) counters() map[string]any {
 		events += n
 	}
 	c := map[string]any{
-		"received_udp":             d.rstats.UDP.Load(),
-		"received_tcp":             d.rstats.TCP.Load(),
-		"received_tls":             d.rstats.TLS.Load(),
-		"received_unix":            d.rstats.Unix.Load(),
-		"dropped_not_allowed":      d.rstats.NotAllowed.Load(),
-		"dropped_host_not_allowed": d.rstats.HostNotAllowed.Load(),
-		"dropped_too_long":         d.rstats.TooLong.Load(),
-		"dropped_malformed":        d.rstats.Malformed.Load(),
-		"dropped_unwanted_program": d.rstats.Unwanted.Load(),
-		"connections_refused":      d.rstats.ConnsRefused.Load(),
-		"tls_refused":              d.rstats.TLSRefused.Load(),
-		"events":                   events,
-		"unmatched":                d.pstats.Unmatched.Load(),
-		"refused":                  d.pstats.Refused.Load(),
-		"logins":                   d.pstats.Logins.Load(),
-		"granted":                  d.wstats.Granted.Load(),
-		"extended":                 d.wstats.Extended.Load(),
-		"excluded":                 d.wstats.Excluded.Load(),
-		"expired":                  d.wstats.Expired.Load(),
-		"evicted":                  d.wstats.Evicted.Load(),
-		"publishes":                d.wstats.Publishes.Load(),
-		"publish_errors":           d.wstats.PublishErrors.Load(),
-		"state_errors":             d.wstats.StateErrors.Load(),
-		"grants":                   d.wstats.Active.Load(),
+		"received_udp":                    d.rstats.UDP.Load(),
+		"received_tcp":                    d.rstats.TCP.Load(),
+		"received_tls":                    d.rstats.TLS.Load(),
+		"received_unix":                   d.rstats.Unix.Load(),
+		"dropped_not_allowed":             d.rstats.NotAllowed.Load(),
+		"dropped_host_not_allowed":        d.rstats.HostNotAllowed.Load(),
+		"dropped_too_long":                d.rstats.TooLong.Load(),
+		"dropped_malformed":               d.rstats.Malformed.Load(),
+		"dropped_unwanted_program":        d.rstats.Unwanted.Load(),
+		"connections_refused_max_conns":   d.rstats.ConnsRefused.Load(),
+		"connections_refused_per_host":    d.rstats.ConnsRefusedPerHost.Load(),
+		"connections_refused_not_allowed": d.rstats.ConnsNotAllowed.Load(),
+		"tls_refused":                     d.rstats.TLSRefused.Load(),
+		"events":                          events,
+		"unmatched":                       d.pstats.Unmatched.Load(),
+		"refused":                         d.pstats.Refused.Load(),
+		"logins":                          d.pstats.Logins.Load(),
+		"granted":                         d.wstats.Granted.Load(),
+		"extended":                        d.wstats.Extended.Load(),
+		"excluded":                        d.wstats.Excluded.Load(),
+		"expired":                         d.wstats.Expired.Load(),
+		"evicted":                         d.wstats.Evicted.Load(),
+		"publishes":                       d.wstats.Publishes.Load(),
+		"publish_errors":                  d.wstats.PublishErrors.Load(),
+		"state_errors":                    d.wstats.StateErrors.Load(),
+		"carried_over":                    d.wstats.CarriedOver.Load(),
+		"grants":                          d.wstats.Active.Load(),
 	}
 	return c
 }

@@ -127,7 +127,7 @@ func printGrants(w io.Writer, r grantsReply) error {
 				session += " since " + g.SessionSince.Local().Format("15:04:05")
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Addr, dash(g.User), dash(g.Daemon), dash(g.Host), left, session)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(g.Addr), dash(g.User), dash(g.Daemon), dash(g.Host), left, session)
 	}
 	return tw.Flush()
 }

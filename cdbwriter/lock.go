@@ -1,0 +1,113 @@
+package cdbwriter
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+)
+
+// Lock is an exclusive hold on a map and its state file for one relaygate:
+// two on the same files would each publish their own table over the
+// other's. It is a flock on "<file>.lock" beside each file, which the
+// kernel releases when the process dies however it dies, so a kill -9
+// leaves nothing to clean up. The lock files themselves stay: removing one
+// would let a third process lock a new file while the second still holds
+// the old one.
+type Lock struct {
+	files []*os.File
+}
+
+// LockedError says another process holds the lock.
+type LockedError struct {
+	Path string // the lock file
+	For  string // the map or state file it guards
+	PID  int    // the holder, as it wrote itself into the lock file; 0 if unknown
+}
+
+func (e *LockedError) Error() string {
+	holder := "another process"
+	if e.PID > 0 {
+		holder = "relaygate process " + strconv.Itoa(e.PID)
+	}
+	return fmt.Sprintf("%s is in use: %s holds %s — fix: stop that relaygate first, or give this one its own -map and -state",
+		e.For, holder, e.Path)
+}
+
+// AcquireLock locks every non-empty path in paths (the map, the state
+// file) for this process, before anything reads or writes them, and
+// writes the process ID into each lock file for the next one's error
+// message. It never waits: a held lock is a *LockedError at once.
+func AcquireLock(paths ...string) (*Lock, error) {
+	l := &Lock{}
+	seen := map[string]bool{}
+	for _, p := range paths {
+		if p == "" || seen[p] {
+			continue
+		}
+		seen[p] = true
+		if err := l.add(p); err != nil {
+			l.Release()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *Lock) add(path string) error {
+	name := path + ".lock"
+	// Held through a read-only descriptor: a file open for writing would
+	// stop the file system from being remounted read-only while relaygate
+	// runs, and flock does not need one.
+	f, err := os.OpenFile(name, os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w — fix: let the user relaygate runs as create and read it (in the directory of %s)", name, err, path)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		pid := readPID(f)
+		f.Close()
+		return &LockedError{Path: name, For: path, PID: pid}
+	}
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("lock %s: %w", name, err)
+	}
+	// Only the holder writes, so the holder's PID is what a reader finds
+	// (or an earlier holder's, in the instant before this write). A lock
+	// file another user (root) left is still locked, only not written.
+	if w, err := os.OpenFile(name, os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0); err == nil {
+		w.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+		w.Close()
+	}
+	l.files = append(l.files, f)
+	return nil
+}
+
+func readPID(f *os.File) int {
+	var b [32]byte
+	n, _ := f.ReadAt(b[:], 0)
+	pid, err := strconv.Atoi(string(bytes.TrimSpace(b[:n])))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
+}
+
+// Release gives the locks up; the process's exit does the same.
+func (l *Lock) Release() {
+	if l == nil {
+		return
+	}
+	for _, f := range l.files {
+		f.Close()
+	}
+	l.files = nil
+}

@@ -1,0 +1,57 @@
+package cdbwriter
+
+import "unsafe"
+
+// offHeap holds a table's large arrays (slots, index, expiry heap, user
+// names) outside the Go heap. They hold no pointers, so the garbage
+// collector has nothing to scan in them, but on its heap they would still
+// count towards its goal: with GOGC=50 a heap of 100 MiB of grants may grow
+// to 150 MiB before a collection, and a million grants with long names
+// would not fit in 200 MB. Outside it they cost their own size, pages are
+// resident only once written, and a freed array goes back to the system at
+// once instead of at the next collection. A table's arrays are freed
+// together when it becomes unreachable (see NewTable).
+type offHeap struct {
+	live map[uintptr][]byte // each mapping by its first byte's address
+}
+
+func newOffHeap() *offHeap { return &offHeap{live: make(map[uintptr][]byte)} }
+
+// offHeapSlice returns a zeroed slice of n Ts outside the Go heap. T must
+// hold no pointers: the garbage collector does not see this memory. If the
+// system refuses the mapping the slice comes from the Go heap, as any
+// other allocation would.
+func offHeapSlice[T any](o *offHeap, n int) []T {
+	var zero T
+	size := n * int(unsafe.Sizeof(zero))
+	if n <= 0 || size/n != int(unsafe.Sizeof(zero)) {
+		return make([]T, n) // n == 0, or make's own overflow error
+	}
+	b, ok := mapMemory(size)
+	if !ok {
+		return make([]T, n)
+	}
+	o.live[uintptr(unsafe.Pointer(unsafe.SliceData(b)))] = b
+	return unsafe.Slice((*T)(unsafe.Pointer(unsafe.SliceData(b))), n)
+}
+
+// offHeapFree returns s's memory, if offHeapSlice mapped it; a slice from
+// the Go heap is left to the garbage collector. s must not be used after.
+func offHeapFree[T any](o *offHeap, s []T) {
+	if cap(s) == 0 {
+		return
+	}
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(s[:1])))
+	if b, ok := o.live[p]; ok {
+		delete(o.live, p)
+		unmapMemory(b)
+	}
+}
+
+// freeAll returns every mapping; the table that owned them is gone.
+func (o *offHeap) freeAll() {
+	for p, b := range o.live {
+		delete(o.live, p)
+		unmapMemory(b)
+	}
+}

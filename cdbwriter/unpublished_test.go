@@ -1,0 +1,99 @@
+package cdbwriter
+
+import (
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// TestRewriteKeepsUnpublishedRemovals: a grant that expired while the map
+// could not be written is still in the map on disk. A whole-file state
+// rewrite (here the one at exit) used to leave no line for it, so the next
+// start took it for a grant the state had lost, carried it over from the
+// map and granted it for another grace period.
+func TestRewriteKeepsUnpublishedRemovals(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{
+		MapPath:   filepath.Join(dir, "pbs.cdb"),
+		StatePath: filepath.Join(dir, "pbs.state"),
+		Flush:     time.Second,
+		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
+	}
+	svc := NewService(cfg, NewTable(TableConfig{Grace: time.Hour}))
+	if err := svc.Start(t0); err != nil {
+		t.Fatal(err)
+	}
+	svc.Login(grant("192.0.2.1"), "", t0)
+	svc.Tick(t0.Add(2 * time.Second))
+	if keys := readKeys(t, cfg.MapPath); len(keys) != 1 {
+		t.Fatalf("map after the first login: %v", keys)
+	}
+	svc.Login(grant("192.0.2.2"), "", t0.Add(30*time.Minute))
+	svc.Tick(t0.Add(31 * time.Minute))
+	if keys := readKeys(t, cfg.MapPath); len(keys) != 2 {
+		t.Fatalf("map after the second login: %v", keys)
+	}
+
+	// The disk refuses the map from now on; 192.0.2.1 expires.
+	svc.writeMapFile = func(string, *Table) error { return errors.New("no space left on device") }
+	end := t0.Add(61 * time.Minute)
+	svc.Tick(end)
+	_ = svc.Shutdown(end)
+	if len(readKeys(t, cfg.MapPath)) != 2 {
+		t.Fatal("the map was replaced although its writes fail")
+	}
+
+	again := NewService(cfg, NewTable(TableConfig{Grace: time.Hour}))
+	if err := again.Start(end.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := again.Table().Lookup(netip.MustParseAddr("192.0.2.1")); ok {
+		t.Error("192.0.2.1 expired before the restart and was granted again from the stale map")
+	}
+	if _, ok := again.Table().Lookup(netip.MustParseAddr("192.0.2.2")); !ok {
+		t.Error("192.0.2.2 had not expired and was lost")
+	}
+	if keys := readKeys(t, cfg.MapPath); len(keys) != 1 || keys[0] != "192.0.2.2" {
+		t.Errorf("map after the restart: %v, want [192.0.2.2]", keys)
+	}
+}
+
+// TestRestoreRefusesUngrantable: a state file written by an older
+// relaygate can hold addresses today's rules never grant (the
+// IPv4-compatible ::102:304 for ::1.2.3.4, discard-only 100::); a restart
+// must not publish them.
+func TestRestoreRefusesUngrantable(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{
+		MapPath:   filepath.Join(dir, "pbs.cdb"),
+		StatePath: filepath.Join(dir, "pbs.state"),
+		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
+		Grantable: func(a netip.Addr) bool { return a != netip.MustParseAddr("::102:304") },
+	}
+	if err := SaveState(cfg.StatePath, []Grant{
+		{Addr: netip.MustParseAddr("::102:304"), Expires: t0.Add(time.Hour)},
+		{Addr: netip.MustParseAddr("192.0.2.7"), Expires: t0.Add(time.Hour)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	svc := NewService(cfg, NewTable(TableConfig{Grace: time.Hour}))
+	if err := svc.Start(t0); err != nil {
+		t.Fatal(err)
+	}
+	if keys := readKeys(t, cfg.MapPath); len(keys) != 1 || keys[0] != "192.0.2.7" {
+		t.Errorf("map after restoring: %v, want [192.0.2.7]", keys)
+	}
+}
+
+func readKeys(t *testing.T, path string) []string {
+	t.Helper()
+	keys, err := ReadMap(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"sync"
+
+	"github.com/relaygate/relaygate/cdbwriter"
+	"github.com/relaygate/relaygate/receiver"
+)
+
+// maxStartupEvents bounds the logins held while the service starts: a
+// restart with a million grants at 100,000 logins a second, with room.
+// Beyond it the intake waits, as it does once running, and the socket
+// buffer takes the rest.
+const maxStartupEvents = 1 << 19
+
+// intake is the receiver and the parsers, started before the service so
+// that the sockets are read while the state file loads. Until the
+// service runs, the events go to a queue that grows as needed (up to
+// maxStartupEvents); after, straight to the service.
+type intake struct {
+	cancel  context.CancelFunc
+	events  chan cdbwriter.Event
+	done    chan struct{}          // closed when the service is about to run
+	queued  chan []cdbwriter.Event // what the startup queue held then
+	readers sync.WaitGroup
+}
+
+func (d *daemon) startIntake(ctx context.Context) *intake {
+	ctx, cancel := context.WithCancel(ctx)
+	in := &intake{
+		cancel: cancel,
+		// Room for the logins of a second at 100,000 messages a second: a
+		// map publish of a million grants takes about half that, and the
+		// receiver must not stop reading while it runs (UDP would drop).
+		events: make(chan cdbwriter.Event, 16384),
+		done:   make(chan struct{}),
+		queued: make(chan []cdbwriter.Event, 1),
+	}
+	msgs := make(chan receiver.Message, 4096)
+	in.readers.Add(2)
+	go func() {
+		defer in.readers.Done()
+		defer close(msgs)
+		_ = d.recv.Serve(ctx, msgs)
+	}()
+	go func() {
+		defer in.readers.Done()
+		defer close(in.events)
+		d.pipeline(msgs, in.events)
+	}()
+	go in.hold()
+	return in
+}
+
+// hold queues the events of the startup until done.
+func (in *intake) hold() {
+	var q []cdbwriter.Event
+	events := in.events
+	for {
+		if len(q) >= maxStartupEvents {
+			events = nil
+		}
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			q = append(q, ev)
+		case <-in.done:
+			in.queued <- q
+			return
+		}
+	}
+}
+
+// running ends the startup queue and returns the service's event stream:
+// the queued events, then the live ones, in the order received. It is
+// closed when the receiver and parsers stop.
+func (in *intake) running() <-chan cdbwriter.Event {
+	close(in.done)
+	q := <-in.queued
+	if len(q) == 0 {
+		return in.events
+	}
+	out := make(chan cdbwriter.Event, cap(in.events))
+	go func() {
+		defer close(out)
+		for _, ev := range q {
+			out <- ev
+		}
+		for ev := range in.events {
+			out <- ev
+		}
+	}()
+	return out
+}
+
+// abort stops the intake of a daemon that failed to start.
+func (in *intake) abort() {
+	in.cancel()
+	close(in.done)
+	<-in.queued
+	for range in.events {
+	}
+	in.readers.Wait()
+}
+
+// wait returns once the receiver and parsers have stopped.
+func (in *intake) wait() {
+	in.readers.Wait()
+	in.cancel()
+}
