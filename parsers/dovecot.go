@@ -126,29 +126,62 @@ func NewDovecot(format string) (Dovecot, error) {
 // (mail_log_prefix "%s(%u)<%{pid}><%{session}>: ", the default since 2.3).
 // It has no address: the session id ties it to its login line.
 func (d Dovecot) sessionEnd(text string) (Event, error) {
-	// The user name may contain anything, so the prefix is found from the
-	// end: "<pid><session>: " is the last "<...><...>: " before the message.
-	colon := strings.Index(text, ">: ")
-	if colon < 0 {
+	// The user name may contain anything, ">: " and a "<pid><session>"
+	// included, and so may the message, so every ">: " that can end the
+	// prefix is tried: the split Dovecot made is among them, and a line
+	// whose splits name different sessions ends none.
+	var ev Event
+	for off, n := 0, 0; ; n++ {
+		colon := strings.Index(text[off:], ">: ")
+		if colon < 0 {
+			break
+		}
+		if n == dovecotMaxSplits {
+			// A real line has one or two; bound the work on a built one.
+			return Event{}, ErrNoMatch
+		}
+		colon += off
+		off = colon + 1
+		e, ok := dovecotSessionEnd(text[:colon], text[colon+len(">: "):])
+		if !ok {
+			continue
+		}
+		if ev.Session != "" && e.Session != ev.Session {
+			return Event{}, ErrNoMatch
+		}
+		if ev.Session == "" {
+			ev = e
+		}
+	}
+	if ev.Session == "" {
 		return Event{}, ErrNoMatch
 	}
-	head, msg := text[:colon], text[colon+len(">: "):]
+	ev.Daemon = d.Name()
+	return ev, nil
+}
+
+// dovecotMaxSplits bounds the ">: " a session-end line is tried at.
+const dovecotMaxSplits = 16
+
+// dovecotSessionEnd reads one split of a mail process line into its prefix
+// "imap(user)<pid><session" and its message.
+func dovecotSessionEnd(head, msg string) (Event, bool) {
 	sessOpen := strings.LastIndexByte(head, '<')
 	if sessOpen < 2 || head[sessOpen-1] != '>' {
-		return Event{}, ErrNoMatch
+		return Event{}, false
 	}
 	session := head[sessOpen+1:]
 	pidOpen := strings.LastIndexByte(head[:sessOpen-1], '<')
 	if pidOpen < 0 || !allDigits(head[pidOpen+1:sessOpen-1]) || pidOpen+1 == sessOpen-1 {
-		return Event{}, ErrNoMatch
+		return Event{}, false
 	}
 	userPart := head[:pidOpen]
 	if session == "" || !strings.HasSuffix(userPart, ")") {
-		return Event{}, ErrNoMatch
+		return Event{}, false
 	}
 	user := userPart[len("imap(") : len(userPart)-1]
 	if !strings.HasPrefix(msg, "Disconnected") && !strings.HasPrefix(msg, "Connection closed") && !strings.HasPrefix(msg, "Logged out") {
-		return Event{}, ErrNoMatch
+		return Event{}, false
 	}
-	return Event{Kind: Logout, User: user, Daemon: d.Name(), Session: session}, nil
+	return Event{Kind: Logout, User: user, Session: session}, true
 }

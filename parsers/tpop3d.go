@@ -1,6 +1,9 @@
 package parsers
 
-import "strings"
+import (
+	"net/netip"
+	"strings"
+)
 
 // Tpop3d recognises the line tpop3d's parent process logs when it forks the
 // child that serves an authenticated session (fork_child in netloop.c, "a
@@ -23,6 +26,10 @@ func (Tpop3d) Programs() []string { return []string{"tpop3d"} }
 
 const tpop3dBegan = ": began session for `"
 
+// tpop3dMaxSplits bounds the readings of one line (a real one has one or
+// two), so that a line built of many splits costs linear time.
+const tpop3dMaxSplits = 16
+
 // Parse implements Parser.
 func (t Tpop3d) Parse(m Message) (Event, error) {
 	rest, ok := strings.CutPrefix(m.Text, "fork_child: [")
@@ -34,35 +41,86 @@ func (t Tpop3d) Parse(m Message) (Event, error) {
 		return Event{}, ErrNoMatch
 	}
 	rest = rest[end+1:]
-	// The client id comes before anything the client typed, and tpop3d
-	// splits commands at white space, so the first ": began session for `"
-	// ends it.
-	i := strings.Index(rest, tpop3dBegan)
-	if i < 0 {
+	// The line ends in "' with <driver>; child PID is <n>", which tpop3d
+	// writes itself, so it is cut from the end: a user name may contain
+	// "' with " or "; child PID is ".
+	head, pid, ok := cutLast(rest, "; child PID is ")
+	if !ok || !allDigits(pid) {
 		return Event{}, ErrNoMatch
 	}
-	id, tail := rest[:i], rest[i+len(tpop3dBegan):]
-	j := strings.Index(tail, "' with ")
-	if j < 0 || !strings.Contains(tail[j:], "; child PID is ") {
+	head, driver, ok := cutLast(head, "' with ")
+	if !ok || driver == "" || strings.ContainsAny(driver, " `'") {
 		return Event{}, ErrNoMatch
 	}
-	user := tail[:j]
-
-	var addr string
-	if strings.HasSuffix(id, ")") {
-		// "[fd]user(address)": the user part may hold parentheses, the
-		// address cannot, so the last "(" opens it.
-		open := strings.LastIndexByte(id, '(')
-		if open < 0 {
-			return Event{}, &AddrError{Addr: id, Reason: "tpop3d client id has no (address)"}
+	// head is "<id>: began session for `<user>", and in 1.5 the id holds
+	// the user name too ("[fd]user(address)"), which the client chose and
+	// may spell ": began session for `" and "(address)" into. So every
+	// place the id can end is tried: the split tpop3d made is among them,
+	// and the line grants only if every split that names an address names
+	// the same one.
+	var (
+		addr, user string
+		readings   int
+		first      = "" // the first split's address text, for the error
+	)
+	for off, n := 0, 0; ; n++ {
+		i := strings.Index(head[off:], tpop3dBegan)
+		if i < 0 {
+			if n == 0 {
+				return Event{}, ErrNoMatch
+			}
+			break
 		}
-		addr = id[open+1 : len(id)-1]
-	} else {
-		addr, _, _ = strings.Cut(id, "/")
+		if n == tpop3dMaxSplits {
+			return Event{}, &AddrError{Addr: first, Reason: "tpop3d line can be read in too many ways (user name injection?)"}
+		}
+		i += off
+		off = i + 1
+		a := tpop3dIDAddr(head[:i])
+		if n == 0 {
+			first = a
+		}
+		if _, err := netip.ParseAddr(a); err != nil {
+			continue
+		}
+		if readings > 0 && a != addr {
+			return Event{}, &AddrError{Addr: addr, Reason: "tpop3d client id can be read with another address (user name injection?)"}
+		}
+		if readings == 0 {
+			addr, user = a, head[i+len(tpop3dBegan):]
+		}
+		readings++
+	}
+	if readings == 0 {
+		addr = first
 	}
 	a, err := ParseAddr(addr)
 	if err != nil {
 		return Event{}, err
 	}
 	return Event{Kind: Login, Addr: a, User: user, Daemon: t.Name()}, nil
+}
+
+// tpop3dIDAddr returns the address text in a client id: "address/domain",
+// "address" or "user(address)".
+func tpop3dIDAddr(id string) string {
+	if strings.HasSuffix(id, ")") {
+		// "user(address)": the user part may hold parentheses, the
+		// address cannot, so the last "(" opens it.
+		open := strings.LastIndexByte(id, '(')
+		if open < 0 {
+			return id
+		}
+		return id[open+1 : len(id)-1]
+	}
+	addr, _, _ := strings.Cut(id, "/")
+	return addr
+}
+
+// cutLast slices s around the last instance of sep.
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
 }
