@@ -87,9 +87,18 @@ func (m *cdbMaker) putAddr(a netip.Addr) {
 	}
 }
 
-// finish writes the hash tables and the header, and frees the records.
+var errCDBFinished = errors.New("cdb already finished")
+
+// finish writes the hash tables and the header, and frees the records. The
+// maker is spent: its records are unmapped, so nothing may read them again.
 func (m *cdbMaker) finish() error {
-	defer m.mem.freeAll()
+	defer func() {
+		m.recs = nil
+		m.mem.freeAll()
+		if m.err == nil {
+			m.err = errCDBFinished
+		}
+	}()
 	if m.err != nil {
 		return m.err
 	}

@@ -1,6 +1,9 @@
 package cdbwriter
 
-import "unsafe"
+import (
+	"reflect"
+	"unsafe"
+)
 
 // offHeap holds a table's large arrays (slots, index, expiry heap, user
 // names) outside the Go heap. They hold no pointers, so the garbage
@@ -17,15 +20,17 @@ type offHeap struct {
 
 func newOffHeap() *offHeap { return &offHeap{live: make(map[uintptr][]byte)} }
 
-// offHeapSlice returns a zeroed slice of n Ts outside the Go heap. T must
-// hold no pointers: the garbage collector does not see this memory. If the
+// offHeapSlice returns a zeroed slice of n Ts outside the Go heap. If the
 // system refuses the mapping the slice comes from the Go heap, as any
-// other allocation would.
+// other allocation would. So does a slice of a type that holds pointers
+// (a string, a netip.Addr with its zone handle): the garbage collector
+// does not scan mapped memory, so what such a pointer refers to would be
+// freed under it.
 func offHeapSlice[T any](o *offHeap, n int) []T {
 	var zero T
 	size := n * int(unsafe.Sizeof(zero))
-	if n <= 0 || size/n != int(unsafe.Sizeof(zero)) {
-		return make([]T, n) // n == 0, or make's own overflow error
+	if n <= 0 || size/n != int(unsafe.Sizeof(zero)) || size == 0 || hasPointers(reflect.TypeFor[T]()) {
+		return make([]T, n) // n == 0, make's own overflow error, or not for mapping
 	}
 	b, ok := mapMemory(size)
 	if !ok {
@@ -54,4 +59,25 @@ func (o *offHeap) freeAll() {
 		delete(o.live, p)
 		unmapMemory(b)
 	}
+}
+
+// hasPointers reports whether a value of type t holds anything the garbage
+// collector follows. Unknown kinds count as pointers.
+func hasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return false
+	case reflect.Array:
+		return t.Len() > 0 && hasPointers(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if hasPointers(t.Field(i).Type) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
 }

@@ -120,7 +120,7 @@ type entry struct {
 	prev    int32
 	next    int32 // also links the free list
 	meta    uint32
-	userOff uint32 // the user name is users.buf[userOff:userOff+userLen]
+	userOff uint32 // block<<arenaBlockBits | offset of the user name (userArena.of)
 	userLen uint16
 	nsess   uint16 // open sessions, kept in Table.open
 	// gen is odd while the slot holds a grant. It is bumped when a grant
@@ -186,8 +186,16 @@ func NewTable(c TableConfig) *Table {
 	// package's own calls keeps t alive until it returns (KeepAlive):
 	// otherwise a table dropped by its caller during its last call could
 	// be freed under that call.
-	runtime.SetFinalizer(t, func(t *Table) { t.mem.freeAll() })
+	runtime.SetFinalizer(t, (*Table).release)
 	return t
+}
+
+// release frees the arrays outside the Go heap, forgetting them first: the
+// finalizer's t is reachable until it returns, and the collector must not
+// meet a slice of unmapped memory in it.
+func (t *Table) release() {
+	t.chunks, t.index.buckets, t.expiry, t.users.blocks = nil, nil, nil, nil
+	t.mem.freeAll()
 }
 
 func (t *Table) at(i int32) *entry { return &t.chunks[i>>chunkBits][i&(1<<chunkBits-1)] }
@@ -721,10 +729,10 @@ type expiryHeap []expiryItem
 // push adds it; the heap's array is grown outside the Go heap (offheap.go).
 func (h *expiryHeap) push(mem *offHeap, it expiryItem) {
 	if len(*h) == cap(*h) {
-		grown := offHeapSlice[expiryItem](mem, max(1024, 2*cap(*h)))
-		n := copy(grown, *h)
-		offHeapFree(mem, *h)
-		*h = grown[:n]
+		old := *h
+		grown := offHeapSlice[expiryItem](mem, max(1024, 2*cap(old)))
+		*h = grown[:copy(grown, old)]
+		offHeapFree(mem, old)
 	}
 	*h = append(*h, it)
 	h.up(len(*h) - 1)
@@ -853,7 +861,9 @@ const arenaBlockBits = 20
 
 const arenaBlock = 1 << arenaBlockBits
 
-// of returns e's user name, valid until the next set.
+// of returns e's user name. The bytes are in the arena's mapped memory,
+// which a compaction (any set) unmaps: copy them before anything can call
+// set, and never keep them (a Grant, a log field) without copying.
 func (u *userArena) of(e *entry) []byte {
 	if e.userLen == 0 {
 		return nil
@@ -920,7 +930,10 @@ func (u *userArena) compact(t *Table) {
 		off := e.userOff & (arenaBlock - 1)
 		add(u, t.mem, e, old[e.userOff>>arenaBlockBits][off:off+uint32(e.userLen)])
 	})
-	for _, b := range old {
+	// No slice header the collector scans may point at an unmapped block:
+	// should the Go heap later get that address, it would be a bad pointer.
+	for i, b := range old {
+		old[i] = nil
 		offHeapFree(t.mem, b)
 	}
 	u.dead = 0

@@ -106,6 +106,9 @@ func ungrantable(a netip.Addr) string {
 	if ietfV6.Contains(a) && !containedIn(a, ietfV6Use) {
 		return "IETF protocol assignment (2001::/23) that is never a source address"
 	}
+	if widensPastItsNetwork(a) && a != netip.IPv6Loopback() {
+		return "IPv6 address whose Postfix key would also match clients outside its /64 (check_client_access cuts IPv6 keys back at ':')"
+	}
 	// Transition addresses carry an IPv4 address that must be global
 	// (RFC 3056 §2, RFC 6052 §3.1, RFC 4380 §4): one that embeds a private,
 	// loopback or unusable address was made up, not routed.
@@ -130,6 +133,42 @@ func ungrantable(a netip.Addr) string {
 		}
 	}
 	return ""
+}
+
+// widensPastItsNetwork reports whether a's map key would also answer for
+// clients outside a's own /64. For a cdb (as for hash and lmdb) table,
+// check_client_access looks a client address up whole and then cut back
+// one ':' group at a time from the right (smtpd_check.c, split_at_right),
+// so the key "P::S" also matches every client printed "P::S:X…": one with
+// fewer zero groups in its "::". Such a client shares the key's /64 unless
+// the key has at most one group before its "::", at least three zero
+// groups in it and a group after it: the key "2400::5" answers for
+// 2400:0:0:5:x:y:z:w, in another /64. A key of eight groups, or ending in
+// "::", is never a cut-back of another address. The "::" is where
+// inet_ntop (which smtpd uses) and RFC 5952 both put it: the longest run
+// of two or more zero groups, the first of equal runs.
+func widensPastItsNetwork(a netip.Addr) bool {
+	if !a.Is6() || a.Is4In6() {
+		return false
+	}
+	b := a.As16()
+	zero := func(i int) bool { return b[2*i]|b[2*i+1] == 0 }
+	start, run := -1, 0
+	for i := 0; i < 8; {
+		if !zero(i) {
+			i++
+			continue
+		}
+		j := i
+		for j < 8 && zero(j) {
+			j++
+		}
+		if j-i > run {
+			start, run = i, j-i
+		}
+		i = j
+	}
+	return run >= 3 && start <= 1 && start+run < 8
 }
 
 // embeddedReason says why v4 cannot be the public IPv4 address a
