@@ -30,9 +30,10 @@ const DefaultDovecotLogFormat = "user=<%u> method=%m rip=%r lip=%l mpid=%e %c se
 // disagree and the line is refused. Names that merely contain ", " or ">"
 // and cannot be read as elements still grant.
 //
-// Defence in depth: a line whose free text (a user name, a TLS error)
-// contains the rip element's key ("rip=") is refused even when it reads
-// only one way. No real user name needs it, and it keeps the classic
+// Defence in depth: a line whose user name contains the rip element's key
+// ("rip=") is refused even when it reads only one way. (The %c text is held
+// to its few shapes instead; a TLS error after "TLS: " is Dovecot's, and
+// the rip that grants is still the element's own.) No real user name needs it, and it keeps the classic
 // injection out even if relaygate was given the wrong format.
 //
 // One fact beyond the format is used: a success line always names the SASL

@@ -324,6 +324,32 @@ func TestUnixSocketModeAndGroup(t *testing.T) {
 	}
 }
 
+// TestUnixSocketPathTooLong: a -unix path short enough for sun_path itself,
+// but not once bound inside the private directory beside it, is refused
+// with an error that says so, not EINVAL naming the temporary path.
+func TestUnixSocketPathTooLong(t *testing.T) {
+	deep := filepath.Join(t.TempDir(), "d")
+	deep += strings.Repeat("d", max(0, maxSunPath-12-len(deep)))
+	if err := os.Mkdir(deep, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(deep, "s")
+	if len(path) >= maxSunPath {
+		t.Skipf("temporary directory %s too deep for this test", deep)
+	}
+	r, err := Listen(Config{Unix: path})
+	if err == nil {
+		r.Close()
+		t.Fatal("Listen succeeded")
+	}
+	if !strings.Contains(err.Error(), "path too long") || !strings.Contains(err.Error(), "shorter -unix path") {
+		t.Errorf("error %q does not say the path is too long", err)
+	}
+	if entries, _ := os.ReadDir(deep); len(entries) != 0 {
+		t.Errorf("the refused listen left %v", entries)
+	}
+}
+
 func TestUnixSocketErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {

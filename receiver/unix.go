@@ -18,6 +18,9 @@ import (
 // directory beside path that only relaygate's user can enter, given its
 // group and mode there, and renamed over path: no one can connect to it
 // before it has its final permissions.
+// maxSunPath is the size of sockaddr_un's sun_path on Linux, NUL included.
+const maxSunPath = 108
+
 func listenUnix(path string, mode os.FileMode, group string) (*net.UnixConn, error) {
 	gid, err := lookupGID(group)
 	if err != nil {
@@ -33,6 +36,10 @@ func listenUnix(path string, mode os.FileMode, group string) (*net.UnixConn, err
 	}
 	defer os.RemoveAll(dir)
 	tmp := filepath.Join(dir, "s")
+	if len(tmp) >= maxSunPath {
+		return nil, fmt.Errorf("unix socket %s: path too long: relaygate binds it as %s (%d bytes) before renaming it into place, and a unix socket path must be under %d bytes; use a shorter -unix path",
+			path, tmp, len(tmp), maxSunPath)
+	}
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: tmp, Net: "unixgram"})
 	if err != nil {
 		return nil, fmt.Errorf("listen unixgram %s (created as %s before the rename): %w", path, tmp, err)

@@ -11,7 +11,8 @@
 #   cmd/relaygate-load/crashloss.sh
 #
 # Environment: RELAYGATE (a relaygate binary; default: built from this
-# tree), RUNS (3), LOGINS (6000), SECONDS_ (3), KILLS (2), PORT (5614).
+# tree), RUNS (3), LOGINS (6000), SECONDS_ (3), KILLS (2), PORT (5614),
+# TRANSPORT (tcp, or udp: rsyslog's omfwd over UDP to relaygate's -udp).
 # Per run it prints the logins relaygate logged as granted (received) and
 # those in the final map (kept): received − kept were lost by relaygate's
 # crashes, LOGINS − received by the transport (plain TCP has no
@@ -27,6 +28,12 @@ LOGINS=${LOGINS:-6000}
 SECS=${SECONDS_:-3}
 KILLS=${KILLS:-2}
 PORT=${PORT:-5614}
+TRANSPORT=${TRANSPORT:-tcp}
+case $TRANSPORT in
+tcp) LISTEN=(-udp '' -tcp 127.0.0.1:$PORT) FWD='protocol="tcp" TCP_Framing="octet-counted"' ;;
+udp) LISTEN=(-udp 127.0.0.1:$PORT -tcp '') FWD='protocol="udp"' ;;
+*) echo "TRANSPORT must be tcp or udp" >&2; exit 2 ;;
+esac
 RSYSLOGD=${RSYSLOGD:-/usr/sbin/rsyslogd}
 TOP=$(mktemp -d /tmp/relaygate-crashloss.XXXXXX)
 RG= RS= SENDER=
@@ -44,7 +51,7 @@ if [ -z "$BIN" ]; then
 fi
 
 start_relaygate() {
-	"$BIN" -udp '' -tcp 127.0.0.1:$PORT -mynetworks none -grace 1h \
+	"$BIN" "${LISTEN[@]}" -mynetworks none -grace 1h \
 		-map "$WORK/pbs.cdb" -state "$WORK/pbs.state" -log-format json 2>>"$WORK/rg.$1.log" &
 	RG=$!
 	for _ in $(seq 400); do
@@ -69,8 +76,8 @@ global(workDirectory="$WORK/rsyslog")
 module(load="imuxsock" SysSock.Use="off")
 input(type="imuxsock" Socket="$WORK/log.sock" RateLimit.Interval="0")
 if \$programname == "dovecot" then {
-	action(type="omfwd" target="127.0.0.1" port="$PORT" protocol="tcp"
-		template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted"
+	action(type="omfwd" target="127.0.0.1" port="$PORT" $FWD
+		template="RSYSLOG_SyslogProtocol23Format"
 		queue.type="LinkedList" queue.size="1000000"
 		action.resumeRetryCount="-1" action.resumeInterval="1")
 }
