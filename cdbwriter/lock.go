@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -25,12 +26,19 @@ type LockedError struct {
 	Path string // the lock file
 	For  string // the map or state file it guards
 	PID  int    // the holder, as it wrote itself into the lock file; 0 if unknown
+	// Relaygate says PID is a running relaygate. The file names the last
+	// relaygate that locked it; whoever holds it now may be another
+	// process, which only an operator can judge.
+	Relaygate bool
 }
 
 func (e *LockedError) Error() string {
 	holder := "another process"
-	if e.PID > 0 {
+	switch {
+	case e.PID > 0 && e.Relaygate:
 		holder = "relaygate process " + strconv.Itoa(e.PID)
+	case e.PID > 0:
+		holder = "another process (the file names process " + strconv.Itoa(e.PID) + ", which is not a running relaygate; fuser " + e.Path + " shows who)"
 	}
 	return fmt.Sprintf("%s is in use: %s holds %s — fix: stop that relaygate first, or give this one its own -map and -state",
 		e.For, holder, e.Path)
@@ -61,10 +69,15 @@ func (l *Lock) add(path string) error {
 	// Held through a read-only descriptor: a file open for writing would
 	// stop the file system from being remounted read-only while relaygate
 	// runs, and flock does not need one.
-	f, err := os.OpenFile(name, os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o644)
+	// Mode 0600: flock needs only a descriptor open for reading, so a lock
+	// file others can read is one any local user could hold to keep
+	// relaygate from starting. A file an older version made 0644 is fixed
+	// here; one another user owns keeps its mode.
+	f, err := os.OpenFile(name, os.O_RDONLY|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("lock %s: %w — fix: let the user relaygate runs as create and read it (in the directory of %s)", name, err, path)
 	}
+	_ = f.Chmod(0o600)
 	for {
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if !errors.Is(err, syscall.EINTR) {
@@ -74,7 +87,7 @@ func (l *Lock) add(path string) error {
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		pid := readPID(f)
 		f.Close()
-		return &LockedError{Path: name, For: path, PID: pid}
+		return &LockedError{Path: name, For: path, PID: pid, Relaygate: pid > 0 && runsRelaygate(pid)}
 	}
 	if err != nil {
 		f.Close()
@@ -89,6 +102,17 @@ func (l *Lock) add(path string) error {
 	}
 	l.files = append(l.files, f)
 	return nil
+}
+
+// runsRelaygate reports whether process pid is a relaygate, by the name
+// the kernel keeps for it.
+func runsRelaygate(pid int) bool {
+	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err != nil {
+		return false
+	}
+	name := string(bytes.TrimSpace(comm))
+	return strings.HasPrefix(name, "relaygate")
 }
 
 func readPID(f *os.File) int {

@@ -80,4 +80,35 @@ func TestLockSeesAnotherProcess(t *testing.T) {
 	if !errors.As(err, &le) || !strings.Contains(err.Error(), m+".lock") {
 		t.Fatalf("AcquireLock while another process holds it = %v, want a LockedError", err)
 	}
+	// The file still names this process, which is no relaygate and does
+	// not hold it: the message must not send the operator after it.
+	if le.Relaygate || strings.Contains(err.Error(), "relaygate process") || !strings.Contains(err.Error(), "another process") {
+		t.Errorf("lock held by flock(1), error %q", err)
+	}
+}
+
+// TestLockFileNotReadableByOthers: flock needs only a descriptor open for
+// reading, so a lock file any local user can read is one any local user
+// can hold to keep relaygate from starting. Files an older version made
+// 0644 are fixed.
+func TestLockFileNotReadableByOthers(t *testing.T) {
+	dir := t.TempDir()
+	m, st := filepath.Join(dir, "pbs.cdb"), filepath.Join(dir, "pbs.state")
+	if err := os.WriteFile(st+".lock", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := AcquireLock(m, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	for _, p := range []string{m + ".lock", st + ".lock"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600", p, fi.Mode().Perm())
+		}
+	}
 }

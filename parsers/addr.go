@@ -88,6 +88,13 @@ var (
 	sharedV4     = netip.MustParsePrefix("100.64.0.0/10")
 )
 
+// Grantable reports whether a may be granted, by the same rules as
+// ParseAddr: for addresses that come from elsewhere than a log line (an
+// existing map carried over at start, an old state file).
+func Grantable(a netip.Addr) bool {
+	return a.IsValid() && a.Zone() == "" && ungrantable(a.Unmap()) == ""
+}
+
 func ungrantable(a netip.Addr) string {
 	if a.IsUnspecified() {
 		return "unspecified address"

@@ -81,6 +81,10 @@ func TestNeverGrant(t *testing.T) {
 		if a, err := ParseAddr(s); err == nil {
 			t.Errorf("ParseAddr(%q) = %v, want refused", s, a)
 		}
+		// The same rule for addresses carried over from a map or state.
+		if a, err := netip.ParseAddr(s); err == nil && Grantable(a) {
+			t.Errorf("Grantable(%v) = true, want false", a)
+		}
 	}
 	// Grantable, with the key glibc's inet_ntop gives (checked with
 	// Python's socket.inet_ntop on glibc, as Postfix's smtpd prints it).
@@ -110,6 +114,9 @@ func TestNeverGrant(t *testing.T) {
 		a, err := ParseAddr(in)
 		if err != nil || a.String() != key {
 			t.Errorf("ParseAddr(%q) = %v, %v; want key %q", in, a, err, key)
+		}
+		if !Grantable(netip.MustParseAddr(in)) {
+			t.Errorf("Grantable(%s) = false, want true", in)
 		}
 	}
 }

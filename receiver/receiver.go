@@ -108,6 +108,13 @@ type Config struct {
 	UnixMode  os.FileMode
 	UnixGroup string
 
+	// Takeover binds UDP, TCP and TLS into the SO_REUSEPORT group of the
+	// relaygate already listening there (any relaygate's listeners accept
+	// a later one of the same user beside them), instead of failing with
+	// "address already in use"; Steer then sends new traffic here. Without
+	// it every bind is exclusive: a port anyone holds is an error.
+	Takeover bool
+
 	UDPReadBuf  int           // receive buffer bytes of the UDP and unix sockets (see SetReadBuffer); DefaultUDPReadBuffer if 0
 	IdleTimeout time.Duration // TCP and TLS connections idle this long are closed; 0 = never
 
@@ -202,6 +209,12 @@ type Receiver struct {
 
 	warn *rateLimiter
 
+	unixIno uint64 // the unix socket file's inode: Close removes only its own
+
+	// drainEnd (Unix nanoseconds; 0 until Serve's context ends) is when
+	// the datagram readers stop reading what is still queued.
+	drainEnd atomic.Int64
+
 	mu      sync.Mutex
 	conns   map[net.Conn]netip.Addr // TCP and TLS, the raw connection → its sender's hostKey
 	perHost map[netip.Addr]int      // open connections by hostKey
@@ -277,13 +290,14 @@ func Listen(cfg Config) (*Receiver, error) {
 		if err != nil {
 			return nil, fmt.Errorf("udp listen address %q: %w", cfg.UDP, err)
 		}
-		if r.udp, err = net.ListenUDP("udp", addr); err != nil {
-			return nil, fmt.Errorf("listen udp %s: %w", cfg.UDP, err)
+		if r.udp, err = listenUDP(addr, cfg.Takeover); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("listen udp %s: %w%s", cfg.UDP, err, inUseHint(err, cfg.Takeover))
 		}
 		r.sizeReadBuffer(r.udp, "udp")
 	}
 	if cfg.TCP != "" {
-		ln, err := listenTCP("tcp", cfg.TCP)
+		ln, err := listenTCP("tcp", cfg.TCP, cfg.Takeover)
 		if err != nil {
 			r.Close()
 			return nil, err
@@ -291,7 +305,7 @@ func Listen(cfg Config) (*Receiver, error) {
 		r.tcp = ln
 	}
 	if cfg.TLS != "" {
-		ln, err := listenTCP("tls", cfg.TLS)
+		ln, err := listenTCP("tls", cfg.TLS, cfg.Takeover)
 		if err != nil {
 			r.Close()
 			return nil, err
@@ -309,6 +323,11 @@ func Listen(cfg Config) (*Receiver, error) {
 			return nil, err
 		}
 		r.unix = conn
+		if fi, err := os.Lstat(cfg.Unix); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				r.unixIno = st.Ino
+			}
+		}
 		r.sizeReadBuffer(conn, "unix")
 	}
 	if r.udp == nil && r.tcp == nil && r.tlsLn == nil && r.unix == nil {
@@ -334,7 +353,62 @@ func (r *Receiver) sizeReadBuffer(conn syscall.Conn, transport string) {
 	}
 }
 
-func listenTCP(transport, address string) (*net.TCPListener, error) {
+// listenUDP binds the UDP socket: exclusively, then open to a takeover's
+// SO_REUSEPORT; or, for a takeover, into the group already there.
+func listenUDP(addr *net.UDPAddr, takeover bool) (*net.UDPConn, error) {
+	if takeover {
+		lc := net.ListenConfig{Control: joinGroup}
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
+		if err != nil {
+			return nil, err
+		}
+		return pc.(*net.UDPConn), nil
+	}
+	conn, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := control(conn, reusePort); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("SO_REUSEPORT: %w", err)
+	}
+	return conn, nil
+}
+
+// joinGroup is a ListenConfig.Control: SO_REUSEPORT before bind(2).
+func joinGroup(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) { serr = reusePort(fd) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// control runs f on conn's descriptor.
+func control(conn syscall.Conn, f func(fd uintptr) error) error {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(fd) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+// inUseHint says what an "address already in use" means here.
+func inUseHint(err error, takeover bool) string {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return ""
+	}
+	if takeover {
+		return " — the socket there does not admit a takeover: it is not a relaygate's, or a relaygate older than -takeover, or another user's; stop it and start without -takeover"
+	}
+	return " — another process (another relaygate?) listens there; to replace a running relaygate without a gap, start the new one with -takeover"
+}
+
+func listenTCP(transport, address string, takeover bool) (*net.TCPListener, error) {
 	if _, err := net.ResolveTCPAddr("tcp", address); err != nil {
 		return nil, fmt.Errorf("%s listen address %q: %w", transport, address, err)
 	}
@@ -347,11 +421,21 @@ func listenTCP(transport, address string) (*net.TCPListener, error) {
 	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{
 		Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4,
 	}}
+	if takeover {
+		lc.Control = joinGroup
+	}
 	ln, err := lc.Listen(context.Background(), "tcp", address)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s %s: %w", transport, address, err)
+		return nil, fmt.Errorf("listen %s %s: %w%s", transport, address, err, inUseHint(err, takeover))
 	}
-	return ln.(*net.TCPListener), nil
+	tl := ln.(*net.TCPListener)
+	if !takeover {
+		if err := control(tl, reusePort); err != nil {
+			tl.Close()
+			return nil, fmt.Errorf("listen %s %s: SO_REUSEPORT: %w", transport, address, err)
+		}
+	}
+	return tl, nil
 }
 
 // UDPAddr returns the bound UDP address, or nil.
@@ -378,6 +462,40 @@ func (r *Receiver) TLSAddr() net.Addr {
 	return r.tlsLn.Addr()
 }
 
+// Steer sends every new datagram and connection on the UDP, TCP and TLS
+// addresses to this receiver's sockets rather than to the relaygate bound
+// there before it (Takeover), which can then drain what it has queued and
+// close without losing any. The kernel keeps the choice per address for
+// as long as any socket is bound there.
+func (r *Receiver) Steer() error {
+	return r.eachGroup(steerToNewest)
+}
+
+// Unsteer gives the traffic back to the kernel's hash: a takeover that
+// failed before its predecessor stopped leaves it serving everything.
+func (r *Receiver) Unsteer() error {
+	return r.eachGroup(unsteer)
+}
+
+func (r *Receiver) eachGroup(f func(fd uintptr) error) error {
+	var errs []error
+	add := func(name string, conn syscall.Conn) {
+		if err := control(conn, f); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	if r.udp != nil {
+		add("udp", r.udp)
+	}
+	if r.tcp != nil {
+		add("tcp", r.tcp)
+	}
+	if r.tlsLn != nil {
+		add("tls", r.tlsLn)
+	}
+	return errors.Join(errs...)
+}
+
 // Close releases every socket and ends every connection, including TLS
 // handshakes in progress; Serve returns soon after.
 func (r *Receiver) Close() {
@@ -393,7 +511,13 @@ func (r *Receiver) Close() {
 	r.mu.Lock()
 	if r.unix != nil && !r.closed {
 		r.unix.Close()
-		os.Remove(r.cfg.Unix)
+		// A takeover has renamed its own socket over the path: that one
+		// stays.
+		if fi, err := os.Lstat(r.cfg.Unix); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Ino == r.unixIno {
+				os.Remove(r.cfg.Unix)
+			}
+		}
 	}
 	r.closed = true
 	for c := range r.conns {
@@ -408,30 +532,85 @@ func (r *Receiver) isClosed() bool {
 	return r.closed
 }
 
-// Serve delivers messages to out until ctx is done, then closes the sockets
-// and returns once every reader has stopped. It never closes out.
+// Drain bounds: once Serve's context ends, the UDP and unix sockets are
+// read until they have been quiet for drainQuiet, for at most drainMax.
+// What a datagram socket holds when it closes is lost without a trace
+// (not even a drop count), and after a takeover's Steer nothing new
+// arrives, so the queue empties in the time it takes to read it.
+const (
+	drainQuiet = 20 * time.Millisecond
+	drainMax   = time.Second
+)
+
+// Serve delivers messages to out until ctx is done; then it stops
+// accepting, reads what the datagram sockets still hold (see drainQuiet),
+// closes the sockets and returns once every reader has stopped. Until then
+// the consumer must keep reading out. It never closes out.
 func (r *Receiver) Serve(ctx context.Context, out chan<- Message) error {
-	var wg sync.WaitGroup
+	// The readers' own context outlives ctx by the drain.
+	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	var wg, datagrams sync.WaitGroup
 	if r.udp != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); r.readUDP(ctx, r.udp, out) }()
+		datagrams.Add(1)
+		go func() { defer datagrams.Done(); r.readUDP(rctx, r.udp, out) }()
 	}
 	if r.unix != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); r.readUnix(ctx, r.unix, out) }()
+		datagrams.Add(1)
+		go func() { defer datagrams.Done(); r.readUnix(rctx, r.unix, out) }()
 	}
 	if r.tcp != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.accept(ctx, &wg, r.tcp, "tcp", out) }()
+		go func() { defer wg.Done(); r.accept(rctx, &wg, r.tcp, "tcp", out) }()
 	}
 	if r.tlsLn != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.accept(ctx, &wg, r.tlsLn, "tls", out) }()
+		go func() { defer wg.Done(); r.accept(rctx, &wg, r.tlsLn, "tls", out) }()
 	}
 	<-ctx.Done()
+	r.drain(&datagrams)
+	stop()
 	r.Close()
+	datagrams.Wait()
 	wg.Wait()
 	return nil
+}
+
+// drain lets the datagram readers read until their sockets are quiet. A
+// consumer that stopped reading out does not hold it past the drain's
+// end.
+func (r *Receiver) drain(readers *sync.WaitGroup) {
+	now := time.Now()
+	end := now.Add(drainMax)
+	r.drainEnd.Store(end.UnixNano())
+	if r.udp != nil {
+		r.udp.SetReadDeadline(now.Add(drainQuiet))
+	}
+	if r.unix != nil {
+		r.unix.SetReadDeadline(now.Add(drainQuiet))
+	}
+	done := make(chan struct{})
+	go func() { readers.Wait(); close(done) }()
+	t := time.NewTimer(time.Until(end) + drainQuiet)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// draining reports whether Serve is draining, and moves conn's read
+// deadline on by drainQuiet (up to the drain's end) after a read that
+// found something.
+func (r *Receiver) draining(conn interface{ SetReadDeadline(time.Time) error }, read bool) bool {
+	end := r.drainEnd.Load()
+	if end == 0 {
+		return false
+	}
+	if read {
+		conn.SetReadDeadline(time.Unix(0, min(time.Now().Add(drainQuiet).UnixNano(), end)))
+	}
+	return true
 }
 
 func (r *Receiver) allowed(ap netip.AddrPort) bool {
@@ -471,11 +650,12 @@ func (r *Receiver) readUnix(ctx context.Context, conn *net.UnixConn, out chan<- 
 	for {
 		n, addr, err := conn.ReadFrom(buf)
 		if err != nil {
-			if r.readFailed(ctx, err, "unix") {
+			if r.readFailed(ctx, conn, err, "unix") {
 				return
 			}
 			continue
 		}
+		r.draining(conn, true)
 		src := source{transport: "unix", peer: r.cfg.Unix}
 		if addr != nil && addr.String() != "" {
 			src.peer = addr.String()
@@ -487,9 +667,13 @@ func (r *Receiver) readUnix(ctx context.Context, conn *net.UnixConn, out chan<- 
 }
 
 // readFailed handles a read error of a datagram socket: it reports true
-// when the socket is closed, and otherwise logs and pauses briefly.
-func (r *Receiver) readFailed(ctx context.Context, err error, transport string) bool {
+// when the socket is closed or drained, and otherwise logs and pauses
+// briefly.
+func (r *Receiver) readFailed(ctx context.Context, conn interface{ SetReadDeadline(time.Time) error }, err error, transport string) bool {
 	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) && r.draining(conn, false) {
 		return true
 	}
 	r.log.Warn().Err(err).Str("transport", transport).Msg("read error")

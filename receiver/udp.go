@@ -39,11 +39,12 @@ func (r *Receiver) readUDP(ctx context.Context, conn *net.UDPConn, out chan<- Me
 	for {
 		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
-			if r.readFailed(ctx, err, "udp") {
+			if r.readFailed(ctx, conn, err, "udp") {
 				return
 			}
 			continue
 		}
+		r.draining(conn, true)
 		for i := range msgs[:n] {
 			m := &msgs[i]
 			var ap netip.AddrPort

@@ -43,8 +43,10 @@ type serveConfig struct {
 	postfixConfig   string
 	logLevel        string
 	logFormat       string
-	stateFromMapDir bool   // statePath was derived from mapPath
-	metrics         string // HTTP address for /metrics, /healthz and /grants; empty disables
+	stateFromMapDir bool          // statePath was derived from mapPath
+	metrics         string        // HTTP address for /metrics, /healthz and /grants; empty disables
+	takeover        bool          // replace the relaygate running on this map without closing its ports
+	takeoverTimeout time.Duration // how long a takeover waits for its predecessor to exit
 }
 
 const (
@@ -101,6 +103,8 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "console", "log `format`: console or json")
 	fs.StringVar(&c.metrics, "metrics", "", "HTTP `address` serving Prometheus /metrics, /healthz and /grants (for relaygate status), e.g. 127.0.0.1:9725; empty disables")
+	fs.BoolVar(&c.takeover, "takeover", false, "replace the relaygate running on this -map without a moment of closed ports: bind beside it (its listeners admit this), receive, then stop it (SIGTERM) and wait for its lock before loading the state; no login is lost. Linux; same user; same -udp/-tcp/-tls addresses")
+	fs.DurationVar(&c.takeoverTimeout, "takeover-timeout", 30*time.Second, "with -takeover, how long to wait for the running relaygate to finish and exit")
 	if visit != nil {
 		visit(fs)
 		return c, errHelp
@@ -112,6 +116,9 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 		return c, fmt.Errorf("unexpected argument %q (flags go before arguments; see -h)", fs.Arg(0))
 	}
 	c.grace, c.flush = graceFlag, flushFlag
+	if c.takeoverTimeout <= 0 {
+		return c, fmt.Errorf("-takeover-timeout %s: must be positive", c.takeoverTimeout)
+	}
 	if c.grace <= 0 {
 		return c, fmt.Errorf("-grace %s: must be positive", c.grace)
 	}

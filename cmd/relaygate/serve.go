@@ -152,35 +152,34 @@ func (l errorList) Unwrap() []error { return l }
 
 // newDaemon binds the listeners and publishes the initial map. When it
 // returns without error Postfix can already open the map.
-func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now func() time.Time) (d *daemon, err error) {
-	// Before anything reads or writes the map or state: a second relaygate
-	// on them would publish its own table over this one's.
-	lock, err := cdbwriter.AcquireLock(cfg.mapPath, cfg.statePath)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			lock.Release()
-		}
-	}()
-	conf, err := loadReloadable(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	d = &daemon{
-		cfg: cfg, log: log, now: now, parsers: conf.parsers, lock: lock,
+//
+// The sockets are bound first, the moment the map is this process's (or,
+// with -takeover, beside the running relaygate's), and read from before
+// the state loads: until a socket is bound a datagram meets a closed port,
+// and while the state of a million grants loads (seconds) the socket
+// buffer alone would overflow.
+func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now func() time.Time) (_ *daemon, err error) {
+	d := &daemon{
+		cfg: cfg, log: log, now: now,
 		corr:    parsers.NewCorrelator(correlatorEntries, correlatorMaxAge),
 		reloads: make(chan reloadable, 1),
 	}
-	mynet := conf.mynet
-	if len(mynet.ignored) > 0 {
-		log.Warn().Strs("entries", mynet.ignored).
-			Msg("mynetworks entries that are not networks are ignored; list them in -exclude if they must never be granted")
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
+	if !cfg.takeover {
+		// Before anything reads or writes the map or state: a second
+		// relaygate on them would publish its own table over this one's.
+		if d.lock, err = cdbwriter.AcquireLock(cfg.mapPath, cfg.statePath); err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { d.lock.Release() })
 	}
-	d.excluded = conf.exclude
-	d.known.Store(conf.parsers)
-
 	d.recv, err = receiver.Listen(receiver.Config{
 		UDP: cfg.udp, TCP: cfg.tcp, Unix: cfg.unix, TLS: cfg.tls,
 		UnixMode: cfg.unixMode, UnixGroup: cfg.unixGroup,
@@ -191,8 +190,10 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 		MaxConnsPerHost: cfg.maxConnsPerHost,
 		UDPReadBuf:      cfg.udpReadBuf,
 		IdleTimeout:     cfg.idleTimeout,
+		Takeover:        cfg.takeover,
 		// The receiver drops messages of programs no parser handles before
 		// parsing them; the set can change on SIGHUP, hence the pointer.
+		// Nothing is read before the intake starts, once it is set.
 		Wanted: func(program []byte) bool { return d.known.Load().KnowsBytes(program) },
 		Now:    now,
 		Logger: log,
@@ -201,13 +202,36 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 	if err != nil {
 		return nil, err
 	}
+	cleanup = append(cleanup, d.recv.Close)
+	conf, err := loadReloadable(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.parsers = conf.parsers
+	mynet := conf.mynet
+	if len(mynet.ignored) > 0 {
+		log.Warn().Strs("entries", mynet.ignored).
+			Msg("mynetworks entries that are not networks are ignored; list them in -exclude if they must never be granted")
+	}
+	d.excluded = conf.exclude
+	d.known.Store(conf.parsers)
+	d.intake = d.startIntake(ctx)
+	cleanup = append(cleanup, d.intake.abort)
+	if cfg.takeover {
+		if d.lock, err = d.takeOver(ctx); err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { d.lock.Release() })
+	}
 	table := cdbwriter.NewTable(cdbwriter.TableConfig{
 		Grace: cfg.grace, MaxSession: cfg.maxSession, MaxEntries: cfg.maxEntries, Exclude: d.excluded,
 	})
+	// After the lock: with -takeover the predecessor held the -metrics
+	// address until it exited.
 	if d.mon, err = newMonitor(d); err != nil {
-		d.recv.Close()
 		return nil, err
 	}
+	cleanup = append(cleanup, d.mon.closeUnstarted)
 	d.svc = cdbwriter.NewService(cdbwriter.Config{
 		MapPath:   cfg.mapPath,
 		StatePath: cfg.statePath,
@@ -215,16 +239,9 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 		Logger:    log,
 		Stats:     &d.wstats,
 		OnPublish: d.mon.published,
-		Grantable: grantable,
+		Grantable: parsers.Grantable,
 	}, table)
-	// Read the sockets from here on: restoring a million grants takes
-	// seconds, and a datagram the socket buffer cannot hold meanwhile is a
-	// login lost.
-	d.intake = d.startIntake(ctx)
 	if err := d.svc.Start(now()); err != nil {
-		d.intake.abort()
-		d.recv.Close()
-		d.mon.closeUnstarted()
 		var fileErr *cdbwriter.FileError
 		if errors.As(err, &fileErr) {
 			return nil, err // it names the file and the fix
@@ -261,13 +278,6 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 		Int("grants", table.Len()).
 		Msg("relaygate listening")
 	return d, nil
-}
-
-// grantable is the parsers' rule for what can be a client, for the
-// addresses an existing map carries over at start.
-func grantable(a netip.Addr) bool {
-	_, err := parsers.ParseAddr(a.String())
-	return err == nil
 }
 
 func joinPrefixes(ps []netip.Prefix) string {

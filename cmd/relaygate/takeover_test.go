@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/relaygate/relaygate/cdbwriter"
+)
+
+// TestRestartLosesNoDatagram (issue 11, point 9): a sender streams
+// logins over UDP, each from its own address, while a second relaygate
+// replaces the first with -takeover. Every login sent must be granted in
+// the final map: none may meet a closed port, be discarded with the old
+// process's socket buffer, or be lost between the two processes' tables.
+// A plain stop-and-start closes the port for a while and loses logins.
+func TestRestartLosesNoDatagram(t *testing.T) {
+	dir := t.TempDir()
+	mapPath := filepath.Join(dir, "pbs.cdb")
+	args := []string{"-map", mapPath, "-flush", "50ms", "-tcp", ""}
+	first := startProc(t, args...)
+	c, err := net.Dial("udp", first.udp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var replaced atomic.Bool
+	var count atomic.Int64
+	sent := make(chan int)
+	go func() {
+		// Until the takeover is over and a while after; bounded either
+		// way. The pause keeps the stream below what the socket buffer
+		// absorbs, so that only the restart could lose a datagram.
+		n, after := 0, 0
+		for ; n < 60000 && after < 500; n++ {
+			if replaced.Load() {
+				after++
+			}
+			fmt.Fprint(c, loginLine(restartAddr(n)))
+			count.Store(int64(n + 1))
+			time.Sleep(100 * time.Microsecond)
+		}
+		sent <- n
+	}()
+	waitFor(t, 10*time.Second, "a stream under way", func() bool { return count.Load() >= 1000 })
+	second := startProc(t, append(args, "-udp", first.udp, "-takeover")...)
+	replaced.Store(true)
+	n := <-sent
+	select {
+	case <-first.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first relaygate did not exit after the takeover")
+	}
+	if code := first.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("the first relaygate exited %d", code)
+	}
+	if code := second.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
+		t.Fatalf("the second relaygate exited %d", code)
+	}
+	keys, err := cdbwriter.ReadMap(mapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	for i := range n {
+		if !slices.Contains(keys, restartAddr(i)) {
+			missing = append(missing, restartAddr(i))
+		}
+	}
+	t.Logf("%d logins sent during the takeover, %d in the map", n, len(keys))
+	if len(missing) > 0 {
+		t.Fatalf("%d of %d logins lost in the takeover, first %v", len(missing), n, missing[:min(5, len(missing))])
+	}
+}
+
+func restartAddr(i int) string { return fmt.Sprintf("10.%d.%d.%d", 100+i>>16, i>>8&255, i&255) }
+
+// TestNormalStartOnTakenPortFails: the listeners admit a -takeover's
+// SO_REUSEPORT, but a second relaygate started normally, on another map,
+// with the first one's UDP or TCP port, must still refuse to start with
+// "address already in use" (and say what -takeover is for) rather than
+// silently share the port and take half its datagrams.
+func TestNormalStartOnTakenPortFails(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	first := startProc(t, "-map", filepath.Join(dir, "a.cdb"))
+	for _, args := range [][]string{
+		{"-map", filepath.Join(dir, "b.cdb"), "-udp", first.udp},
+		{"-map", filepath.Join(dir, "c.cdb"), "-tcp", first.tcp},
+	} {
+		code, stderr, started := runOnce(t, exe, nil, args...)
+		if started || code == 0 {
+			t.Fatalf("a second relaygate with %v started (exit %d):\n%s", args, code, stderr)
+		}
+		if !strings.Contains(stderr, "address already in use") || !strings.Contains(stderr, "-takeover") {
+			t.Errorf("%v: the refusal does not say the address is in use and what -takeover is for:\n%s", args, stderr)
+		}
+	}
+	requireAlive(t, first)
+	// -takeover on a map nobody holds, on a port nobody holds, is a
+	// normal start.
+	lone := startProc(t, "-map", filepath.Join(dir, "d.cdb"), "-takeover")
+	if code := lone.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
