@@ -106,9 +106,12 @@ func ParseRulesConfig(data []byte, file string) (RulesConfig, error) {
 	if len(doc.Rules) == 0 && doc.DovecotLogFormat == "" {
 		return RulesConfig{}, fmt.Errorf("%s: no rules (want a top-level \"rules:\" list)", file)
 	}
+	// Every problem in the file is named at once, so one round of editing
+	// fixes them all (a SIGHUP that refuses a file says everything wrong).
+	var errs []error
 	if doc.DovecotLogFormat != "" {
 		if _, err := ParseDovecotLogFormat(doc.DovecotLogFormat); err != nil {
-			return RulesConfig{}, fmt.Errorf("%s: dovecot_log_format: %w", file, err)
+			errs = append(errs, fmt.Errorf("%s: dovecot_log_format: %w", file, err))
 		}
 	}
 	seen := make(map[string]bool)
@@ -120,13 +123,18 @@ func ParseRulesConfig(data []byte, file string) (RulesConfig, error) {
 			if spec.Name != "" {
 				label += fmt.Sprintf(" (%q)", spec.Name)
 			}
-			return RulesConfig{}, fmt.Errorf("%s: %s: %w", file, label, err)
+			errs = append(errs, fmt.Errorf("%s: %s: %w", file, label, err))
+			continue
 		}
 		if seen[r.name] {
-			return RulesConfig{}, fmt.Errorf("%s: rule %d (%q): name used twice", file, i+1, r.name)
+			errs = append(errs, fmt.Errorf("%s: rule %d (%q): name used twice", file, i+1, r.name))
+			continue
 		}
 		seen[r.name] = true
 		rules = append(rules, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return RulesConfig{}, err
 	}
 	return RulesConfig{Rules: rules, DovecotLogFormat: doc.DovecotLogFormat}, nil
 }

@@ -62,3 +62,25 @@ func TestRulesValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestRulesNameEveryError: a file with several broken rules names each of
+// them, so one round of editing fixes the file (a refused SIGHUP used to
+// name only the first).
+func TestRulesNameEveryError(t *testing.T) {
+	yaml := "dovecot_log_format: 'user=<%u> %q'\nrules:\n" +
+		"  - name: a\n    programs: [p]\n    regex: 'from (?P<addr>\\S+)'\n" +
+		"  - name: b\n    programs: [p]\n    regex: '^ok (?P<addr>\\S+)'\n" +
+		"  - name: c\n    regex: '^ok (?P<addr>\\S+)'\n"
+	_, err := ParseRules([]byte(yaml), "my-rules.yaml")
+	if err == nil {
+		t.Fatal("ParseRules accepted a broken file")
+	}
+	for _, want := range []string{"dovecot_log_format", `rule 1 ("a"): regex: must be anchored`, `rule 3 ("c"): programs: missing`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), `rule 2 ("b")`) {
+		t.Errorf("error %q names the good rule", err)
+	}
+}
