@@ -40,12 +40,13 @@ func (d *MapDamage) Error() string {
 }
 
 // carryOver grants, expiring one grace period from now, every address in
-// the map f (already open, a regular file) that accounted does not hold:
-// what a damaged or missing state file lost, or what another tool granted
-// before relaygate took over its map. So a restart never publishes a map
+// the map f (already open, a regular file) the state file does not account
+// for (accounted: it has a line for it): what a damaged or missing state
+// file lost, or what another tool granted before relaygate took over its
+// map. So a restart never publishes a map
 // without an address that had not expired. The state's own grants take
 // precedence and are never evicted for a carried one.
-func (s *Service) carryOver(f *os.File, accounted map[netip.Addr]int, now time.Time) (CarryOver, error) {
+func (s *Service) carryOver(f *os.File, accounted func(netip.Addr) bool, now time.Time) (CarryOver, error) {
 	var c CarryOver
 	grantable := s.cfg.Grantable
 	if grantable == nil {
@@ -59,7 +60,7 @@ func (s *Service) carryOver(f *os.File, accounted map[netip.Addr]int, now time.T
 		switch {
 		case !ok:
 			c.NotAddress++
-		case hasKey(accounted, a):
+		case accounted(a):
 		case !grantable(a):
 			c.Ungrantable++
 		case s.table.Excluded(a):
@@ -75,8 +76,6 @@ func (s *Service) carryOver(f *os.File, accounted map[netip.Addr]int, now time.T
 	c.Carried = s.table.Restore(carry, now)
 	return c, err
 }
-
-func hasKey(m map[netip.Addr]int, a netip.Addr) bool { _, ok := m[a]; return ok }
 
 // mapKeyAddr reads a map record as a grant: the key one address written
 // exactly as Postfix looks a client up (no network, no host name, no

@@ -54,15 +54,15 @@ func TestStateAppendsChanges(t *testing.T) {
 	if err := svc.Shutdown(t0.Add(21 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if n := stateLines(t, state); n != 3 {
-		t.Fatalf("state file has %d grant lines after Shutdown, want the 3 grants, rewritten whole", n)
+	// Shutdown leaves the appended file as it is (a whole rewrite at exit
+	// would delay the exit a -takeover successor waits for); it is
+	// complete.
+	if n := stateLines(t, state); n != 6 {
+		t.Fatalf("state file has %d grant lines after Shutdown, want the 6 appended", n)
 	}
 	again := newTestService(t, dir, time.Hour) // excludes nothing
 	if got := fmt.Sprint(again.Table().Grants()); got != fmt.Sprint(toUTC(svc.Table().Grants())) {
 		t.Fatalf("restored %v", got)
-	}
-	if n := stateLines(t, state); n != 3 {
-		t.Fatalf("a restart rewrote the state file with %d lines, want the 3 grants", n)
 	}
 }
 

@@ -198,8 +198,28 @@ func (s *Service) Start(now time.Time) error {
 
 // restore loads the state file into the table, then carries over from the
 // existing map (nil if none) every address the state does not account for.
+// The file is read straight into the table (tableLoad): a Grant for each
+// of a million addresses, and a Go map of them, made the restart slower
+// and its memory peak higher than the table itself.
 func (s *Service) restore(mapFile *os.File, now time.Time) error {
-	grants, accounted, err := loadState(s.open, s.cfg.StatePath, stateLimitsFor(s.table.maxEntries))
+	grantable := s.cfg.Grantable
+	if grantable == nil {
+		grantable = defaultGrantable
+	}
+	var (
+		n         loadCounts
+		accounted func(netip.Addr) bool
+		err       error
+	)
+	if s.table.Len() == 0 {
+		l := newTableLoad(s.table, grantable, now)
+		err = l.load(s.open, s.cfg.StatePath, stateLimitsFor(s.table.maxEntries))
+		n, accounted = l.counts(), l.accounted
+		l.finish()
+	} else {
+		// A caller gave Start a table with grants: Restore keeps them.
+		n, accounted, err = s.restoreGrants(grantable, now)
+	}
 	var damage *StateDamage
 	if err != nil && !errors.As(err, &damage) {
 		return err
@@ -209,20 +229,14 @@ func (s *Service) restore(mapFile *os.File, now time.Time) error {
 		if mapFile == nil {
 			msg = "state file damaged; restoring what could be read (there is no map to carry the rest over from)"
 		}
-		s.log.Warn().Err(err).Int("readable", len(grants)).Msg(msg)
+		s.log.Warn().Err(err).Int("readable", n.readable).Msg(msg)
 	}
-	grantable := s.cfg.Grantable
-	if grantable == nil {
-		grantable = defaultGrantable
-	}
-	grants, ungrantable := grantableOnly(grants, grantable)
-	if ungrantable > 0 {
-		s.log.Warn().Int("dropped", ungrantable).Str("state", s.cfg.StatePath).
+	if n.ungrantable > 0 {
+		s.log.Warn().Int("dropped", n.ungrantable).Str("state", s.cfg.StatePath).
 			Msg("state file grants addresses that can never be a client; not restored")
 	}
-	restored := s.table.Restore(grants, now)
-	if len(grants) > 0 || restored > 0 {
-		s.log.Info().Int("restored", restored).Int("expired_or_excluded", len(grants)-restored).
+	if n.restorable > 0 || n.restored > 0 {
+		s.log.Info().Int("restored", n.restored).Int("expired_or_excluded", n.restorable-n.restored).
 			Str("state", s.cfg.StatePath).Msg("restored grants")
 	}
 	if mapFile == nil {
@@ -442,9 +456,10 @@ func (s *Service) Shutdown(now time.Time) error {
 	if members, _ := s.table.Versions(); members != s.publishedMembers {
 		errs = append(errs, s.writeMap(now))
 	}
-	// A whole file at exit: any relaygate version reads it as it reads
-	// files from before appending, and the next start reads no history.
-	s.compactState(s.table.Len())
+	// No whole-file rewrite at exit beyond Tick's usual threshold: the
+	// file as appended is complete and every version since appending
+	// began reads it, while a rewrite of a million grants (100 MB) would
+	// stand between SIGTERM and the exit a successor waits for.
 	return errors.Join(errs...)
 }
 
@@ -616,6 +631,10 @@ func (s *Service) applyQueued(ev Event, events <-chan Event) bool {
 	}
 	return true
 }
+
+// Apply records one event, as Run does, for the caller that owns the
+// service before Run: events received while it started.
+func (s *Service) Apply(ev Event) { s.apply(ev) }
 
 func (s *Service) apply(ev Event) {
 	if ev.Seq > s.applied {

@@ -6,6 +6,7 @@ package cdbwriter
 import (
 	"cmp"
 	"maps"
+	"math"
 	"math/bits"
 	"net/netip"
 	"runtime"
@@ -521,6 +522,75 @@ func (t *Table) Restore(gs []Grant, now time.Time) int {
 		n++
 	}
 	return n
+}
+
+// restoreLine applies one line of the state file l is loading (g, its
+// address unmapped): the address's grant as the line says, replacing what
+// an earlier line said, or, for a line Restore would not restore (removed,
+// ungrantable, excluded, expired), none, with the address set aside as
+// accounted for. The slot is only filled in: the eviction order, the
+// expiry schedule and sessions wait for l.finish, which needs every line.
+// No eviction either: a later line may remove a grant and make room for
+// one evicted too early.
+func (t *Table) restoreLine(l *tableLoad, g *Grant) {
+	key := g.Addr.As16()
+	i, in := t.get(key)
+	var first uint32
+	if in {
+		first = l.first[i]
+	} else if x, ok := l.aside[key]; ok {
+		first = x.first
+	} else {
+		first = l.next
+		l.next++
+	}
+	if why := l.why(g); why != 0 {
+		if in {
+			l.forget(i)
+		}
+		l.aside[key] = asideAddr{first: first, why: why}
+		return
+	}
+	if !in {
+		delete(l.aside, key)
+		if t.free >= 0 {
+			i = t.free
+			t.free = t.at(i).next
+		} else {
+			if int(t.slots)>>chunkBits == len(t.chunks) {
+				t.chunks = append(t.chunks, offHeapSlice[entry](t.mem, 1<<chunkBits))
+			}
+			i = t.slots
+			t.slots++
+		}
+		e := t.at(i)
+		*e = entry{addr: key, gen: e.gen + 1, prev: -1, next: -1}
+		t.put(i)
+		t.n++
+		if int(i) >= len(l.first) {
+			l.first = append(l.first, make([]uint32, int(i)+1-len(l.first))...)
+		}
+		l.first[i] = first
+	}
+	e := t.at(i)
+	e.expires = g.Expires.UnixNano()
+	// The rank finish sorts by, kept in queued until then: UnixNano
+	// orders as time.Time does only between the years 1678 and 2262.
+	e.queued = e.expires
+	delete(l.odd, i)
+	if y := g.Expires.UTC().Year(); y < 1679 || y > 2261 {
+		e.queued = math.MaxInt64
+		if y < 1679 {
+			e.queued = math.MinInt64
+		}
+		l.odd[i] = g.Expires
+	}
+	t.setInfo(e, g.User, g.Daemon, g.Host)
+	if len(g.Sessions) > 0 {
+		l.sessions[i] = g.Sessions
+	} else {
+		delete(l.sessions, i)
+	}
 }
 
 // restoreSessions reopens slot i's sessions from the state file; one that

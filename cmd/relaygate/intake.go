@@ -75,26 +75,14 @@ func (in *intake) hold() {
 	}
 }
 
-// running ends the startup queue and returns the service's event stream:
-// the queued events, then the live ones, in the order received. It is
-// closed when the receiver and parsers stop.
-func (in *intake) running() <-chan cdbwriter.Event {
+// running ends the startup queue: it returns the events queued while the
+// service started, to be applied first, and the live stream, which is
+// closed when the receiver and parsers stop. The caller applies the queue
+// itself rather than through a goroutine that would stand between every
+// later event and the service for the life of the process.
+func (in *intake) running() ([]cdbwriter.Event, <-chan cdbwriter.Event) {
 	close(in.done)
-	q := <-in.queued
-	if len(q) == 0 {
-		return in.events
-	}
-	out := make(chan cdbwriter.Event, cap(in.events))
-	go func() {
-		defer close(out)
-		for _, ev := range q {
-			out <- ev
-		}
-		for ev := range in.events {
-			out <- ev
-		}
-	}()
-	return out
+	return <-in.queued, in.events
 }
 
 // abort stops the intake of a daemon that failed to start.

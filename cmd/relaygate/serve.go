@@ -300,7 +300,11 @@ func (d *daemon) run(ctx context.Context) error {
 		d.watchReloads(ctx)
 	}()
 	d.mon.start(d.log)
-	err := d.svc.Run(d.intake.running(), d.mon.reads, d.now)
+	queued, events := d.intake.running()
+	for _, ev := range queued {
+		d.svc.Apply(ev)
+	}
+	err := d.svc.Run(events, d.mon.reads, d.now)
 	close(d.mon.stopped)
 	wg.Wait()
 	d.intake.wait()
