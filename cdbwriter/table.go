@@ -270,13 +270,9 @@ func (t *Table) remove(i int32) {
 	t.n--
 }
 
-// insert adds a grant for addr, evicting the least recently logged-in one
-// if the table is full, and returns its slot.
-func (t *Table) insert(addr [16]byte) int32 {
-	for t.n >= t.maxEntries && t.head >= 0 {
-		t.remove(t.head)
-		t.evictions++
-	}
+// newSlot takes a free slot (or a new one) for addr and indexes it; the
+// caller links it into the eviction order.
+func (t *Table) newSlot(addr [16]byte) int32 {
 	var i int32
 	if t.free >= 0 {
 		i = t.free
@@ -291,8 +287,19 @@ func (t *Table) insert(addr [16]byte) int32 {
 	e := t.at(i)
 	*e = entry{addr: addr, gen: e.gen + 1, prev: -1, next: -1}
 	t.put(i)
-	t.pushBack(i)
 	t.n++
+	return i
+}
+
+// insert adds a grant for addr, evicting the least recently logged-in one
+// if the table is full, and returns its slot.
+func (t *Table) insert(addr [16]byte) int32 {
+	for t.n >= t.maxEntries && t.head >= 0 {
+		t.remove(t.head)
+		t.evictions++
+	}
+	i := t.newSlot(addr)
+	t.pushBack(i)
 	t.members++
 	return i
 }
@@ -553,20 +560,7 @@ func (t *Table) restoreLine(l *tableLoad, g *Grant) {
 	}
 	if !in {
 		delete(l.aside, key)
-		if t.free >= 0 {
-			i = t.free
-			t.free = t.at(i).next
-		} else {
-			if int(t.slots)>>chunkBits == len(t.chunks) {
-				t.chunks = append(t.chunks, offHeapSlice[entry](t.mem, 1<<chunkBits))
-			}
-			i = t.slots
-			t.slots++
-		}
-		e := t.at(i)
-		*e = entry{addr: key, gen: e.gen + 1, prev: -1, next: -1}
-		t.put(i)
-		t.n++
+		i = t.newSlot(key)
 		if int(i) >= len(l.first) {
 			l.first = append(l.first, make([]uint32, int(i)+1-len(l.first))...)
 		}
