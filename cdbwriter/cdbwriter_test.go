@@ -392,14 +392,31 @@ func TestRunDrainsAndWritesOnClose(t *testing.T) {
 	dir := t.TempDir()
 	svc := newTestService(t, dir, time.Hour)
 	in := make(chan Event, 2)
-	in <- Event{Grant: grant("192.0.2.1"), At: time.Now()}
-	in <- Event{Grant: grant("192.0.2.2"), At: time.Now()}
+	in <- Event{Kind: EventLogin, Grant: grant("192.0.2.1"), At: time.Now()}
+	in <- Event{Kind: EventLogin, Grant: grant("192.0.2.2"), At: time.Now()}
 	close(in)
 	if err := svc.Run(in, nil, time.Now); err != nil {
 		t.Fatal(err)
 	}
 	if keys := mapKeys(t, dir); len(keys) != 2 {
 		t.Fatalf("map after Run = %v", keys)
+	}
+}
+
+// TestZeroEventNeverGrants: an Event whose Kind was left out (the zero
+// value) used to be a login; it must grant nothing.
+func TestZeroEventNeverGrants(t *testing.T) {
+	dir := t.TempDir()
+	svc := newTestService(t, dir, time.Hour)
+	in := make(chan Event, 2)
+	in <- Event{Grant: grant("192.0.2.1"), At: time.Now()}
+	in <- Event{}
+	close(in)
+	if err := svc.Run(in, nil, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	if keys := mapKeys(t, dir); len(keys) != 0 {
+		t.Fatalf("events without a kind granted %v", keys)
 	}
 }
 
@@ -412,8 +429,8 @@ func TestRunServesReads(t *testing.T) {
 	reads := make(chan func(*Table))
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(in, reads, time.Now) }()
-	in <- Event{Grant: grant("192.0.2.1"), At: time.Now()}
-	in <- Event{Grant: grant("2001:db8::1"), At: time.Now()}
+	in <- Event{Kind: EventLogin, Grant: grant("192.0.2.1"), At: time.Now()}
+	in <- Event{Kind: EventLogin, Grant: grant("2001:db8::1"), At: time.Now()}
 	got := make(chan []Grant)
 	reads <- func(tb *Table) { got <- tb.Grants() }
 	if grants := <-got; len(grants) != 2 {

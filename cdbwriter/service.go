@@ -62,8 +62,11 @@ type Stats struct {
 type EventKind uint8
 
 const (
+	// eventNone is the zero Event's kind: a zero Event, or one whose kind
+	// was forgotten, must never grant, so it is ignored.
+	eventNone EventKind = iota
 	// EventLogin grants Grant.Addr; a Session keeps it open until its logout.
-	EventLogin EventKind = iota
+	EventLogin
 	// EventLogout closes Grant.Daemon's Session.
 	EventLogout
 	// EventExclude replaces the excluded networks (a SIGHUP reload).
@@ -645,7 +648,7 @@ func (s *Service) apply(ev Event) {
 		s.Logout(ev.Grant.Daemon, ev.Grant.User, ev.Session, ev.At)
 	case EventExclude:
 		s.SetExclude(ev.Exclude)
-	default:
+	case EventLogin:
 		s.Login(ev.Grant, ev.Session, ev.At)
 	}
 }

@@ -690,7 +690,7 @@ func (r *Receiver) readFailed(ctx context.Context, conn interface{ SetReadDeadli
 func (r *Receiver) datagram(ctx context.Context, data []byte, src source, out chan<- Message) bool {
 	if len(data) > r.cfg.MaxMessage+2 || len(trimTrailingControl(data)) > r.cfg.MaxMessage {
 		r.stats.TooLong.Add(1)
-		r.warnf("too_long", src.name(), fmt.Sprintf("dropped %s datagram over %d bytes (-max-message)", src.transport, r.cfg.MaxMessage))
+		r.warnf("too_long", src.name(), fmt.Sprintf("dropped %s datagram over %d bytes, the message size limit", src.transport, r.cfg.MaxMessage))
 		return true
 	}
 	if src.transport == "udp" {
@@ -899,7 +899,7 @@ func (r *Receiver) readStream(ctx context.Context, conn net.Conn, src source, ou
 		case err == nil:
 		case errors.Is(err, errTooLong):
 			r.stats.TooLong.Add(1)
-			r.warnf("too_long", src.peer, fmt.Sprintf("skipped a %s message over %d bytes (-max-message); the connection goes on", name, r.cfg.MaxMessage))
+			r.warnf("too_long", src.peer, fmt.Sprintf("skipped a %s message over %d bytes, the message size limit; the connection goes on", name, r.cfg.MaxMessage))
 			continue
 		case errors.Is(err, errTruncated):
 			r.stats.Malformed.Add(1)

@@ -442,6 +442,7 @@ func (d *daemon) handle(m receiver.Message) (cdbwriter.Event, bool) {
 	switch ev.Kind {
 	case parsers.Login:
 		d.pstats.Logins.Add(1)
+		out.Kind = cdbwriter.EventLogin
 	case parsers.Logout:
 		out.Kind = cdbwriter.EventLogout
 	default:
