@@ -47,3 +47,41 @@ func BenchmarkParse(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkParseEveryDaemon times each built-in parser on the first line
+// of its fixture that it parses (testdata/parsers/NAME.log), so every
+// daemon has a benchmark case, and on a line of its program that is not
+// its own.
+func BenchmarkParseEveryDaemon(b *testing.B) {
+	set := NewSet(Builtin()...)
+	for _, p := range Builtin() {
+		var match Message
+		found := false
+		for _, l := range readFixture(b, fixtureDir+"/"+p.Name()+".log") {
+			if _, err := set.Parse(l.Msg); err == nil && l.Expect == "grant" {
+				match, found = l.Msg, true
+				break
+			}
+		}
+		if !found {
+			b.Fatalf("%s: no line of its fixture parses", p.Name())
+		}
+		b.Run(p.Name()+"/match", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := set.Parse(match); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		other := Message{Program: match.Program, Text: "4F2A11A0B2: client=unknown[192.0.2.1], sasl_method=PLAIN"}
+		b.Run(p.Name()+"/nomatch", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := set.Parse(other); err == nil {
+					b.Fatal("noise matched")
+				}
+			}
+		})
+	}
+}
