@@ -7,7 +7,7 @@ package main
 //
 // The mount and unprivileged tests need root (and CAP_SYS_ADMIN for mount);
 // without it they skip, or fail under CI=true. Findings and figures are in
-// docs/hardening-notes-draft.md.
+// docs/HARDENING.md.
 
 import (
 	"bufio"
@@ -49,7 +49,7 @@ const requireStopCounters = true
 // requireFastPublishWithBadState makes the login-to-map latency with an
 // unwritable state file a hard requirement (at most 2 s, the README's
 // promise). TODO(lead): set to true once a failed state save no longer
-// holds back map publishes (docs/hardening-notes-draft.md, finding 1); today
+// holds back map publishes (docs/HARDENING.md, finding 1); today
 // the state's back-off doubles on every publish and the 7th login waits
 // about 3 s.
 const requireFastPublishWithBadState = true
@@ -1429,7 +1429,7 @@ func TestStateUnwritable(t *testing.T) {
 	remount(t, stateDir, true, true)
 	// One login at a time: each must reach the map while the state cannot
 	// be saved. The latencies show how the state's back-off holds back the
-	// map (see docs/hardening-notes-draft.md).
+	// map (see docs/HARDENING.md).
 	all := []string{first}
 	var latencies []time.Duration
 	for i := 1; i <= 7; i++ {
