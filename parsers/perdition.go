@@ -54,6 +54,11 @@ func (p Perdition) Parse(m Message) (Event, error) {
 		hosts, rest = r[:sp], r[sp:]
 	}
 	from, _, ok := strings.Cut(hosts, "->")
+	if ok && strings.Count(hosts, "->") != 1 {
+		// perdition writes one client->server pair; in any other shape
+		// which address is the client's cannot be told.
+		return Event{}, &AddrError{Addr: hosts, Reason: "perdition Auth line's host pair is not client->server"}
+	}
 	if !ok || strings.IndexByte(hosts, '=') >= 0 {
 		return Event{}, &AddrError{Addr: "", Reason: "perdition Auth line has no client->server addresses"}
 	}

@@ -59,6 +59,11 @@ func slowEnvelope(raw []byte) (Envelope, error) {
 		}
 		return Envelope{Format: "rfc5424"}, errBad5424
 	}
+	if end, pri := priEnd(raw); end > 0 && pri > 191 {
+		// The fast path refuses it too: a header no syslog writes is
+		// not guessed at, so both paths agree on what is a message.
+		return Envelope{Format: "rfc3164"}, errBadPRI
+	}
 	parts, perr := safeParse(raw)
 	var env Envelope
 	if perr == nil {
@@ -68,6 +73,13 @@ func slowEnvelope(raw []byte) (Envelope, error) {
 		// go-syslog failed, or fell back to putting the whole line in
 		// content (unpadded day, RFC 3339 stamp, no PRI): split it ourselves.
 		env = splitLoose(raw)
+	}
+	if hasControl(env.Host) {
+		// A TAB or CR is no field separator in a syslog header: the
+		// word holding it is one HOSTNAME, and a "tag:" after it would
+		// be read from what is really another program's text
+		// ("mx<TAB>sshd[1]: dovecot: ..."). No syslog daemon writes it.
+		return Envelope{Format: env.Format}, errBadHost
 	}
 	if !utf8.ValidString(env.Text) {
 		env.Text = strings.ToValidUTF8(env.Text, "\uFFFD")
@@ -112,7 +124,38 @@ var (
 	errEmpty     = fmt.Errorf("empty message")
 	errNoProgram = fmt.Errorf("no program tag")
 	errBad5424   = fmt.Errorf("not a well-formed RFC 5424 message (header fields, STRUCTURED-DATA or VERSION)")
+	errBadPRI    = fmt.Errorf("PRI over 191")
+	errBadHost   = fmt.Errorf("control character in HOSTNAME")
 )
+
+// priEnd reads a leading "<" 1*3DIGIT ">" and returns the offset after it
+// and its value, or 0 when raw does not start with one.
+func priEnd(raw []byte) (end, pri int) {
+	if len(raw) < 3 || raw[0] != '<' {
+		return 0, 0
+	}
+	for i := 1; i < len(raw) && i <= 4; i++ {
+		switch c := raw[i]; {
+		case isDigit(c):
+			pri = pri*10 + int(c-'0')
+		case c == '>' && i > 1:
+			return i + 1, pri
+		default:
+			return 0, 0
+		}
+	}
+	return 0, 0
+}
+
+// hasControl reports a C0 control character or DEL in s.
+func hasControl[S string | []byte](s S) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
 
 func safeParse(raw []byte) (parts format.LogParts, err error) {
 	defer func() {

@@ -124,6 +124,9 @@ func spans3164(raw []byte, i int, withPRI bool) (Spans, bool) {
 	if raw[i+sp2-1] != ':' {
 		sp.Host = [2]int{i, i + sp2}
 		word = i + sp2 + 1
+		if hasControl(raw[i : i+sp2]) {
+			return Spans{}, false // the slow path refuses it
+		}
 	}
 	i = word
 	for i < len(raw) && raw[i] != ' ' && raw[i] != ':' && raw[i] != '[' {

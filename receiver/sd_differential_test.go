@@ -217,6 +217,11 @@ func diff3164(t *testing.T, p syslog.Machine, raw []byte, env Envelope) {
 		// matched, and then reads that word as the start of MSG.
 		return
 	}
+	if l.Hostname != nil && !bytes.Contains(raw, []byte(" "+*l.Hostname+" ")) {
+		// leodido ends HOSTNAME at a '[' ("0[0 0: x" gives host "0"):
+		// a HOSTNAME is a whole word, so there is nothing to compare.
+		return
+	}
 	host := env.Host
 	if l.Hostname == nil {
 		host = ""
