@@ -55,8 +55,23 @@ func (s *Service) carryOver(f *os.File, accounted func(netip.Addr) bool, now tim
 	room := s.table.maxEntries - s.table.Len()
 	var carry []Grant
 	expires := now.Add(s.table.Grace())
+	// A cdb may hold a key twice and Postfix's lookup returns its first
+	// record: an address first listed with anything but OK was refused,
+	// whatever a later record says. Only such addresses are remembered, so
+	// relaygate's own maps (every value OK) cost nothing here.
+	var refused map[netip.Addr]struct{}
 	err := eachMapRecord(f, func(key, value []byte) {
 		a, ok := mapKeyAddr(key, value)
+		if !ok {
+			if a, isKey := mapKeyAddr(key, []byte(MapValue)); isKey {
+				if refused == nil {
+					refused = make(map[netip.Addr]struct{})
+				}
+				refused[a] = struct{}{}
+			}
+		} else if _, no := refused[a]; no {
+			ok = false
+		}
 		switch {
 		case !ok:
 			c.NotAddress++

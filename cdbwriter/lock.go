@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,8 +18,17 @@ import (
 // leaves nothing to clean up. The lock files themselves stay: removing one
 // would let a third process lock a new file while the second still holds
 // the old one.
+//
+// On Linux, beside each flock it binds an abstract unix socket named
+// after the file's directory (device and inode) and name: no file system
+// operation can remove it, so a lock file deleted or replaced while
+// relaygate runs no longer lets a second one in, and the kernel frees it
+// at death like the flock. Abstract names are per network namespace: two
+// containers sharing the map's directory are still kept apart by the
+// flock alone.
 type Lock struct {
-	files []*os.File
+	files   []*os.File
+	sockets []int // the abstract sockets (Linux)
 }
 
 // LockedError says another process holds the lock.
@@ -48,14 +58,24 @@ func (e *LockedError) Error() string {
 // file) for this process, before anything reads or writes them, and
 // writes the process ID into each lock file for the next one's error
 // message. It never waits: a held lock is a *LockedError at once.
+//
+// Two paths naming one file by any spelling (./, .., a symlinked
+// directory, a symlink or hard link to the file) are an error: with -state
+// the map's own file, the state's text would be written over the cdb
+// Postfix reads.
 func AcquireLock(paths ...string) (*Lock, error) {
+	for i, a := range paths {
+		for _, b := range paths[i+1:] {
+			if a != "" && b != "" && sameFile(a, b) {
+				return nil, fmt.Errorf("-state %s names the same file as -map %s — fix: give -state a file of its own (the default is the map's name with .state)", b, a)
+			}
+		}
+	}
 	l := &Lock{}
-	seen := map[string]bool{}
 	for _, p := range paths {
-		if p == "" || seen[p] {
+		if p == "" {
 			continue
 		}
-		seen[p] = true
 		if err := l.add(p); err != nil {
 			l.Release()
 			return nil, err
@@ -101,7 +121,25 @@ func (l *Lock) add(path string) error {
 		w.Close()
 	}
 	l.files = append(l.files, f)
-	return nil
+	return l.addName(path)
+}
+
+// sameFile reports whether a and b name one file: the same existing file,
+// or, when they do not exist yet, the same name in the same directory.
+func sameFile(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	if fa, err := os.Stat(a); err == nil {
+		fb, err := os.Stat(b)
+		return err == nil && os.SameFile(fa, fb)
+	}
+	if filepath.Base(a) != filepath.Base(b) {
+		return false
+	}
+	da, errA := os.Stat(filepath.Dir(a))
+	db, errB := os.Stat(filepath.Dir(b))
+	return errA == nil && errB == nil && os.SameFile(da, db)
 }
 
 // runsRelaygate reports whether process pid is a relaygate, by the name
@@ -133,5 +171,6 @@ func (l *Lock) Release() {
 	for _, f := range l.files {
 		f.Close()
 	}
+	l.closeNames()
 	l.files = nil
 }

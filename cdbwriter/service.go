@@ -62,9 +62,9 @@ type Stats struct {
 type EventKind uint8
 
 const (
-	// eventNone is the zero Event's kind: a zero Event, or one whose kind
-	// was forgotten, must never grant, so it is ignored.
-	eventNone EventKind = iota
+	// The zero kind names nothing: a zero Event, or one whose kind was
+	// forgotten, must never grant, so it is ignored.
+	_ EventKind = iota
 	// EventLogin grants Grant.Addr; a Session keeps it open until its logout.
 	EventLogin
 	// EventLogout closes Grant.Daemon's Session.

@@ -19,9 +19,26 @@ import (
 // this process, stops the lock holder with SIGTERM (it reads what its
 // sockets still hold, writes its journal and exits) and waits for the
 // lock. With no holder it simply takes the lock.
+//
+// Only one takeover runs at a time (a lock on "<map>.takeover.lock" until
+// this returns): a second one started at the same instant would steer the
+// traffic to itself, then wait -takeover-timeout for a lock the first now
+// held, and exit with every login it had queued meanwhile.
 func (d *daemon) takeOver(ctx context.Context) (*cdbwriter.Lock, error) {
-	lock, err := cdbwriter.AcquireLock(d.cfg.mapPath, d.cfg.statePath)
+	serial, err := cdbwriter.AcquireLock(d.cfg.mapPath + ".takeover")
 	var held *cdbwriter.LockedError
+	if errors.As(err, &held) {
+		who := "another -takeover"
+		if held.PID > 0 {
+			who += " (process " + strconv.Itoa(held.PID) + ")"
+		}
+		return nil, fmt.Errorf("takeover: %s is already replacing the relaygate on %s — fix: let it finish; start -takeover again only if you meant to replace that one too", who, d.cfg.mapPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("takeover: %w", err)
+	}
+	defer serial.Release()
+	lock, err := cdbwriter.AcquireLock(d.cfg.mapPath, d.cfg.statePath)
 	if !errors.As(err, &held) {
 		if err == nil {
 			d.log.Info().Msg("takeover: no relaygate held the map; starting as usual")
@@ -60,11 +77,19 @@ func (d *daemon) takeOver(ctx context.Context) (*cdbwriter.Lock, error) {
 		case <-tick.C:
 		}
 		lock, err = cdbwriter.AcquireLock(d.cfg.mapPath, d.cfg.statePath)
-		if !errors.As(err, &held) {
+		var now *cdbwriter.LockedError
+		if !errors.As(err, &now) {
 			if err == nil {
 				d.log.Info().Dur("waited", time.Since(start)).Msg("takeover: the previous relaygate has exited")
 			}
 			return lock, err
+		}
+		if now.PID > 0 && now.PID != held.PID {
+			// Someone else (a relaygate started without -takeover) took
+			// the map the moment it was free: waiting would only hold the
+			// steered traffic until the timeout and lose it.
+			d.recv.Unsteer()
+			return nil, fmt.Errorf("takeover: relaygate process %d stopped, but process %d took %s first: %w", held.PID, now.PID, now.For, err)
 		}
 	}
 }

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/relaygate/relaygate/cdbwriter"
+)
+
+// TestTwinTakeoverLosesNothing: two -takeover started at the same instant
+// on one running relaygate. Exactly one replaces it; the other must give
+// up at once. Before, the loser steered every datagram to its own socket
+// and queued them while it waited -takeover-timeout for a lock the winner
+// now held, then exited with them: every login of that time was lost.
+func TestTwinTakeoverLosesNothing(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mapPath := filepath.Join(dir, "pbs.cdb")
+	args := []string{"-map", mapPath, "-flush", "50ms", "-tcp", ""}
+	first := startProc(t, args...)
+	c, err := net.Dial("udp", first.udp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var count atomic.Int64
+	var stopSending atomic.Bool
+	sent := make(chan int)
+	go func() {
+		n := 0
+		for ; n < 60000 && !stopSending.Load(); n++ {
+			fmt.Fprint(c, loginLine(restartAddr(n)))
+			count.Store(int64(n + 1))
+			time.Sleep(200 * time.Microsecond)
+		}
+		sent <- n
+	}()
+	waitFor(t, 10*time.Second, "a stream under way", func() bool { return count.Load() >= 500 })
+
+	type twin struct {
+		cmd  *exec.Cmd
+		out  bytes.Buffer
+		done chan struct{}
+	}
+	var twins [2]*twin
+	var mu sync.Mutex
+	for i := range twins {
+		tw := &twin{done: make(chan struct{})}
+		tw.cmd = exec.Command(exe, append([]string{"serve", "-log-format", "json", "-mynetworks", "none",
+			"-udp", first.udp, "-takeover", "-takeover-timeout", "20s"}, args...)...)
+		tw.cmd.Env = append(os.Environ(), "RELAYGATE_TEST_MAIN=1", "GORACE=atexit_sleep_ms=0")
+		tw.cmd.Stderr = &lineLog{onLine: func(line []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			tw.out.Write(line)
+			tw.out.WriteByte('\n')
+		}}
+		twins[i] = tw
+	}
+	for _, tw := range twins {
+		if err := tw.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { tw.cmd.Wait(); close(tw.done) }()
+		t.Cleanup(func() { tw.cmd.Process.Kill(); <-tw.done })
+	}
+	var loser, winner *twin
+	select {
+	case <-twins[0].done:
+		loser, winner = twins[0], twins[1]
+	case <-twins[1].done:
+		loser, winner = twins[1], twins[0]
+	case <-time.After(5 * time.Second):
+		stopSending.Store(true)
+		<-sent
+		t.Fatal("neither -takeover gave up within 5 s: the loser waits for a lock the winner holds, with the traffic steered to it")
+	}
+	lostAt := count.Load()
+	select {
+	case <-first.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first relaygate did not exit after the takeover")
+	}
+	mu.Lock()
+	t.Logf("loser exited %d:\n%s", loser.cmd.ProcessState.ExitCode(), loser.out.String())
+	mu.Unlock()
+	if loser.cmd.ProcessState.ExitCode() == 0 {
+		t.Error("the losing -takeover exited 0")
+	}
+	waitFor(t, 10*time.Second, "more logins after the loser gave up", func() bool { return count.Load() >= lostAt+2000 })
+	stopSending.Store(true)
+	n := <-sent
+	winner.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-winner.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the winning relaygate did not exit")
+	}
+	keys, err := cdbwriter.ReadMap(mapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	for i := range n {
+		if !slices.Contains(keys, restartAddr(i)) {
+			missing = append(missing, restartAddr(i))
+		}
+	}
+	t.Logf("%d logins sent, %d missing (the loser gave up after login %d)", n, len(missing), lostAt)
+	// What the loser's socket was given by the kernel's hash in the few
+	// milliseconds between its bind and its exit is its own to lose; a
+	// login sent after it gave up is not.
+	for _, m := range missing {
+		if addrIndex(m) >= int(lostAt) {
+			t.Fatalf("login %s, sent after the losing -takeover exited, is not in the map", m)
+		}
+	}
+	if len(missing) > 200 {
+		t.Errorf("%d logins lost in a twin takeover", len(missing))
+	}
+}
+
+func addrIndex(a string) int {
+	var x, y, z, w int
+	fmt.Sscanf(a, "%d.%d.%d.%d", &x, &y, &z, &w)
+	return (y-100)<<16 | z<<8 | w
+}
