@@ -48,11 +48,11 @@ func ParseEnvelope(raw []byte) (Envelope, error) {
 // test, what it does, to check the two agree): RFC 5424 by spans5424 only,
 // RFC 3164 by go-syslog, then a split of our own.
 func slowEnvelope(raw []byte) (Envelope, error) {
-	if v, ok := versionAfterPRI(raw); ok {
+	if v, pri, ok := versionAfterPRI(raw); ok {
 		// Looks like RFC 5424 (go-syslog's Automatic would think so too):
 		// only spans5424 reads it, and what it refuses is refused, never
 		// handed to go-syslog or guessed at by splitLoose.
-		if _, pri := skipPRI(raw); pri && len(raw) > v+2 && raw[v] == '1' && raw[v+1] == ' ' {
+		if pri <= 191 && len(raw) > v+2 && raw[v] == '1' && raw[v+1] == ' ' {
 			if sp, ok := spans5424(raw, v+2); ok {
 				return sp.Envelope(raw), nil
 			}
@@ -95,29 +95,23 @@ func slowEnvelope(raw []byte) (Envelope, error) {
 
 // versionAfterPRI reports whether raw starts like an RFC 5424 message,
 // "<" 1*3DIGIT ">" followed by a VERSION (1*3DIGIT) and SP, and where the
-// VERSION starts. It is deliberately wider than what spans5424 accepts (a
-// PRI over 191, version 2) and than go-syslog's own test (a single digit),
-// so that nothing shaped like RFC 5424 reaches a 3164 reader either.
-func versionAfterPRI(raw []byte) (int, bool) {
-	if len(raw) < 3 || raw[0] != '<' {
-		return 0, false
+// VERSION starts, with the PRI's value. It is deliberately wider than what
+// spans5424 accepts (a PRI over 191, version 2) and than go-syslog's own
+// test (a single digit), so that nothing shaped like RFC 5424 reaches a
+// 3164 reader either.
+func versionAfterPRI(raw []byte) (v, pri int, ok bool) {
+	v, pri = priEnd(raw)
+	if v == 0 {
+		return 0, 0, false
 	}
-	i := 1
-	for i < len(raw) && i <= 4 && isDigit(raw[i]) {
-		i++
-	}
-	if i == 1 || i > 4 || i >= len(raw) || raw[i] != '>' {
-		return 0, false
-	}
-	i++
-	v := i
+	i := v
 	for i < len(raw) && i-v < 4 && isDigit(raw[i]) {
 		i++
 	}
 	if i == v || i-v > 3 || i >= len(raw) || raw[i] != ' ' {
-		return 0, false
+		return 0, 0, false
 	}
-	return v, true
+	return v, pri, true
 }
 
 var (
@@ -127,25 +121,6 @@ var (
 	errBadPRI    = fmt.Errorf("PRI over 191")
 	errBadHost   = fmt.Errorf("control character in HOSTNAME")
 )
-
-// priEnd reads a leading "<" 1*3DIGIT ">" and returns the offset after it
-// and its value, or 0 when raw does not start with one.
-func priEnd(raw []byte) (end, pri int) {
-	if len(raw) < 3 || raw[0] != '<' {
-		return 0, 0
-	}
-	for i := 1; i < len(raw) && i <= 4; i++ {
-		switch c := raw[i]; {
-		case isDigit(c):
-			pri = pri*10 + int(c-'0')
-		case c == '>' && i > 1:
-			return i + 1, pri
-		default:
-			return 0, 0
-		}
-	}
-	return 0, 0
-}
 
 // hasControl reports a C0 control character or DEL in s.
 func hasControl[S string | []byte](s S) bool {
@@ -253,12 +228,8 @@ func validProgram[P string | []byte](p P) bool {
 func splitLoose(raw []byte) Envelope {
 	s := string(raw)
 	env := Envelope{Format: "raw", Text: s}
-	if strings.HasPrefix(s, "<") {
-		if end := strings.IndexByte(s, '>'); end > 1 && end <= 4 && allDigits(s[1:end]) {
-			s = s[end+1:]
-		}
-	}
-	s = skipTimestamp(s)
+	end, _ := priEnd(raw)
+	s = skipTimestamp(s[end:])
 	// Now "host tag[pid]: text" or "tag[pid]: text" (the local /dev/log form).
 	first, rest, ok := strings.Cut(s, " ")
 	if !ok {

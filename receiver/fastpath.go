@@ -68,22 +68,27 @@ func FastSpans(raw []byte) (Spans, bool) {
 
 // skipPRI accepts "<0>" to "<191>" and returns the index after '>'.
 func skipPRI(raw []byte) (int, bool) {
+	end, pri := priEnd(raw)
+	return end, end > 0 && pri <= 191
+}
+
+// priEnd reads a leading "<" 1*3DIGIT ">" and returns the offset after it
+// and its value, or 0 when raw does not start with one.
+func priEnd(raw []byte) (end, pri int) {
 	if len(raw) < 3 || raw[0] != '<' {
-		return 0, false
+		return 0, 0
 	}
-	pri := 0
 	for i := 1; i < len(raw) && i <= 4; i++ {
-		c := raw[i]
-		switch {
-		case c >= '0' && c <= '9':
+		switch c := raw[i]; {
+		case isDigit(c):
 			pri = pri*10 + int(c-'0')
 		case c == '>' && i > 1:
-			return i + 1, pri <= 191
+			return i + 1, pri
 		default:
-			return 0, false
+			return 0, 0
 		}
 	}
-	return 0, false
+	return 0, 0
 }
 
 // spans3164 reads from the timestamp on. withPRI says which slow path it

@@ -323,11 +323,7 @@ func Listen(cfg Config) (*Receiver, error) {
 			return nil, err
 		}
 		r.unix = conn
-		if fi, err := os.Lstat(cfg.Unix); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				r.unixIno = st.Ino
-			}
-		}
+		r.unixIno = inode(cfg.Unix)
 		r.sizeReadBuffer(conn, "unix")
 	}
 	if r.udp == nil && r.tcp == nil && r.tlsLn == nil && r.unix == nil {
@@ -513,10 +509,8 @@ func (r *Receiver) Close() {
 		r.unix.Close()
 		// A takeover has renamed its own socket over the path: that one
 		// stays.
-		if fi, err := os.Lstat(r.cfg.Unix); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Ino == r.unixIno {
-				os.Remove(r.cfg.Unix)
-			}
+		if ino := inode(r.cfg.Unix); ino != 0 && ino == r.unixIno {
+			os.Remove(r.cfg.Unix)
 		}
 	}
 	r.closed = true

@@ -77,7 +77,7 @@ func FuzzEnvelopeDifferential(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		raw = trimTrailingControl(raw)
 		env, err := ParseEnvelope(raw)
-		if _, is5424 := versionAfterPRI(raw); is5424 {
+		if _, _, is5424 := versionAfterPRI(raw); is5424 {
 			diff5424(t, p5424, raw, env, err == nil)
 		} else if err == nil && env.Format == "rfc3164" {
 			diff3164(t, p3164, raw, env)
@@ -175,7 +175,7 @@ func canonical5424(raw []byte) []byte {
 	if !ok {
 		return raw
 	}
-	v, _ := versionAfterPRI(raw)
+	v, _, _ := versionAfterPRI(raw)
 	i := v + 2 // "1 "
 	ts := bytes.IndexByte(raw[i:], ' ')
 	var b bytes.Buffer

@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 // listenUnix binds the unix datagram socket at path with exactly mode and
@@ -102,4 +103,17 @@ func checkStaleSocket(path string) error {
 		return fmt.Errorf("unix socket %s: exists and is not a socket", path)
 	}
 	return nil
+}
+
+// inode is path's own inode number (not following a symlink), 0 if it
+// cannot be read.
+func inode(path string) uint64 {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return 0
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
 }
