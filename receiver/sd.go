@@ -108,6 +108,10 @@ func scanSDName[T string | []byte](raw T, i int) (int, bool) {
 	return i, n >= 1 && n <= sdNameMax
 }
 
+// sdEscaped reports whether a backslash before c escapes it (section
+// 6.3.3); before anything else the backslash is an ordinary character.
+func sdEscaped(c byte) bool { return c == '"' || c == '\\' || c == ']' }
+
 // scanSDParam reads PARAM-NAME "=" '"' PARAM-VALUE '"' at raw[i].
 func scanSDParam[T string | []byte](raw T, i int) (int, bool) {
 	i, ok := scanSDName(raw, i)
@@ -131,7 +135,7 @@ func scanSDParam[T string | []byte](raw T, i int) (int, bool) {
 		case c == '\\':
 			// An escape takes the next byte whatever it is; "\x" stays two
 			// ordinary characters, which reading x next does as well.
-			if i+1 < len(raw) && (raw[i+1] == '"' || raw[i+1] == '\\' || raw[i+1] == ']') {
+			if i+1 < len(raw) && sdEscaped(raw[i+1]) {
 				i++
 			}
 		case c >= utf8.RuneSelf:
@@ -168,7 +172,7 @@ func ParseStructuredData(sd string) ([]SDElement, error) {
 			var b strings.Builder
 			j := v0
 			for sd[j] != '"' {
-				if sd[j] == '\\' && (sd[j+1] == '"' || sd[j+1] == '\\' || sd[j+1] == ']') {
+				if sd[j] == '\\' && sdEscaped(sd[j+1]) {
 					j++
 				}
 				b.WriteByte(sd[j])
