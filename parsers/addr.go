@@ -102,8 +102,13 @@ func ungrantable(a netip.Addr) string {
 	if a == limitedBcast {
 		return "broadcast address (255.255.255.255)"
 	}
+	if a == netip.IPv6Loopback() {
+		// Inside ::/96, and its key "::1" a cut-back of "::1:x", but
+		// loopback is grantable like 127.0.0.1 (see ParseAddr).
+		return ""
+	}
 	for _, n := range neverClient {
-		if n.prefix.Contains(a) && !(a.Is6() && a == netip.IPv6Loopback()) {
+		if n.prefix.Contains(a) {
 			return n.reason
 		}
 	}
@@ -113,7 +118,7 @@ func ungrantable(a netip.Addr) string {
 	if ietfV6.Contains(a) && !containedIn(a, ietfV6Use) {
 		return "IETF protocol assignment (2001::/23) that is never a source address"
 	}
-	if widensPastItsNetwork(a) && a != netip.IPv6Loopback() {
+	if widensPastItsNetwork(a) {
 		return "IPv6 address whose Postfix key would also match clients outside its /64 (check_client_access cuts IPv6 keys back at ':')"
 	}
 	// Transition addresses carry an IPv4 address that must be global
