@@ -130,38 +130,16 @@ func (d Dovecot) sessionEnd(text string) (Event, error) {
 	// included, and so may the message, so every ">: " that can end the
 	// prefix is tried: the split Dovecot made is among them, and a line
 	// whose splits name different sessions ends none.
-	var ev Event
-	for off, n := 0, 0; ; n++ {
-		colon := strings.Index(text[off:], ">: ")
-		if colon < 0 {
-			break
-		}
-		if n == dovecotMaxSplits {
-			// A real line has one or two; bound the work on a built one.
-			return Event{}, ErrNoMatch
-		}
-		colon += off
-		off = colon + 1
-		e, ok := dovecotSessionEnd(text[:colon], text[colon+len(">: "):])
-		if !ok {
-			continue
-		}
-		if ev.Session != "" && e.Session != ev.Session {
-			return Event{}, ErrNoMatch
-		}
-		if ev.Session == "" {
-			ev = e
-		}
-	}
-	if ev.Session == "" {
+	ev, readings, err := readEverySplit(text, ">: ", func(head, msg string) (string, Event, bool) {
+		e, ok := dovecotSessionEnd(head, msg)
+		return e.Session, e, ok
+	})
+	if err != nil || readings == 0 {
 		return Event{}, ErrNoMatch
 	}
 	ev.Daemon = d.Name()
 	return ev, nil
 }
-
-// dovecotMaxSplits bounds the ">: " a session-end line is tried at.
-const dovecotMaxSplits = 16
 
 // dovecotSessionEnd reads one split of a mail process line into its prefix
 // "imap(user)<pid><session" and its message.

@@ -1,6 +1,7 @@
 package parsers
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 )
@@ -25,10 +26,6 @@ func (Tpop3d) Name() string { return "tpop3d" }
 func (Tpop3d) Programs() []string { return []string{"tpop3d"} }
 
 const tpop3dBegan = ": began session for `"
-
-// tpop3dMaxSplits bounds the readings of one line (a real one has one or
-// two), so that a line built of many splits costs linear time.
-const tpop3dMaxSplits = 16
 
 // Parse implements Parser.
 func (t Tpop3d) Parse(m Message) (Event, error) {
@@ -58,47 +55,30 @@ func (t Tpop3d) Parse(m Message) (Event, error) {
 	// place the id can end is tried: the split tpop3d made is among them,
 	// and the line grants only if every split that names an address names
 	// the same one.
-	var (
-		addr, user string
-		readings   int
-		first      = "" // the first split's address text, for the error
-	)
-	for off, n := 0, 0; ; n++ {
-		i := strings.Index(head[off:], tpop3dBegan)
-		if i < 0 {
-			if n == 0 {
-				return Event{}, ErrNoMatch
-			}
-			break
-		}
-		if n == tpop3dMaxSplits {
-			return Event{}, &AddrError{Addr: first, Reason: "tpop3d line can be read in too many ways (user name injection?)"}
-		}
-		i += off
-		off = i + 1
-		a := tpop3dIDAddr(head[:i])
-		if n == 0 {
-			first = a
-		}
-		if _, err := netip.ParseAddr(a); err != nil {
-			continue
-		}
-		if readings > 0 && a != addr {
-			return Event{}, &AddrError{Addr: addr, Reason: "tpop3d client id can be read with another address (user name injection?)"}
-		}
-		if readings == 0 {
-			addr, user = a, head[i+len(tpop3dBegan):]
-		}
-		readings++
+	id, _, ok := strings.Cut(head, tpop3dBegan)
+	if !ok {
+		return Event{}, ErrNoMatch
 	}
-	if readings == 0 {
-		addr = first
+	addr := tpop3dIDAddr(id) // the first split's, for the error if none reads
+	type reading struct{ addr, user string }
+	r, readings, err := readEverySplit(head, tpop3dBegan, func(id, user string) (string, reading, bool) {
+		a := tpop3dIDAddr(id)
+		_, err := netip.ParseAddr(a)
+		return a, reading{a, user}, err == nil
+	})
+	switch {
+	case errors.Is(err, errTooManySplits):
+		return Event{}, &AddrError{Addr: addr, Reason: "tpop3d line can be read in too many ways (user name injection?)"}
+	case err != nil:
+		return Event{}, &AddrError{Addr: r.addr, Reason: "tpop3d client id can be read with another address (user name injection?)"}
+	case readings > 0:
+		addr = r.addr
 	}
 	a, err := ParseAddr(addr)
 	if err != nil {
 		return Event{}, err
 	}
-	return Event{Kind: Login, Addr: a, User: user, Daemon: t.Name()}, nil
+	return Event{Kind: Login, Addr: a, User: r.user, Daemon: t.Name()}, nil
 }
 
 // tpop3dIDAddr returns the address text in a client id: "address/domain",
