@@ -48,10 +48,6 @@ func (d *MapDamage) Error() string {
 // precedence and are never evicted for a carried one.
 func (s *Service) carryOver(f *os.File, accounted func(netip.Addr) bool, now time.Time) (CarryOver, error) {
 	var c CarryOver
-	grantable := s.cfg.Grantable
-	if grantable == nil {
-		grantable = defaultGrantable
-	}
 	room := s.table.maxEntries - s.table.Len()
 	var carry []Grant
 	expires := now.Add(s.table.Grace())
@@ -76,7 +72,7 @@ func (s *Service) carryOver(f *os.File, accounted func(netip.Addr) bool, now tim
 		case !ok:
 			c.NotAddress++
 		case accounted(a):
-		case !grantable(a):
+		case !s.cfg.Grantable(a):
 			c.Ungrantable++
 		case s.table.Excluded(a):
 			c.Excluded++

@@ -115,9 +115,8 @@ type Service struct {
 	mapFailures   int                               // failed map writes since the last good one
 
 	// unsavedSince is when the oldest change not yet in the state file
-	// was made; zero when the file holds the whole table.
+	// was made; zero when none is waiting for a sync.
 	unsavedSince time.Time
-	syncPending  bool      // unsavedSince is set
 	lastNow      time.Time // the latest time a caller gave
 	applied      uint64    // the greatest Event.Seq applied to the table
 	durable      atomic.Uint64
@@ -130,6 +129,9 @@ func NewService(cfg Config, table *Table) *Service {
 	}
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = 100 * time.Millisecond
+	}
+	if cfg.Grantable == nil {
+		cfg.Grantable = defaultGrantable
 	}
 	if cfg.StateEvery <= 0 {
 		cfg.StateEvery = max(cfg.Flush, 10*time.Second)
@@ -206,9 +208,6 @@ func (s *Service) Start(now time.Time) error {
 // and its memory peak higher than the table itself.
 func (s *Service) restore(mapFile *os.File, now time.Time) error {
 	grantable := s.cfg.Grantable
-	if grantable == nil {
-		grantable = defaultGrantable
-	}
 	var (
 		n         loadCounts
 		accounted func(netip.Addr) bool
@@ -324,8 +323,8 @@ func (s *Service) noteChange(now time.Time) {
 	}
 	if _, changes := s.table.Versions(); changes == s.savedChanges {
 		s.markDurable()
-	} else if !s.syncPending {
-		s.syncPending, s.unsavedSince = true, now
+	} else if s.unsavedSince.IsZero() {
+		s.unsavedSince = now
 	}
 }
 
@@ -408,7 +407,7 @@ func (s *Service) stateDueAt() time.Time {
 		// A whole file of a million grants is 100 MB: not ten times a
 		// second. The map publish saves the state first in any case.
 		return s.lastSave.Add(s.cfg.StateEvery)
-	case s.syncPending:
+	case !s.unsavedSince.IsZero():
 		return s.unsavedSince.Add(s.cfg.SyncInterval)
 	}
 	return s.lastNow // changed by a path that did not say when: now
@@ -569,7 +568,7 @@ func (s *Service) writeState(now time.Time) error {
 		if unsaved >= 0 {
 			ev = ev.Int("unsaved_changes", unsaved)
 		}
-		if s.syncPending {
+		if !s.unsavedSince.IsZero() {
 			ev = ev.Time("unsaved_since", s.unsavedSince)
 		}
 		ev.Msg("state write failed; grant changes since the last good state write are in memory only and a crash or restart would lose them")
@@ -580,7 +579,7 @@ func (s *Service) writeState(now time.Time) error {
 	s.stats.StateSaves.Add(1)
 	s.savedChanges = changes
 	s.lastSave = now
-	s.syncPending = false
+	s.unsavedSince = time.Time{}
 	s.markDurable()
 	return nil
 }
