@@ -130,9 +130,14 @@ var dvVars = map[string]dvVar{
 }
 
 // ParseDovecotLogFormat compiles a login_log_format_elements value, as
-// written in dovecot.conf (`doveconf login_log_format_elements` prints it).
+// written in dovecot.conf (`doveconf -h login_log_format_elements` prints it).
 // It must name the remote IP (%r, %{rip} or %{remote_ip}) exactly once.
 func ParseDovecotLogFormat(format string) (*DovecotFormat, error) {
+	if name, _, ok := strings.Cut(strings.TrimSpace(format), " "); ok && name == "login_log_format_elements" {
+		// Without -h doveconf prints "name = value"; read as elements, the
+		// name would make every login line unreadable.
+		return nil, errors.New("give the value only, as `doveconf -h login_log_format_elements` prints it, not the setting's name")
+	}
 	f := &DovecotFormat{text: format}
 	roles := map[dvRole]int{}
 	for _, word := range strings.Fields(format) {

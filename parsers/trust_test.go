@@ -169,6 +169,8 @@ func TestDovecotCustomFormat(t *testing.T) {
 		{"%u%r", "cannot be told apart"},
 		{"rip=%r x=%", "lone %"},
 		{"rip=%r x=%{user", "unterminated"},
+		// doveconf without -h prints the setting's name too.
+		{"login_log_format_elements = user=<%u> method=%m rip=%r", "doveconf -h"},
 	} {
 		if _, err := ParseDovecotLogFormat(bad.format); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("ParseDovecotLogFormat(%q) = %v, want an error containing %q", bad.format, err, bad.want)

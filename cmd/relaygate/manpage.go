@@ -76,6 +76,8 @@ relaygate \- POP/IMAP\-before\-SMTP relay grants for Postfix, from syslog
 .IR list ]
 .RB [ \-rules
 .IR file ]
+.RB [ \-dovecot\-log\-format
+.IR format ]
 .RI [ file ...]
 .br
 .B relaygate list
@@ -171,7 +173,8 @@ Re\-read the rules file, the exclusion file and Postfix's mynetworks; a bad
 file is rejected and the running configuration kept.
 .TP
 .BR SIGTERM ", " SIGINT
-Stop receiving, write the map and state once more, exit 0.
+Stop receiving, read what the UDP and unix sockets still hold, write the
+map and sync the state once more, exit 0.
 .SH FILES
 .TP
 .I /var/lib/relaygate/pop\-before\-smtp.cdb
@@ -180,7 +183,15 @@ The map, as installed by the Debian package (default
 otherwise).
 .TP
 .I /var/lib/relaygate/pop\-before\-smtp.state
-The grants with their expiry, user, daemon and host (mode 0600).
+The grants with their expiry, user, daemon and host (mode 0600); every
+change is appended and synced within 100 ms.
+.TP
+.IR /var/lib/relaygate/pop\-before\-smtp.cdb.lock ", " .state.lock
+The instance lock: a second relaygate on the same map or state refuses to
+start (mode 0600).
+.I pop\-before\-smtp.cdb.takeover.lock
+serialises
+.BR \-takeover s.
 .TP
 .I /etc/default/relaygate
 .B RELAYGATE_ARGS
