@@ -51,7 +51,7 @@ func appendState(path string, t *Table) (n int, err error) {
 		w.Write(line) // a write error sticks in w; Flush returns it
 		n++
 	}, func(a netip.Addr) {
-		line = appendStateLine(line[:0], a, tombstone, "", "", "", nil)
+		line = appendTombstone(line[:0], a)
 		w.Write(line)
 		n++
 	})

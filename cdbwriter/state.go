@@ -65,7 +65,7 @@ func saveTable(path string, t *Table, removed []netip.Addr) error {
 			if err != nil {
 				break
 			}
-			line = appendStateLine(line[:0], a, tombstone, "", "", "", nil)
+			line = appendTombstone(line[:0], a)
 			_, err = w.Write(line)
 		}
 		return line, err
@@ -81,6 +81,11 @@ func appendEntryLine(b []byte, t *Table, i int32, e *entry, ss []stateSession) (
 	slices.SortFunc(ss, func(a, b stateSession) int { return strings.Compare(a.key, b.key) })
 	m := t.metas.get(e.meta)
 	return appendStateLine(b, addrOf(e), time.Unix(0, e.expires).UTC(), t.users.of(e), m.daemon, m.host, ss), ss
+}
+
+// appendTombstone appends the line that says a was removed.
+func appendTombstone(b []byte, a netip.Addr) []byte {
+	return appendStateLine(b, a, tombstone, "", "", "", nil)
 }
 
 func saveState(path string, fill func(w *bufio.Writer, line []byte) ([]byte, error)) error {

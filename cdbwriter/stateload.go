@@ -476,3 +476,18 @@ func (s *Service) restoreGrants(grantable func(netip.Addr) bool, now time.Time) 
 	c.restored = s.table.Restore(grants, now)
 	return c, accounted, err
 }
+
+// grantableOnly drops the grants of a state file whose address can never
+// be granted by today's rules (an older relaygate wrote it, or it was
+// edited), so a restart cannot publish a key the parsers would refuse.
+func grantableOnly(grants []Grant, grantable func(netip.Addr) bool) ([]Grant, int) {
+	kept := grants[:0]
+	for _, g := range grants {
+		if grantable(g.Addr) {
+			kept = append(kept, g)
+		}
+	}
+	dropped := len(grants) - len(kept)
+	clear(grants[len(kept):])
+	return kept, dropped
+}

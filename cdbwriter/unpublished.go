@@ -37,18 +37,3 @@ func (s *Service) unpublishedRemovals() []netip.Addr {
 	}
 	return stale
 }
-
-// grantableOnly drops the grants of a state file whose address can never
-// be granted by today's rules (an older relaygate wrote it, or it was
-// edited), so a restart cannot publish a key the parsers would refuse.
-func grantableOnly(grants []Grant, grantable func(netip.Addr) bool) ([]Grant, int) {
-	kept := grants[:0]
-	for _, g := range grants {
-		if grantable(g.Addr) {
-			kept = append(kept, g)
-		}
-	}
-	dropped := len(grants) - len(kept)
-	clear(grants[len(kept):])
-	return kept, dropped
-}
