@@ -349,91 +349,6 @@ func (r *Receiver) sizeReadBuffer(conn syscall.Conn, transport string) {
 	}
 }
 
-// listenUDP binds the UDP socket: exclusively, then open to a takeover's
-// SO_REUSEPORT; or, for a takeover, into the group already there.
-func listenUDP(addr *net.UDPAddr, takeover bool) (*net.UDPConn, error) {
-	if takeover {
-		lc := net.ListenConfig{Control: joinGroup}
-		pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
-		if err != nil {
-			return nil, err
-		}
-		return pc.(*net.UDPConn), nil
-	}
-	conn, err := net.ListenUDP("udp", addr)
-	if err != nil {
-		return nil, err
-	}
-	if err := control(conn, reusePort); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("SO_REUSEPORT: %w", err)
-	}
-	return conn, nil
-}
-
-// joinGroup is a ListenConfig.Control: SO_REUSEPORT before bind(2).
-func joinGroup(_, _ string, c syscall.RawConn) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) { serr = reusePort(fd) }); err != nil {
-		return err
-	}
-	return serr
-}
-
-// control runs f on conn's descriptor.
-func control(conn syscall.Conn, f func(fd uintptr) error) error {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = f(fd) }); err != nil {
-		return err
-	}
-	return ferr
-}
-
-// inUseHint says what an "address already in use" means here.
-func inUseHint(err error, takeover bool) string {
-	if !errors.Is(err, syscall.EADDRINUSE) {
-		return ""
-	}
-	if takeover {
-		return " — the socket there does not admit a takeover: it is not a relaygate's, or a relaygate older than -takeover, or another user's; stop it and start without -takeover"
-	}
-	return " — another process (another relaygate?) listens there; to replace a running relaygate without a gap, start the new one with -takeover"
-}
-
-func listenTCP(transport, address string, takeover bool) (*net.TCPListener, error) {
-	if _, err := net.ResolveTCPAddr("tcp", address); err != nil {
-		return nil, fmt.Errorf("%s listen address %q: %w", transport, address, err)
-	}
-	// Keepalive probes an idle TCP or TLS connection after 15 s, then every
-	// 15 s, and ends it after 4 unanswered probes: a sender that vanished
-	// without a FIN (a crash, a cable, a NAT that forgot it) gives back its
-	// MaxConns and MaxConnsPerHost slot within about 75 s, even without
-	// IdleTimeout. A live sender's kernel answers the probes, so a quiet
-	// connection that is still there is never closed by them.
-	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{
-		Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4,
-	}}
-	if takeover {
-		lc.Control = joinGroup
-	}
-	ln, err := lc.Listen(context.Background(), "tcp", address)
-	if err != nil {
-		return nil, fmt.Errorf("listen %s %s: %w%s", transport, address, err, inUseHint(err, takeover))
-	}
-	tl := ln.(*net.TCPListener)
-	if !takeover {
-		if err := control(tl, reusePort); err != nil {
-			tl.Close()
-			return nil, fmt.Errorf("listen %s %s: SO_REUSEPORT: %w", transport, address, err)
-		}
-	}
-	return tl, nil
-}
-
 // UDPAddr returns the bound UDP address, or nil.
 func (r *Receiver) UDPAddr() net.Addr {
 	if r.udp == nil {
@@ -456,40 +371,6 @@ func (r *Receiver) TLSAddr() net.Addr {
 		return nil
 	}
 	return r.tlsLn.Addr()
-}
-
-// Steer sends every new datagram and connection on the UDP, TCP and TLS
-// addresses to this receiver's sockets rather than to the relaygate bound
-// there before it (Takeover), which can then drain what it has queued and
-// close without losing any. The kernel keeps the choice per address for
-// as long as any socket is bound there.
-func (r *Receiver) Steer() error {
-	return r.eachGroup(steerToNewest)
-}
-
-// Unsteer gives the traffic back to the kernel's hash: a takeover that
-// failed before its predecessor stopped leaves it serving everything.
-func (r *Receiver) Unsteer() error {
-	return r.eachGroup(unsteer)
-}
-
-func (r *Receiver) eachGroup(f func(fd uintptr) error) error {
-	var errs []error
-	add := func(name string, conn syscall.Conn) {
-		if err := control(conn, f); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
-	}
-	if r.udp != nil {
-		add("udp", r.udp)
-	}
-	if r.tcp != nil {
-		add("tcp", r.tcp)
-	}
-	if r.tlsLn != nil {
-		add("tls", r.tlsLn)
-	}
-	return errors.Join(errs...)
 }
 
 // Close releases every socket and ends every connection, including TLS
@@ -526,16 +407,6 @@ func (r *Receiver) isClosed() bool {
 	return r.closed
 }
 
-// Drain bounds: once Serve's context ends, the UDP and unix sockets are
-// read until they have been quiet for drainQuiet, for at most drainMax.
-// What a datagram socket holds when it closes is lost without a trace
-// (not even a drop count), and after a takeover's Steer nothing new
-// arrives, so the queue empties in the time it takes to read it.
-const (
-	drainQuiet = 20 * time.Millisecond
-	drainMax   = time.Second
-)
-
 // Serve delivers messages to out until ctx is done; then it stops
 // accepting, reads what the datagram sockets still hold (see drainQuiet),
 // closes the sockets and returns once every reader has stopped. Until then
@@ -568,43 +439,6 @@ func (r *Receiver) Serve(ctx context.Context, out chan<- Message) error {
 	datagrams.Wait()
 	wg.Wait()
 	return nil
-}
-
-// drain lets the datagram readers read until their sockets are quiet. A
-// consumer that stopped reading out does not hold it past the drain's
-// end.
-func (r *Receiver) drain(readers *sync.WaitGroup) {
-	now := time.Now()
-	end := now.Add(drainMax)
-	r.drainEnd.Store(end.UnixNano())
-	if r.udp != nil {
-		r.udp.SetReadDeadline(now.Add(drainQuiet))
-	}
-	if r.unix != nil {
-		r.unix.SetReadDeadline(now.Add(drainQuiet))
-	}
-	done := make(chan struct{})
-	go func() { readers.Wait(); close(done) }()
-	t := time.NewTimer(time.Until(end) + drainQuiet)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-	}
-}
-
-// draining reports whether Serve is draining, and moves conn's read
-// deadline on by drainQuiet (up to the drain's end) after a read that
-// found something.
-func (r *Receiver) draining(conn interface{ SetReadDeadline(time.Time) error }, read bool) bool {
-	end := r.drainEnd.Load()
-	if end == 0 {
-		return false
-	}
-	if read {
-		conn.SetReadDeadline(time.Unix(0, min(time.Now().Add(drainQuiet).UnixNano(), end)))
-	}
-	return true
 }
 
 func (r *Receiver) allowed(ap netip.AddrPort) bool {
