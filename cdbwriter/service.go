@@ -201,67 +201,6 @@ func (s *Service) Start(now time.Time) error {
 	return nil
 }
 
-// restore loads the state file into the table, then carries over from the
-// existing map (nil if none) every address the state does not account for.
-// The file is read straight into the table (tableLoad): a Grant for each
-// of a million addresses, and a Go map of them, made the restart slower
-// and its memory peak higher than the table itself.
-func (s *Service) restore(mapFile *os.File, now time.Time) error {
-	grantable := s.cfg.Grantable
-	var (
-		n         loadCounts
-		accounted func(netip.Addr) bool
-		err       error
-	)
-	if s.table.Len() == 0 {
-		l := newTableLoad(s.table, grantable, now)
-		err = l.load(s.open, s.cfg.StatePath, stateLimitsFor(s.table.maxEntries))
-		n, accounted = l.counts(), l.accounted
-		l.finish()
-	} else {
-		// A caller gave Start a table with grants: Restore keeps them.
-		n, accounted, err = s.restoreGrants(grantable, now)
-	}
-	var damage *StateDamage
-	if err != nil && !errors.As(err, &damage) {
-		return err
-	}
-	if damage != nil {
-		msg := "state file damaged; restoring what could be read, and carrying over from the map what it lost"
-		if mapFile == nil {
-			msg = "state file damaged; restoring what could be read (there is no map to carry the rest over from)"
-		}
-		s.log.Warn().Err(err).Int("readable", n.readable).Msg(msg)
-	}
-	if n.ungrantable > 0 {
-		s.log.Warn().Int("dropped", n.ungrantable).Str("state", s.cfg.StatePath).
-			Msg("state file grants addresses that can never be a client; not restored")
-	}
-	if n.restorable > 0 || n.restored > 0 {
-		s.log.Info().Int("restored", n.restored).Int("expired_or_excluded", n.restorable-n.restored).
-			Str("state", s.cfg.StatePath).Msg("restored grants")
-	}
-	if mapFile == nil {
-		return nil
-	}
-	c, err := s.carryOver(mapFile, accounted, now)
-	s.stats.CarriedOver.Add(int64(c.Carried))
-	s.stats.CarryOverSkipped.Add(int64(c.skipped()))
-	if err != nil {
-		// Postfix cannot use a map that is not a cdb either: the new one
-		// replaces it, with the addresses read before the damage.
-		s.log.Error().Err(err).Int("carried_over", c.Carried).
-			Msg("existing map damaged; carrying over the addresses read before the damage, and replacing it")
-	}
-	if c.Carried > 0 || c.skipped() > 0 {
-		s.log.Warn().Int("carried_over", c.Carried).Int("not_address", c.NotAddress).
-			Int("ungrantable", c.Ungrantable).Int("excluded", c.Excluded).Int("over_max_entries", c.Full).
-			Str("expires", now.Add(s.table.Grace()).UTC().Format(time.RFC3339)).Str("map", s.cfg.MapPath).
-			Msg("carried over the map's addresses the state file does not account for, for one grace period")
-	}
-	return nil
-}
-
 // SetExclude replaces the excluded networks; grants inside them are removed
 // and published away at the next write.
 func (s *Service) SetExclude(exclude []netip.Prefix) {
@@ -311,43 +250,6 @@ func (s *Service) Login(g Grant, session string, now time.Time) Outcome {
 	return out
 }
 
-// noteChange keeps the journal's books after the table may have changed
-// at now: the oldest unsaved change sets when the next sync is due, and
-// when nothing is unsaved every event applied so far is durable.
-func (s *Service) noteChange(now time.Time) {
-	if now.After(s.lastNow) {
-		s.lastNow = now
-	}
-	if s.cfg.StatePath == "" {
-		return
-	}
-	if _, changes := s.table.Versions(); changes == s.savedChanges {
-		s.markDurable()
-	} else if s.unsavedSince.IsZero() {
-		s.unsavedSince = now
-	}
-}
-
-// markDurable records that every event applied so far is in the state
-// file, synced.
-func (s *Service) markDurable() {
-	if s.applied > s.durable.Load() {
-		s.durable.Store(s.applied) // only the table's goroutine stores
-		if s.cfg.OnDurable != nil {
-			s.cfg.OnDurable(s.applied)
-		}
-	}
-}
-
-// Durable returns the greatest Event.Seq whose effect, and that of every
-// event Run received before it, is in the state file and synced: a crash
-// from now on loses none of them. A caller that must not lose a login
-// (an acknowledging transport) answers its sender once Durable reaches the
-// login's Seq; Config.OnDurable tells it without polling. Without a state
-// file nothing survives a restart, and Durable stays 0. Safe for
-// concurrent use.
-func (s *Service) Durable() uint64 { return s.durable.Load() }
-
 func loginMessage(o Outcome) string {
 	switch o {
 	case Added:
@@ -390,31 +292,6 @@ func (s *Service) mapDue(now time.Time) bool {
 	members, _ := s.table.Versions()
 	return members != s.publishedMembers && !now.Before(s.lastPublish.Add(s.cfg.Flush)) && !now.Before(s.mapRetry.at)
 }
-
-// stateDue: the state file lacks a change, and it is time to write it:
-// SyncInterval after the oldest change not yet appended, or StateEvery
-// after the last save while only a whole file will do, and no failed write
-// is waiting for its retry time.
-func (s *Service) stateDue(now time.Time) bool {
-	_, changes := s.table.Versions()
-	return s.cfg.StatePath != "" && changes != s.savedChanges && !now.Before(s.stateRetry.at) &&
-		!now.Before(s.stateDueAt())
-}
-
-func (s *Service) stateDueAt() time.Time {
-	switch {
-	case !s.canAppend():
-		// A whole file of a million grants is 100 MB: not ten times a
-		// second. The map publish saves the state first in any case.
-		return s.lastSave.Add(s.cfg.StateEvery)
-	case !s.unsavedSince.IsZero():
-		return s.unsavedSince.Add(s.cfg.SyncInterval)
-	}
-	return s.lastNow // changed by a path that did not say when: now
-}
-
-// canAppend: the state file can be brought up to date by appending.
-func (s *Service) canAppend() bool { return s.stateAppend && s.table.unsaved() >= 0 }
 
 // Due returns when the next write is due, for a driver deciding whether a
 // login needs an earlier wake-up than the one it has scheduled.
@@ -533,80 +410,6 @@ func (s *Service) publishMap(now time.Time) error {
 	s.lastPublish = now
 	s.log.Debug().Int("entries", s.table.Len()).Dur("took", took).Msg("published map")
 	return nil
-}
-
-// writeState saves the table to the state file; a failure schedules a retry
-// of its own, so it never holds back the map. It appends the changes since
-// the last save when it can, and writes the whole file otherwise.
-func (s *Service) writeState(now time.Time) error {
-	_, changes := s.table.Versions()
-	if s.cfg.StatePath == "" {
-		s.savedChanges = changes
-		return nil
-	}
-	var err error
-	unsaved := s.table.unsaved()
-	if s.canAppend() {
-		var n int
-		if n, err = appendState(s.cfg.StatePath, s.table); err == nil {
-			s.stateLines += n
-		} else if errors.Is(err, errStateTorn) {
-			s.stateAppend = false
-		}
-	} else {
-		stale := s.unpublishedRemovals()
-		if err = saveTable(s.cfg.StatePath, s.table, stale); err == nil {
-			s.stateLines, s.stateAppend = s.table.Len()+len(stale), true
-		}
-	}
-	if err != nil {
-		s.stats.StateErrors.Add(1)
-		s.stateRetry.failed(now, max(s.cfg.SyncInterval, 100*time.Millisecond), s.cfg.MaxBackoff)
-		// Only what is certain: whether the map has these changes is the
-		// map writer's to say.
-		ev := s.log.Error().Err(err).Dur("retry_in", s.stateRetry.backoff)
-		if unsaved >= 0 {
-			ev = ev.Int("unsaved_changes", unsaved)
-		}
-		if !s.unsavedSince.IsZero() {
-			ev = ev.Time("unsaved_since", s.unsavedSince)
-		}
-		ev.Msg("state write failed; grant changes since the last good state write are in memory only and a crash or restart would lose them")
-		return err
-	}
-	s.table.saved()
-	s.stateRetry.succeeded()
-	s.stats.StateSaves.Add(1)
-	s.savedChanges = changes
-	s.lastSave = now
-	s.unsavedSince = time.Time{}
-	s.markDurable()
-	return nil
-}
-
-// defaultStateSlack is how many appended lines beyond twice the table the
-// state file may hold before it is rewritten whole.
-const defaultStateSlack = 10000
-
-// compactState rewrites the state file whole once it holds more than limit
-// lines: during the run about three times the table, right after a publish,
-// in the time -flush leaves before the next one, so the rewrite never stands
-// between a login and the map; at exit, any appended line. A failure costs
-// nothing: the file as appended is complete, so it is only logged, and
-// tried again after the next save.
-func (s *Service) compactState(limit int) {
-	_, changes := s.table.Versions()
-	if !s.stateAppend || changes != s.savedChanges || s.stateLines <= limit {
-		return
-	}
-	start := time.Now()
-	stale := s.unpublishedRemovals()
-	if err := saveTable(s.cfg.StatePath, s.table, stale); err != nil {
-		s.log.Warn().Err(err).Int("lines", s.stateLines).Msg("state file rewrite failed; the file as appended is complete, the rewrite is tried again after the next save")
-		return
-	}
-	s.log.Debug().Int("lines", s.stateLines).Int("grants", s.table.Len()).Dur("took", time.Since(start)).Msg("state file rewritten")
-	s.stateLines = s.table.Len() + len(stale)
 }
 
 // maxBatch is the most events Run applies before it looks at its timer
