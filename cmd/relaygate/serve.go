@@ -179,6 +179,15 @@ func newDaemon(ctx context.Context, cfg serveConfig, log zerolog.Logger, now fun
 			return nil, err
 		}
 		cleanup = append(cleanup, func() { d.lock.Release() })
+	} else {
+		// One takeover at a time, decided before binding: a second one
+		// that joined the port would be in the group the first steers
+		// to, and what the kernel gave its socket would go with it.
+		turn, err := takeoverTurn(cfg.mapPath)
+		if err != nil {
+			return nil, err
+		}
+		defer turn.Release() // held until the takeover is over
 	}
 	d.recv, err = receiver.Listen(receiver.Config{
 		UDP: cfg.udp, TCP: cfg.tcp, Unix: cfg.unix, TLS: cfg.tls,

@@ -14,30 +14,34 @@ import (
 	"github.com/relaygate/relaygate/cdbwriter"
 )
 
-// takeOver is -takeover's second half: the listeners are bound beside the
-// running relaygate's and the intake is reading. It steers new traffic to
-// this process, stops the lock holder with SIGTERM (it reads what its
-// sockets still hold, writes its journal and exits) and waits for the
-// lock. With no holder it simply takes the lock.
-//
-// Only one takeover runs at a time (a lock on "<map>.takeover.lock" until
-// this returns): a second one started at the same instant would steer the
-// traffic to itself, then wait -takeover-timeout for a lock the first now
-// held, and exit with every login it had queued meanwhile.
-func (d *daemon) takeOver(ctx context.Context) (*cdbwriter.Lock, error) {
-	serial, err := cdbwriter.AcquireLock(d.cfg.mapPath + ".takeover")
+// takeoverTurn takes "<map>.takeover.lock" for one -takeover: a second
+// one started at the same instant gives up at once instead of binding
+// beside the first, being steered to, and waiting -takeover-timeout for a
+// lock the first now holds with every login it queued meanwhile.
+func takeoverTurn(mapPath string) (*cdbwriter.Lock, error) {
+	turn, err := cdbwriter.AcquireLock(mapPath + ".takeover")
 	var held *cdbwriter.LockedError
 	if errors.As(err, &held) {
 		who := "another -takeover"
 		if held.PID > 0 {
 			who += " (process " + strconv.Itoa(held.PID) + ")"
 		}
-		return nil, fmt.Errorf("takeover: %s is already replacing the relaygate on %s — fix: let it finish; start -takeover again only if you meant to replace that one too", who, d.cfg.mapPath)
+		return nil, fmt.Errorf("takeover: %s is already replacing the relaygate on %s — fix: let it finish; start -takeover again only if you meant to replace that one too", who, mapPath)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("takeover: %w", err)
 	}
-	defer serial.Release()
+	return turn, nil
+}
+
+// takeOver is -takeover's second half: the listeners are bound beside the
+// running relaygate's and the intake is reading, and this process holds
+// the takeover turn (takeoverTurn). It steers new traffic to this
+// process, stops the lock holder with SIGTERM (it reads what its sockets
+// still hold, writes its journal and exits) and waits for the lock. With
+// no holder it simply takes the lock.
+func (d *daemon) takeOver(ctx context.Context) (*cdbwriter.Lock, error) {
+	var held *cdbwriter.LockedError
 	lock, err := cdbwriter.AcquireLock(d.cfg.mapPath, d.cfg.statePath)
 	if !errors.As(err, &held) {
 		if err == nil {
