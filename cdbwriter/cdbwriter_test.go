@@ -186,6 +186,13 @@ func TestWriteMapFailureKeepsOldMap(t *testing.T) {
 	if err != nil || !slices.Equal(keys, []string{"192.0.2.1"}) {
 		t.Fatalf("old map = %v, %v", keys, err)
 	}
+	requireNoTempFiles(t, dir)
+}
+
+// requireNoTempFiles fails the test for every temporary map or state file
+// left in dir.
+func requireNoTempFiles(t *testing.T, dir string) {
+	t.Helper()
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), tempPrefix) {

@@ -140,12 +140,7 @@ func TestUnusableStateRefusesToStart(t *testing.T) {
 			if !bytes.Equal(before, after) {
 				t.Fatalf("the map changed although Start failed")
 			}
-			entries, _ := os.ReadDir(dir)
-			for _, e := range entries {
-				if strings.HasPrefix(e.Name(), tempPrefix) {
-					t.Errorf("temporary file left behind: %s", e.Name())
-				}
-			}
+			requireNoTempFiles(t, dir)
 		})
 	}
 }

@@ -29,12 +29,12 @@ func TestRewriteKeepsUnpublishedRemovals(t *testing.T) {
 	}
 	svc.Login(grant("192.0.2.1"), "", t0)
 	svc.Tick(t0.Add(2 * time.Second))
-	if keys := readKeys(t, cfg.MapPath); len(keys) != 1 {
+	if keys := mapKeys(t, dir); len(keys) != 1 {
 		t.Fatalf("map after the first login: %v", keys)
 	}
 	svc.Login(grant("192.0.2.2"), "", t0.Add(30*time.Minute))
 	svc.Tick(t0.Add(31 * time.Minute))
-	if keys := readKeys(t, cfg.MapPath); len(keys) != 2 {
+	if keys := mapKeys(t, dir); len(keys) != 2 {
 		t.Fatalf("map after the second login: %v", keys)
 	}
 
@@ -43,7 +43,7 @@ func TestRewriteKeepsUnpublishedRemovals(t *testing.T) {
 	end := t0.Add(61 * time.Minute)
 	svc.Tick(end)
 	_ = svc.Shutdown(end)
-	if len(readKeys(t, cfg.MapPath)) != 2 {
+	if len(mapKeys(t, dir)) != 2 {
 		t.Fatal("the map was replaced although its writes fail")
 	}
 
@@ -57,7 +57,7 @@ func TestRewriteKeepsUnpublishedRemovals(t *testing.T) {
 	if _, ok := again.Table().Lookup(netip.MustParseAddr("192.0.2.2")); !ok {
 		t.Error("192.0.2.2 had not expired and was lost")
 	}
-	if keys := readKeys(t, cfg.MapPath); len(keys) != 1 || keys[0] != "192.0.2.2" {
+	if keys := mapKeys(t, dir); len(keys) != 1 || keys[0] != "192.0.2.2" {
 		t.Errorf("map after the restart: %v, want [192.0.2.2]", keys)
 	}
 }
@@ -84,16 +84,7 @@ func TestRestoreRefusesUngrantable(t *testing.T) {
 	if err := svc.Start(t0); err != nil {
 		t.Fatal(err)
 	}
-	if keys := readKeys(t, cfg.MapPath); len(keys) != 1 || keys[0] != "192.0.2.7" {
+	if keys := mapKeys(t, dir); len(keys) != 1 || keys[0] != "192.0.2.7" {
 		t.Errorf("map after restoring: %v, want [192.0.2.7]", keys)
 	}
-}
-
-func readKeys(t *testing.T, path string) []string {
-	t.Helper()
-	keys, err := ReadMap(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keys
 }

@@ -293,6 +293,21 @@ func waitSyslog(t *testing.T, allLog string) {
 // ---------------------------------------------------------------------------
 // Dovecot
 
+// writeDovecotUsers writes a passwd-file, 0640 root:dovecot, so that
+// Dovecot's auth process can read it.
+func writeDovecotUsers(t *testing.T, path, content string) {
+	t.Helper()
+	writeFile(t, path, content, 0o640)
+	g, err := user.LookupGroup("dovecot")
+	if err != nil {
+		t.Fatalf("group dovecot: %v", err)
+	}
+	gid, _ := strconv.Atoi(g.Gid)
+	if err := os.Chown(path, 0, gid); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Users: alice/alicepw, bob/bobpw.
 func (s *stack) startDovecot() {
 	t := s.t
@@ -300,15 +315,7 @@ func (s *stack) startDovecot() {
 	mkdirs(t, 0o755, dir, filepath.Join(dir, "run"), filepath.Join(dir, "state"))
 	mkdirs(t, 0o1777, filepath.Join(dir, "mail"))
 	users := filepath.Join(dir, "users")
-	writeFile(t, users, "alice:{PLAIN}alicepw::::::\nbob:{PLAIN}bobpw::::::\n", 0o640)
-	g, err := user.LookupGroup("dovecot")
-	if err != nil {
-		t.Fatalf("group dovecot: %v", err)
-	}
-	gid, _ := strconv.Atoi(g.Gid)
-	if err := os.Chown(users, 0, gid); err != nil {
-		t.Fatal(err)
-	}
+	writeDovecotUsers(t, users, "alice:{PLAIN}alicepw::::::\nbob:{PLAIN}bobpw::::::\n")
 	conf := filepath.Join(dir, "dovecot.conf")
 	writeFile(t, conf, fmt.Sprintf(`# relaygate e2e Dovecot
 base_dir = %[1]s/run

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -352,15 +351,7 @@ func startDovecotOpenNames(s *stack, users []string) string {
 	for _, u := range users {
 		fmt.Fprintf(&b, "%s:{PLAIN}pw::::::\n", u)
 	}
-	writeFile(t, usersFile, b.String(), 0o640)
-	g, err := user.LookupGroup("dovecot")
-	if err != nil {
-		t.Fatalf("group dovecot: %v", err)
-	}
-	gid, _ := strconv.Atoi(g.Gid)
-	if err := os.Chown(usersFile, 0, gid); err != nil {
-		t.Fatal(err)
-	}
+	writeDovecotUsers(t, usersFile, b.String())
 	sock := filepath.Join(dir, "imap-unix")
 	conf := filepath.Join(dir, "dovecot.conf")
 	writeFile(t, conf, fmt.Sprintf(`# relaygate e2e Dovecot, any user name

@@ -1508,16 +1508,7 @@ func TestRunsUnprivileged(t *testing.T) {
 
 	// t.TempDir and the go build cache are 0700 root: nobody could not even
 	// execute the test binary there.
-	top, err := os.MkdirTemp("", "relaygate-unprivileged-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(top) })
-	if err := os.Chmod(top, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(top, "relaygate.test")
-	copyExecutable(t, exe)
+	top, exe := unprivilegedTop(t, "relaygate-unprivileged-")
 	data := filepath.Join(top, "data")
 	if err := os.Mkdir(data, 0o700); err != nil {
 		t.Fatal(err)
@@ -1597,6 +1588,24 @@ func TestRunsUnprivileged(t *testing.T) {
 	}
 }
 
+// unprivilegedTop makes a world-readable directory outside t.TempDir and
+// the go build cache (both 0700 root) and copies the test binary into it,
+// so that nobody can run it; it is removed when the test ends.
+func unprivilegedTop(t *testing.T, pattern string) (top, exe string) {
+	t.Helper()
+	top, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(top) })
+	if err := os.Chmod(top, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe = filepath.Join(top, "relaygate.test")
+	copyExecutable(t, exe)
+	return top, exe
+}
+
 // copyExecutable copies the running test binary to dst, mode 0755.
 func copyExecutable(t *testing.T, dst string) {
 	t.Helper()
@@ -1668,16 +1677,7 @@ func TestSecondInstanceRefused(t *testing.T) {
 // to publish an empty map over every grant.
 func TestStateUnreadableRefusesToStart(t *testing.T) {
 	requireRoot(t)
-	top, err := os.MkdirTemp("", "relaygate-unreadable-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(top) })
-	if err := os.Chmod(top, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	exe := filepath.Join(top, "relaygate.test")
-	copyExecutable(t, exe)
+	top, exe := unprivilegedTop(t, "relaygate-unreadable-")
 	data := filepath.Join(top, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {
 		t.Fatal(err)

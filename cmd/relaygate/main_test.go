@@ -96,6 +96,21 @@ func sendTCP(t *testing.T, addr, stream string) {
 
 func octet(msg string) string { return fmt.Sprintf("%d %s", len(msg), msg) }
 
+// launchDaemon starts an in-process relaygate on cfg, logging to the test;
+// cancel stops it and run's result arrives on done.
+func launchDaemon(t *testing.T, cfg serveConfig) (*daemon, context.CancelFunc, chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := newDaemon(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)), time.Now)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	return d, cancel, done
+}
+
 // TestInProcessEndToEnd: an RFC 3164 Dovecot login over UDP and an RFC 5424
 // Courier login over octet-counted TCP each reach the map within 2 s, as the
 // real postmap sees it; a failed login does not.
@@ -108,13 +123,7 @@ func TestInProcessEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := newDaemon(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
+	d, cancel, done := launchDaemon(t, cfg)
 	defer func() {
 		cancel()
 		select {
@@ -401,13 +410,7 @@ func TestSecondDaemonRefusedInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := newDaemon(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)), time.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
+	_, cancel, done := launchDaemon(t, cfg)
 	before, _ := os.ReadFile(mapPath)
 	_, err = newDaemon(context.Background(), cfg, zerolog.New(zerolog.NewTestWriter(t)), time.Now)
 	var locked *cdbwriter.LockedError

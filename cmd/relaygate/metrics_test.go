@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/relaygate/relaygate/cdbwriter"
-	"github.com/rs/zerolog"
 )
 
 // startDaemon runs an in-process relaygate with -metrics on a free loopback
@@ -34,14 +33,7 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := newDaemon(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)), time.Now)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
+	d, cancel, done := launchDaemon(t, cfg)
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -22,15 +22,7 @@ import (
 // process's socket buffer, or be lost between the two processes' tables.
 // A plain stop-and-start closes the port for a while and loses logins.
 func TestRestartLosesNoDatagram(t *testing.T) {
-	dir := t.TempDir()
-	mapPath := filepath.Join(dir, "pbs.cdb")
-	args := []string{"-map", mapPath, "-flush", "50ms", "-tcp", ""}
-	first := startProc(t, args...)
-	c, err := net.Dial("udp", first.udp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	mapPath, args, first, c := startTakeoverTarget(t)
 	var replaced atomic.Bool
 	var count atomic.Int64
 	sent := make(chan int)
@@ -64,16 +56,7 @@ func TestRestartLosesNoDatagram(t *testing.T) {
 	if code := second.stop(t, syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Fatalf("the second relaygate exited %d", code)
 	}
-	keys, err := cdbwriter.ReadMap(mapPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var missing []string
-	for i := range n {
-		if !slices.Contains(keys, restartAddr(i)) {
-			missing = append(missing, restartAddr(i))
-		}
-	}
+	keys, missing := missingLogins(t, mapPath, n)
 	t.Logf("%d logins sent during the takeover, %d in the map", n, len(keys))
 	if len(missing) > 0 {
 		t.Fatalf("%d of %d logins lost in the takeover, first %v", len(missing), n, missing[:min(5, len(missing))])
@@ -81,6 +64,39 @@ func TestRestartLosesNoDatagram(t *testing.T) {
 }
 
 func restartAddr(i int) string { return fmt.Sprintf("10.%d.%d.%d", 100+i>>16, i>>8&255, i&255) }
+
+// startTakeoverTarget starts the relaygate a -takeover replaces, on a
+// fresh map, and dials its UDP port for a sender; it returns the map, the
+// arguments a successor must share, the process and the connection
+// (closed when the test ends).
+func startTakeoverTarget(t *testing.T) (mapPath string, args []string, first *proc, c net.Conn) {
+	t.Helper()
+	mapPath = filepath.Join(t.TempDir(), "pbs.cdb")
+	args = []string{"-map", mapPath, "-flush", "50ms", "-tcp", ""}
+	first = startProc(t, args...)
+	c, err := net.Dial("udp", first.udp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return mapPath, args, first, c
+}
+
+// missingLogins reads the map and returns its keys and, in order, the
+// logins restartAddr(0) to restartAddr(n-1) it lacks.
+func missingLogins(t *testing.T, mapPath string, n int) (keys, missing []string) {
+	t.Helper()
+	keys, err := cdbwriter.ReadMap(mapPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if !slices.Contains(keys, restartAddr(i)) {
+			missing = append(missing, restartAddr(i))
+		}
+	}
+	return keys, missing
+}
 
 // TestNormalStartOnTakenPortFails: the listeners admit a -takeover's
 // SO_REUSEPORT, but a second relaygate started normally, on another map,

@@ -3,18 +3,13 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/relaygate/relaygate/cdbwriter"
 )
 
 // TestTwinTakeoverLosesNothing: two -takeover started at the same instant
@@ -27,15 +22,7 @@ func TestTwinTakeoverLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	mapPath := filepath.Join(dir, "pbs.cdb")
-	args := []string{"-map", mapPath, "-flush", "50ms", "-tcp", ""}
-	first := startProc(t, args...)
-	c, err := net.Dial("udp", first.udp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	mapPath, args, first, c := startTakeoverTarget(t)
 	var count atomic.Int64
 	var stopSending atomic.Bool
 	sent := make(chan int)
@@ -109,16 +96,7 @@ func TestTwinTakeoverLosesNothing(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the winning relaygate did not exit")
 	}
-	keys, err := cdbwriter.ReadMap(mapPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var missing []string
-	for i := range n {
-		if !slices.Contains(keys, restartAddr(i)) {
-			missing = append(missing, restartAddr(i))
-		}
-	}
+	_, missing := missingLogins(t, mapPath, n)
 	t.Logf("%d logins sent, %d missing (the loser gave up after login %d)", n, len(missing), lostAt)
 	// What the loser's socket was given by the kernel's hash in the few
 	// milliseconds between its bind and its exit is its own to lose; a
