@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 // stack is one test's set of daemons: Postfix, relaygate, a syslog daemon
@@ -185,8 +187,8 @@ in_flow_delay = 0
 smtpd_relay_restrictions =
 smtpd_recipient_restrictions = permit_mynetworks, check_client_access cdb:%s, reject_unauth_destination
 `, spool, data, s.mapBase)
-	writeFile(t, filepath.Join(s.postfixDir, "main.cf"), mainCf, 0o644)
-	writeFile(t, filepath.Join(s.postfixDir, "master.cf"), fmt.Sprintf(postfixMasterCf, smtpAddr), 0o644)
+	testutil.WriteFile(t, filepath.Join(s.postfixDir, "main.cf"), mainCf, 0o644)
+	testutil.WriteFile(t, filepath.Join(s.postfixDir, "master.cf"), fmt.Sprintf(postfixMasterCf, smtpAddr), 0o644)
 }
 
 func (s *stack) startPostfix() {
@@ -219,7 +221,7 @@ func (s *stack) startRelaygate(tcp string) {
 	s.rg = startProc(t, "relaygate", s.rgLog, cmd)
 	// Ready = the map was (re)published, which happens right after the
 	// listeners are bound; a restart must replace the old file.
-	_, ok := waitFor(15*time.Second, 10*time.Millisecond, func() bool {
+	_, ok := testutil.Poll(15*time.Second, 10*time.Millisecond, func() bool {
 		if s.rg.exited() {
 			return false
 		}
@@ -262,7 +264,7 @@ func (s *stack) startRsyslog(forward string) {
 	dir := filepath.Join(s.dir, "rsyslog")
 	mkdirs(t, 0o755, filepath.Join(dir, "work"))
 	conf := filepath.Join(dir, "rsyslog.conf")
-	writeFile(t, conf, fmt.Sprintf(`# relaygate e2e rsyslog: /dev/log is the suite's private one
+	testutil.WriteFile(t, conf, fmt.Sprintf(`# relaygate e2e rsyslog: /dev/log is the suite's private one
 global(workDirectory="%s")
 module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
 %s
@@ -278,12 +280,12 @@ module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
 func waitSyslog(t *testing.T, allLog string) {
 	t.Helper()
 	token := fmt.Sprintf("e2e-probe-%d", time.Now().UnixNano())
-	_, ok := waitFor(15*time.Second, 100*time.Millisecond, func() bool {
+	_, ok := testutil.Poll(15*time.Second, 100*time.Millisecond, func() bool {
 		if c, err := net.Dial("unixgram", "/dev/log"); err == nil {
 			fmt.Fprintf(c, "<22>e2e-probe: %s", token)
 			c.Close()
 		}
-		return fileContains(allLog, token)
+		return testutil.FileContains(allLog, token)
 	})
 	if !ok {
 		t.Fatalf("syslog daemon did not log a probe to %s within 15s", allLog)
@@ -297,7 +299,7 @@ func waitSyslog(t *testing.T, allLog string) {
 // Dovecot's auth process can read it.
 func writeDovecotUsers(t *testing.T, path, content string) {
 	t.Helper()
-	writeFile(t, path, content, 0o640)
+	testutil.WriteFile(t, path, content, 0o640)
 	g, err := user.LookupGroup("dovecot")
 	if err != nil {
 		t.Fatalf("group dovecot: %v", err)
@@ -317,7 +319,7 @@ func (s *stack) startDovecot() {
 	users := filepath.Join(dir, "users")
 	writeDovecotUsers(t, users, "alice:{PLAIN}alicepw::::::\nbob:{PLAIN}bobpw::::::\n")
 	conf := filepath.Join(dir, "dovecot.conf")
-	writeFile(t, conf, fmt.Sprintf(`# relaygate e2e Dovecot
+	testutil.WriteFile(t, conf, fmt.Sprintf(`# relaygate e2e Dovecot
 base_dir = %[1]s/run
 state_dir = %[1]s/state
 protocols = pop3 imap
@@ -370,7 +372,7 @@ service pop3-login {
 func checkNoStrayProcesses(t *testing.T) {
 	t.Helper()
 	var left []string
-	_, ok := waitFor(10*time.Second, 50*time.Millisecond, func() bool {
+	_, ok := testutil.Poll(10*time.Second, 50*time.Millisecond, func() bool {
 		left = left[:0]
 		ents, _ := os.ReadDir("/proc")
 		for _, e := range ents {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 // maxGrantDelay is the acceptance bound: a relay RCPT from the client is
@@ -169,7 +171,7 @@ func TestGraceExpiry(t *testing.T) {
 	s := newStack(t, stackOpts{grace: "5s", flush: "500ms"})
 	l := mustLogin(t, pop3Login, "127.0.0.2", "alice", "alicepw", true)
 	grantedWithin(t, "127.0.0.2", l)
-	gone, ok := waitFor(grace+10*time.Second, 100*time.Millisecond, func() bool {
+	gone, ok := testutil.Poll(grace+10*time.Second, 100*time.Millisecond, func() bool {
 		_, found := postmapQuery(t, s.mapBase, "127.0.0.2")
 		return !found
 	})
@@ -213,8 +215,8 @@ func TestRestart(t *testing.T) {
 		l := mustLogin(t, pop3Login, "127.0.0.4", "alice", "alicepw", true)
 		grantedWithin(t, "127.0.0.4", l)
 		// Give the state file a moment to follow the map, if it is text.
-		if _, ok := waitFor(3*time.Second, 20*time.Millisecond, func() bool {
-			return fileContains(s.statePath, "127.0.0.4")
+		if _, ok := testutil.Poll(3*time.Second, 20*time.Millisecond, func() bool {
+			return testutil.FileContains(s.statePath, "127.0.0.4")
 		}); !ok {
 			t.Logf("note: %s does not contain the text 127.0.0.4 (binary format?); killing anyway", s.statePath)
 		}
@@ -354,7 +356,7 @@ func startDovecotOpenNames(s *stack, users []string) string {
 	writeDovecotUsers(t, usersFile, b.String())
 	sock := filepath.Join(dir, "imap-unix")
 	conf := filepath.Join(dir, "dovecot.conf")
-	writeFile(t, conf, fmt.Sprintf(`# relaygate e2e Dovecot, any user name
+	testutil.WriteFile(t, conf, fmt.Sprintf(`# relaygate e2e Dovecot, any user name
 base_dir = %[1]s/run
 state_dir = %[1]s/state
 protocols = imap

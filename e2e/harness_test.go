@@ -5,7 +5,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"net/textproto"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 // Fixed ports: every test runs alone in the suite's private network
@@ -42,7 +43,7 @@ func need(t *testing.T, ok bool, format string, args ...any) {
 		return
 	}
 	msg := fmt.Sprintf(format, args...)
-	if inCI() {
+	if testutil.InCI() {
 		t.Fatalf("missing prerequisite (CI=true makes this a failure): %s", msg)
 	}
 	t.Skipf("missing prerequisite: %s", msg)
@@ -128,19 +129,6 @@ func mkdirs(t *testing.T, mode os.FileMode, dirs ...string) {
 		if err := os.Chmod(d, mode); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-func writeFile(t *testing.T, path, content string, mode os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -279,30 +267,10 @@ func pidAlive(pid int) bool {
 // ---------------------------------------------------------------------------
 // waiting
 
-// waitFor polls cond every interval until it returns true or the timeout
-// passes. It returns the time cond first held.
-func waitFor(timeout, interval time.Duration, cond func() bool) (time.Time, bool) {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return time.Now(), true
-		}
-		if time.Now().After(deadline) {
-			return time.Time{}, false
-		}
-		time.Sleep(interval)
-	}
-}
-
-func fileContains(path, s string) bool {
-	b, err := os.ReadFile(path)
-	return err == nil && bytes.Contains(b, []byte(s))
-}
-
 // waitLog waits until the file at path contains s.
 func waitLog(t *testing.T, path, s string, timeout time.Duration) {
 	t.Helper()
-	if _, ok := waitFor(timeout, 20*time.Millisecond, func() bool { return fileContains(path, s) }); !ok {
+	if _, ok := testutil.Poll(timeout, 20*time.Millisecond, func() bool { return testutil.FileContains(path, s) }); !ok {
 		t.Fatalf("%q did not appear in %s within %v", s, path, timeout)
 	}
 }
@@ -406,7 +374,7 @@ func waitRCPT(t *testing.T, src string, code int, timeout time.Duration) time.Ti
 	t.Helper()
 	var last smtpResult
 	var lastErr error
-	at, ok := waitFor(timeout, 10*time.Millisecond, func() bool {
+	at, ok := testutil.Poll(timeout, 10*time.Millisecond, func() bool {
 		last, lastErr = smtpRCPT(src)
 		return lastErr == nil && last.Code == code
 	})
@@ -514,7 +482,7 @@ func mustLogin(t *testing.T, login loginFunc, src, user, pass string, ok bool) l
 func waitGreeting(t *testing.T, name, addr, prefix string, timeout time.Duration) {
 	t.Helper()
 	var last string
-	_, ok := waitFor(timeout, 50*time.Millisecond, func() bool {
+	_, ok := testutil.Poll(timeout, 50*time.Millisecond, func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			last = err.Error()
@@ -543,25 +511,11 @@ func portOpen(addr string) bool {
 // ---------------------------------------------------------------------------
 // map checks
 
-// postmapQuery looks ip up in cdb:<mapBase> with the real postmap.
+// postmapQuery looks ip up in cdb:<mapBase> with the real postmap and the
+// suite's own main.cf (the host's may not exist).
 func postmapQuery(t *testing.T, mapBase, ip string) (string, bool) {
 	t.Helper()
-	// -c: the suite's own main.cf (the host's may not exist).
-	cmd := exec.Command("postmap", "-c", filepath.Join(filepath.Dir(filepath.Dir(mapBase)), "postfix", "etc"),
-		"-q", ip, "cdb:"+mapBase)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return strings.TrimSpace(string(out)), true
-	case errors.As(err, &ee) && ee.ExitCode() == 1 && stderr.Len() == 0:
-		return "", false
-	default:
-		t.Fatalf("postmap -q %s cdb:%s: %v: %s", ip, mapBase, err, stderr.String())
-		return "", false
-	}
+	return testutil.PostmapQuery(t, filepath.Join(filepath.Dir(filepath.Dir(mapBase)), "postfix", "etc"), mapBase, ip)
 }
 
 func expectInMap(t *testing.T, mapBase, ip string, want bool) {

@@ -34,6 +34,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 const (
@@ -66,17 +68,11 @@ func TestMain(m *testing.M) {
 	}
 }
 
-// inCI reports whether a missing prerequisite must fail the suite.
-func inCI() bool {
-	v := strings.ToLower(os.Getenv("CI"))
-	return v == "true" || v == "1" || v == "yes"
-}
-
 // outerMain runs in the caller's namespaces.
 func outerMain() int {
 	bail := func(format string, args ...any) int {
 		msg := fmt.Sprintf(format, args...)
-		if inCI() {
+		if testutil.InCI() {
 			fmt.Fprintf(os.Stderr, "FAIL e2e: %s (CI=true: a missing prerequisite is a failure)\n", msg)
 			return 1
 		}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 // Courier and Cyrus conflict with Dovecot as packages, syslog-ng with
@@ -165,7 +167,7 @@ func startCourier(s *stack) {
 			}
 		})
 		chrootRun(t, root, out, d.script, "start")
-		if _, ok := waitFor(10*time.Second, 20*time.Millisecond, func() bool {
+		if _, ok := testutil.Poll(10*time.Second, 20*time.Millisecond, func() bool {
 			_, err := os.Stat(pidFile)
 			return err == nil
 		}); !ok {
@@ -220,7 +222,7 @@ func startCyrus(s *stack) {
 	t := s.t
 	root := s.mountLayer("cyrus")
 	out := filepath.Join(s.dir, "cyrus.out")
-	writeFile(t, filepath.Join(root, "etc/cyrus-e2e.conf"), cyrusConf, 0o644)
+	testutil.WriteFile(t, filepath.Join(root, "etc/cyrus-e2e.conf"), cyrusConf, 0o644)
 	// sasldb keys users by realm, which defaults to the host name: create
 	// them here, under the suite's host name "mail".
 	chrootRun(t, root, out, "sh", "-c", `set -e
@@ -289,7 +291,7 @@ destination d_relaygate { %s };
 destination d_all { file("/var/log/e2e-all.log"); };
 log { source(s_local); destination(d_relaygate); destination(d_all); };
 `, destination)
-		writeFile(t, filepath.Join(root, "etc/syslog-ng/e2e.conf"), conf, 0o644)
+		testutil.WriteFile(t, filepath.Join(root, "etc/syslog-ng/e2e.conf"), conf, 0o644)
 		out := filepath.Join(s.dir, "syslog-ng.out")
 		chrootRun(t, root, out, "/usr/sbin/syslog-ng", "--syntax-only", "-f", "/etc/syslog-ng/e2e.conf")
 		startProc(t, "syslog-ng", out, chrootCmd(root, "/usr/sbin/syslog-ng", "-F", "--no-caps",

@@ -11,19 +11,10 @@ package e2e
 
 import (
 	"bufio"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -33,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 const (
@@ -49,149 +42,22 @@ const (
 // ---------------------------------------------------------------------------
 // certificates
 
-type keyKind string
-
 const (
-	keyECDSA keyKind = "ECDSA P-256"
-	keyRSA   keyKind = "RSA 2048"
+	keyECDSA = testutil.ECDSA
+	keyRSA   = testutil.RSA
 )
 
-// testPKI holds the PEM files of one test: a CA, relaygate's server
+// newTestPKI makes the PEM files of one test: a CA, relaygate's server
 // certificate and the log host's client certificate signed by it, and a
 // client certificate with the same names signed by another CA.
-type testPKI struct {
-	dir                                string
-	CA, ServerCert, ServerKey          string
-	ClientCert, ClientKey              string
-	OtherCA, RogueClientCert, RogueKey string
-	roots                              *x509.CertPool
-	clientPair, roguePair              tls.Certificate
-}
-
-func newTestPKI(t *testing.T, dir string, kind keyKind) *testPKI {
+func newTestPKI(t *testing.T, dir string, kind testutil.KeyKind) *testutil.PKI {
 	t.Helper()
-	mkdirs(t, 0o755, dir)
-	p := &testPKI{dir: dir, roots: x509.NewCertPool()}
-	ca, caKey := makeCA(t, kind, "relaygate e2e CA")
-	other, otherKey := makeCA(t, kind, "some other CA")
-	p.roots.AddCert(ca)
-	serverDER, serverKey := issueCert(t, kind, ca, caKey, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: tlsServerName, Organization: []string{"relaygate e2e"}},
-		DNSNames:    []string{tlsServerName},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	return testutil.NewPKI(t, dir, testutil.PKIOptions{
+		Kind:       kind,
+		ServerName: tlsServerName,
+		ServerIPs:  []net.IP{net.ParseIP("127.0.0.1")},
+		ClientName: tlsClientName,
 	})
-	client := func() *x509.Certificate {
-		return &x509.Certificate{
-			Subject:     pkix.Name{CommonName: tlsClientName, Organization: []string{"relaygate e2e"}},
-			DNSNames:    []string{tlsClientName},
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		}
-	}
-	clientDER, clientKey := issueCert(t, kind, ca, caKey, client())
-	rogueDER, rogueKey := issueCert(t, kind, other, otherKey, client())
-
-	p.CA = writePEMFile(t, dir, "ca.pem", "CERTIFICATE", ca.Raw)
-	p.ServerCert = writePEMFile(t, dir, "server.pem", "CERTIFICATE", serverDER)
-	p.ServerKey = writePEMFile(t, dir, "server.key", "PRIVATE KEY", marshalKey(t, serverKey))
-	p.ClientCert = writePEMFile(t, dir, "client.pem", "CERTIFICATE", clientDER)
-	p.ClientKey = writePEMFile(t, dir, "client.key", "PRIVATE KEY", marshalKey(t, clientKey))
-	p.OtherCA = writePEMFile(t, dir, "other-ca.pem", "CERTIFICATE", other.Raw)
-	p.RogueClientCert = writePEMFile(t, dir, "rogue.pem", "CERTIFICATE", rogueDER)
-	p.RogueKey = writePEMFile(t, dir, "rogue.key", "PRIVATE KEY", marshalKey(t, rogueKey))
-	p.clientPair = tls.Certificate{Certificate: [][]byte{clientDER}, PrivateKey: clientKey}
-	p.roguePair = tls.Certificate{Certificate: [][]byte{rogueDER}, PrivateKey: rogueKey}
-	return p
-}
-
-func newKey(t *testing.T, kind keyKind) crypto.Signer {
-	t.Helper()
-	var (
-		k   crypto.Signer
-		err error
-	)
-	switch kind {
-	case keyECDSA:
-		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case keyRSA:
-		k, err = rsa.GenerateKey(rand.Reader, 2048)
-	default:
-		t.Fatalf("unknown key kind %q", kind)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func makeCA(t *testing.T, kind keyKind, name string) (*x509.Certificate, crypto.Signer) {
-	t.Helper()
-	key := newKey(t, kind)
-	tmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(t),
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"relaygate e2e"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-func issueCert(t *testing.T, kind keyKind, ca *x509.Certificate, caKey crypto.Signer, tmpl *x509.Certificate) ([]byte, crypto.Signer) {
-	t.Helper()
-	key := newKey(t, kind)
-	tmpl.SerialNumber = randomSerial(t)
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
-	tmpl.BasicConstraintsValid = true
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	if kind == keyRSA {
-		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der, key
-}
-
-func randomSerial(t *testing.T) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n.Add(n, big.NewInt(1))
-}
-
-func marshalKey(t *testing.T, key crypto.Signer) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
-
-func writePEMFile(t *testing.T, dir, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	mode := os.FileMode(0o644)
-	if strings.HasSuffix(typ, "PRIVATE KEY") {
-		mode = 0o600
-	}
-	writeFile(t, path, string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})), mode)
-	return path
 }
 
 // ---------------------------------------------------------------------------
@@ -200,9 +66,9 @@ func writePEMFile(t *testing.T, dir, name, typ string, der []byte) string {
 // tlsOpts returns stackOpts for relaygate listening on syslogTLS only, with
 // -tls-client-ca, the metrics endpoint and debug logging (which logs each
 // TLS connection with its protocol version and verified client name).
-func tlsOpts(p *testPKI) stackOpts {
+func tlsOpts(p *testutil.PKI) stackOpts {
 	return stackOpts{udp: "-", tcp: "", extraArgs: []string{
-		"-tls", syslogTLS, "-tls-cert", p.ServerCert, "-tls-key", p.ServerKey, "-tls-client-ca", p.CA,
+		"-tls", syslogTLS, "-tls-cert", p.ServerCert, "-tls-key", p.ServerKey, "-tls-client-ca", p.CAFile,
 		"-metrics", metricsAddr, "-log-level", "debug",
 	}}
 }
@@ -299,7 +165,7 @@ func waitMetric(t *testing.T, name string, min float64, timeout time.Duration) f
 		v   float64
 		err error
 	)
-	if _, ok := waitFor(timeout, 100*time.Millisecond, func() bool {
+	if _, ok := testutil.Poll(timeout, 100*time.Millisecond, func() bool {
 		var m map[string]float64
 		if m, err = scrapeMetrics(); err != nil {
 			return false
@@ -366,12 +232,9 @@ func stopRelaygate(t *testing.T, s *stack) map[string]any {
 // do. It returns nil if relaygate kept the connection open after the line;
 // a refused client sees the handshake fail or, with TLS 1.3, its first
 // read fail with relaygate's alert.
-func goSyslogTLS(t *testing.T, p *testPKI, cert *tls.Certificate, addr string) error {
+func goSyslogTLS(t *testing.T, p *testutil.PKI, cert *tls.Certificate, addr string) error {
 	t.Helper()
-	conf := &tls.Config{RootCAs: p.roots, ServerName: tlsServerName}
-	if cert != nil {
-		conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
-	}
+	conf := p.ClientConfig(cert)
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", syslogTLS, conf)
 	if err != nil {
 		return err
@@ -406,7 +269,7 @@ func goSyslogTLS(t *testing.T, p *testPKI, cert *tls.Certificate, addr string) e
 func TestRsyslogTLS(t *testing.T) {
 	cases := []struct {
 		name      string
-		key       keyKind
+		key       testutil.KeyKind
 		perAction bool   // certificate files in the action, not in global()
 		params    string // more omfwd parameters
 		version   string // what relaygate must log
@@ -421,7 +284,7 @@ func TestRsyslogTLS(t *testing.T) {
 			needRsyslogGTLS(t)
 			pki := newTestPKI(t, t.TempDir(), c.key)
 			o := tlsOpts(pki)
-			o.forward = rsyslogTLSForward(pki.CA, pki.ClientCert, pki.ClientKey, c.perAction, c.params)
+			o.forward = rsyslogTLSForward(pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile, c.perAction, c.params)
 			s := newStack(t, o)
 			expectRCPT(t, "127.0.0.2", 554)
 			checkFailed := failedLoginStaysDenied(t, s, pop3Login, "alice", "127.0.0.3", "127.0.0.4",
@@ -461,21 +324,21 @@ func TestRsyslogTLSRefused(t *testing.T) {
 			pki := newTestPKI(t, t.TempDir(), keyECDSA)
 			o := tlsOpts(pki)
 			if c.rogue {
-				o.forward = rsyslogTLSForward(pki.CA, pki.RogueClientCert, pki.RogueKey, false, "")
+				o.forward = rsyslogTLSForward(pki.CAFile, pki.RogueCertFile, pki.RogueKeyFile, false, "")
 			} else {
-				o.forward = rsyslogTLSForward(pki.CA, "", "", false, "")
+				o.forward = rsyslogTLSForward(pki.CAFile, "", "", false, "")
 			}
 			s := newStack(t, o)
 			expectTLSRefusedLogin(t, s, c.refusal)
 
 			// The same listener: Go clients with no / the other CA's
 			// certificate are refused, with the trusted one granted.
-			for _, bad := range []*tls.Certificate{nil, &pki.roguePair} {
+			for _, bad := range []*tls.Certificate{nil, &pki.Rogue} {
 				if err := goSyslogTLS(t, pki, bad, "127.0.0.7"); err == nil {
 					t.Fatalf("Go TLS client (certificate %v) was not refused", bad != nil)
 				}
 			}
-			if err := goSyslogTLS(t, pki, &pki.clientPair, "127.0.0.8"); err != nil {
+			if err := goSyslogTLS(t, pki, &pki.Client, "127.0.0.8"); err != nil {
 				t.Fatalf("Go TLS client with the trusted certificate: %v", err)
 			}
 			waitRCPT(t, "127.0.0.8", 250, 10*time.Second)
@@ -509,7 +372,7 @@ func expectTLSRefusedLogin(t *testing.T, s *stack, refusal string) {
 	// refused after the login line: nudge it with probes until a new
 	// refusal is counted.
 	before := metrics(t)[mTLSRefused]
-	if _, ok := waitFor(30*time.Second, 500*time.Millisecond, func() bool {
+	if _, ok := testutil.Poll(30*time.Second, 500*time.Millisecond, func() bool {
 		if c, err := net.Dial("unixgram", "/dev/log"); err == nil {
 			fmt.Fprintf(c, "<22>e2e-probe: after the login %d", time.Now().UnixNano())
 			c.Close()
@@ -541,7 +404,7 @@ func expectTLSRefusedLogin(t *testing.T, s *stack, refusal string) {
 // syslogNGTLS is a stackOpts.syslogd hook: syslog-ng from its layer, with
 // the PEM files copied into its root and relaygate's name in its /etc/hosts,
 // sending RFC 5424 over TLS (syslog() driver: octet-counted, RFC 5425).
-func syslogNGTLS(p *testPKI, cert, key string) func(s *stack) {
+func syslogNGTLS(p *testutil.PKI, cert, key string) func(s *stack) {
 	dest := `syslog("` + tlsServerName + `" port(6514) transport("tls") time-reopen(1)
     tls(ca-file("/etc/syslog-ng/e2e-tls/ca.pem") peer-verify(required-trusted)`
 	if cert != "" {
@@ -557,16 +420,16 @@ func syslogNGTLS(p *testPKI, cert, key string) func(s *stack) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeFile(t, filepath.Join(dir, name), string(b), mode)
+			testutil.WriteFile(t, filepath.Join(dir, name), string(b), mode)
 		}
-		cp(p.CA, "ca.pem", 0o644)
+		cp(p.CAFile, "ca.pem", 0o644)
 		if cert != "" {
 			cp(cert, "client.pem", 0o644)
 			cp(key, "client.key", 0o600)
 		}
 		// syslog-ng checks the name it connected to against the
 		// server certificate.
-		writeFile(t, filepath.Join(root, "etc/hosts"),
+		testutil.WriteFile(t, filepath.Join(root, "etc/hosts"),
 			"127.0.0.1 localhost\n127.0.0.1 "+tlsServerName+"\n", 0o644)
 	})
 }
@@ -579,7 +442,7 @@ func TestSyslogNGTLS(t *testing.T) {
 		needLayer(t, "syslog-ng")
 		pki := newTestPKI(t, t.TempDir(), keyECDSA)
 		o := tlsOpts(pki)
-		o.syslogd = syslogNGTLS(pki, pki.ClientCert, pki.ClientKey)
+		o.syslogd = syslogNGTLS(pki, pki.ClientCertFile, pki.ClientKeyFile)
 		s := newStack(t, o)
 		expectRCPT(t, "127.0.0.2", 554)
 		checkFailed := failedLoginStaysDenied(t, s, pop3Login, "alice", "127.0.0.3", "127.0.0.4",
@@ -599,7 +462,7 @@ func TestSyslogNGTLS(t *testing.T) {
 		needLayer(t, "syslog-ng")
 		pki := newTestPKI(t, t.TempDir(), keyECDSA)
 		o := tlsOpts(pki)
-		o.syslogd = syslogNGTLS(pki, pki.RogueClientCert, pki.RogueKey)
+		o.syslogd = syslogNGTLS(pki, pki.RogueCertFile, pki.RogueKeyFile)
 		s := newStack(t, o)
 		expectTLSRefusedLogin(t, s, "unknown authority")
 		st := stopRelaygate(t, s)
@@ -648,10 +511,10 @@ func TestTLSIdleCloseKnownIssue(t *testing.T) {
 			o.extraArgs = append(o.extraArgs, "-idle-timeout", "3s")
 			if c.layer {
 				needLayer(t, "syslog-ng")
-				o.syslogd = syslogNGTLS(pki, pki.ClientCert, pki.ClientKey)
+				o.syslogd = syslogNGTLS(pki, pki.ClientCertFile, pki.ClientKeyFile)
 			} else {
 				needRsyslogGTLS(t)
-				o.forward = rsyslogTLSForward(pki.CA, pki.ClientCert, pki.ClientKey, false, c.params)
+				o.forward = rsyslogTLSForward(pki.CAFile, pki.ClientCertFile, pki.ClientKeyFile, false, c.params)
 			}
 			s := newStack(t, o)
 			l := mustLogin(t, pop3Login, "127.0.0.2", "alice", "alicepw", true)
