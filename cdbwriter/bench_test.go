@@ -8,9 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // benchSizes are the table sizes of docs/BENCHMARKS.md.
@@ -29,10 +30,10 @@ func benchAddr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 }
 
-func benchTable(n int) *Table {
-	tab := NewTable(TableConfig{Grace: time.Hour, MaxEntries: n})
+func benchTable(n int) *grants.Table {
+	tab := grants.NewTable(grants.TableConfig{Grace: time.Hour, MaxEntries: n})
 	for i := range n {
-		tab.Login(Grant{Addr: benchAddr(i), User: fmt.Sprint("u", i), Daemon: "dovecot", Host: "mx1"}, "", t0)
+		tab.Login(grants.Grant{Addr: benchAddr(i), User: fmt.Sprint("u", i), Daemon: "dovecot", Host: "mx1"}, "", t0)
 	}
 	return tab
 }
@@ -89,20 +90,20 @@ func BenchmarkStateAppend(b *testing.B) {
 		if err := saveTable(path, tab, nil); err != nil {
 			b.Fatal(err)
 		}
-		tab.saved()
+		tab.Saved()
 		next := n
 		b.Run(fmt.Sprint("entries=", n), func(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
 				for range 4000 {
-					tab.Login(Grant{Addr: benchAddr(next), User: fmt.Sprint("u", next), Daemon: "dovecot", Host: "mx1"}, "", t0)
+					tab.Login(grants.Grant{Addr: benchAddr(next), User: fmt.Sprint("u", next), Daemon: "dovecot", Host: "mx1"}, "", t0)
 					next++
 				}
 				b.StartTimer()
 				if _, err := appendState(path, tab); err != nil {
 					b.Fatal(err)
 				}
-				tab.saved()
+				tab.Saved()
 			}
 		})
 	}
@@ -140,8 +141,8 @@ func BenchmarkPostmap(b *testing.B) {
 }
 
 // BenchmarkLogin is one new grant, evicting the oldest, in a full table of
-// n, plus the Service's question for its next wake-up, as the daemon asks
-// after every login.
+// n, plus the Service's question for its next wake-up, as Run asks after
+// every batch of events.
 func BenchmarkLogin(b *testing.B) {
 	for _, n := range benchSizes {
 		tab := benchTable(n)
@@ -149,8 +150,8 @@ func BenchmarkLogin(b *testing.B) {
 		b.Run(fmt.Sprint("entries=", n), func(b *testing.B) {
 			i := n
 			for range b.N {
-				svc.Login(Grant{Addr: benchAddr(i), User: "u", Daemon: "dovecot", Host: "mx1"}, "", t0.Add(time.Duration(i)))
-				svc.Due()
+				svc.login(grants.Grant{Addr: benchAddr(i), User: "u", Daemon: "dovecot", Host: "mx1"}, "", t0.Add(time.Duration(i)))
+				svc.due()
 				i++
 			}
 		})
@@ -161,7 +162,7 @@ func BenchmarkLogin(b *testing.B) {
 // before it publishes the map: read the file into the table. The receiver
 // is already bound meanwhile, so this is how long datagrams queue in the
 // socket buffer before anything reads them. path=table is what a start
-// does (tableLoad, straight into the table); path=grants is what it did
+// does (loadFile, straight into the table); path=grants is what it did
 // before, and relaygate list still does for its part: LoadState's Grant
 // per address and map of every address, then Restore. B/op is what each
 // allocates on the Go heap; the table's own arrays are outside it.
@@ -174,86 +175,30 @@ func BenchmarkStartup(b *testing.B) {
 		b.Run(fmt.Sprint("path=table/entries=", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for range b.N {
-				tab := NewTable(TableConfig{Grace: time.Hour, MaxEntries: n})
-				l := newTableLoad(tab, defaultGrantable, t0)
-				if err := l.load(os.OpenFile, path, stateLimitsFor(n)); err != nil {
+				tab := grants.NewTable(grants.TableConfig{Grace: time.Hour, MaxEntries: n})
+				_, accounted, err := loadFile(os.OpenFile, path, stateLimitsFor(n), tab, defaultGrantable, t0)
+				if err != nil {
 					b.Fatal(err)
 				}
-				l.finish()
-				if tab.Len() != n || !l.accounted(benchAddr(0)) {
+				if tab.Len() != n || !accounted(benchAddr(0)) {
 					b.Fatalf("restored %d of %d", tab.Len(), n)
 				}
-				tab.release()
+				tab.Release()
 			}
 		})
 		b.Run(fmt.Sprint("path=grants/entries=", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for range b.N {
-				tab := NewTable(TableConfig{Grace: time.Hour, MaxEntries: n})
-				grants, at, err := loadState(os.OpenFile, path, stateLimitsFor(n))
+				tab := grants.NewTable(grants.TableConfig{Grace: time.Hour, MaxEntries: n})
+				gs, at, err := loadState(os.OpenFile, path, stateLimitsFor(n))
 				if err != nil || len(at) != n {
-					b.Fatalf("loadState: %d grants, %v", len(grants), err)
+					b.Fatalf("loadState: %d grants, %v", len(gs), err)
 				}
-				grants, _ = grantableOnly(grants, defaultGrantable)
-				if got := tab.Restore(grants, t0); got != n {
+				gs, _ = grantableOnly(gs, defaultGrantable)
+				if got := tab.Restore(gs, t0); got != n {
 					b.Fatalf("restored %d of %d", got, n)
 				}
-				tab.release()
-			}
-		})
-	}
-}
-
-// memoryMixes are the login mixes of the memory benchmark of
-// docs/BENCHMARKS.md (bench.sh memory): relaygate-load's default stream,
-// issue 11's (names like user123456@example.org, half IPv6), and the
-// longest realistic one (64-byte names, all IPv6, 50 hosts).
-var memoryMixes = []struct {
-	name  string
-	user  func(i int) string
-	v6    func(i int) bool
-	hosts int
-}{
-	{"bench", func(i int) string { return fmt.Sprint("u", i) }, func(i int) bool { return i%5 == 4 }, 1},
-	{"issue16", func(i int) string { return fmt.Sprintf("user%d@example.org", i) }, func(i int) bool { return i%2 == 1 }, 1},
-	{"long", func(i int) string {
-		return fmt.Sprintf("firstname.middlename.%d@mail.faculty.example-university.edu", i)
-	}, func(int) bool { return true }, 50},
-}
-
-// BenchmarkTableMemory fills a table with 1,000,000 logins of each mix and
-// reports the Go heap it holds after a collection (what GOGC multiplies)
-// and what it has mapped outside the Go heap (pages are resident only once
-// written). Run with -benchtime 1x.
-func BenchmarkTableMemory(b *testing.B) {
-	const n = 1000000
-	for _, mix := range memoryMixes {
-		b.Run(mix.name, func(b *testing.B) {
-			for range b.N {
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
-				tab := NewTable(TableConfig{Grace: 10 * time.Hour, MaxEntries: 2 * n})
-				for i := range n {
-					a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-					if mix.v6(i) {
-						var b16 [16]byte
-						b16[0], b16[1], b16[2], b16[3], b16[11] = 0x20, 0x01, 0x0d, 0xb8, 1
-						binary.BigEndian.PutUint32(b16[12:], uint32(i))
-						a = netip.AddrFrom16(b16)
-					}
-					tab.Login(Grant{Addr: a, User: mix.user(i), Daemon: "dovecot", Host: fmt.Sprint("mx", i%mix.hosts)}, "", t0)
-				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				mapped := 0
-				for _, m := range tab.mem.live {
-					mapped += len(m)
-				}
-				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB")
-				b.ReportMetric(float64(mapped)/(1<<20), "offheap-mapped-MiB")
-				runtime.KeepAlive(tab)
-				tab.mem.freeAll()
+				tab.Release()
 			}
 		})
 	}

@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/colinmarc/cdb"
-	"github.com/rs/zerolog"
+
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // writeRawMap writes a cdb with exactly these records, as another tool (or
@@ -35,21 +36,16 @@ func writeRawMap(t *testing.T, path string, records [][2]string) {
 	}
 }
 
-func carryService(t *testing.T, dir string, tc TableConfig, log *bytes.Buffer) *Service {
+func carryService(t *testing.T, dir string, tc grants.TableConfig, log *bytes.Buffer) *Service {
 	t.Helper()
 	if tc.Grace == 0 {
 		tc.Grace = time.Hour
 	}
-	var w zerolog.LevelWriter = zerolog.MultiLevelWriter(zerolog.NewTestWriter(t))
+	cfg := testConfig(t, dir)
 	if log != nil {
-		w = zerolog.MultiLevelWriter(w, log)
+		cfg = testConfig(t, dir, log)
 	}
-	return NewService(Config{
-		MapPath:   filepath.Join(dir, "pbs.cdb"),
-		StatePath: filepath.Join(dir, "pbs.state"),
-		Flush:     time.Second,
-		Logger:    zerolog.New(w),
-	}, NewTable(tc))
+	return NewService(cfg, grants.NewTable(tc))
 }
 
 // TestCarryOverTakesOnlyGrants: a map from another tool, with no state
@@ -77,7 +73,7 @@ func TestCarryOverTakesOnlyGrants(t *testing.T) {
 		{strings.Repeat("9", 5000), "OK"},
 	})
 	var log bytes.Buffer
-	svc := carryService(t, dir, TableConfig{MaxEntries: 5, Exclude: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, &log)
+	svc := carryService(t, dir, grants.TableConfig{MaxEntries: 5, Exclude: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, &log)
 	if err := svc.Start(t0); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +87,7 @@ func TestCarryOverTakesOnlyGrants(t *testing.T) {
 	if got := svc.stats.CarryOverSkipped.Load(); got != 11 {
 		t.Errorf("CarryOverSkipped = %d, want 11", got)
 	}
-	g, _ := svc.Table().Lookup(netip.MustParseAddr("192.0.2.1"))
+	g, _ := svc.table.Lookup(netip.MustParseAddr("192.0.2.1"))
 	if !g.Expires.Equal(t0.Add(time.Hour)) || g.Daemon != carriedDaemon {
 		t.Errorf("carried grant = %+v, want expiry one grace period after the start", g)
 	}
@@ -100,14 +96,14 @@ func TestCarryOverTakesOnlyGrants(t *testing.T) {
 	}
 	// The state file now has them, with that expiry: a second restart
 	// neither loses them nor extends them.
-	again := carryService(t, dir, TableConfig{}, nil)
+	again := carryService(t, dir, grants.TableConfig{}, nil)
 	if err := again.Start(t0.Add(30 * time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if again.stats.CarriedOver.Load() != 0 || again.Table().Len() != 5 {
-		t.Fatalf("second start carried over %d, has %d; want 0 and the 5 restored", again.stats.CarriedOver.Load(), again.Table().Len())
+	if again.stats.CarriedOver.Load() != 0 || again.table.Len() != 5 {
+		t.Fatalf("second start carried over %d, has %d; want 0 and the 5 restored", again.stats.CarriedOver.Load(), again.table.Len())
 	}
-	again.Tick(t0.Add(time.Hour))
+	again.tick(t0.Add(time.Hour))
 	if got := mapKeys(t, dir); len(got) != 0 {
 		t.Fatalf("carried grants outlived their one grace period: %v", got)
 	}
@@ -129,14 +125,14 @@ func TestCarryOverRespectsTheState(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeRawMap(t, filepath.Join(dir, "pbs.cdb"), [][2]string{{"192.0.2.1", "OK"}, {"192.0.2.2", "OK"}, {"192.0.2.3", "OK"}, {"192.0.2.4", "OK"}})
-	svc := carryService(t, dir, TableConfig{}, nil)
+	svc := carryService(t, dir, grants.TableConfig{}, nil)
 	if err := svc.Start(t0); err != nil {
 		t.Fatal(err)
 	}
 	if got := mapKeys(t, dir); !slices.Equal(got, []string{"192.0.2.3", "192.0.2.4"}) {
 		t.Fatalf("map = %v, want the live grant and the unaccounted address", got)
 	}
-	if g, _ := svc.Table().Lookup(netip.MustParseAddr("192.0.2.3")); !g.Expires.Equal(t0.Add(10 * time.Minute)) {
+	if g, _ := svc.table.Lookup(netip.MustParseAddr("192.0.2.3")); !g.Expires.Equal(t0.Add(10 * time.Minute)) {
 		t.Errorf("the state's grant got expiry %v, want its own", g.Expires)
 	}
 }
@@ -160,7 +156,7 @@ func TestDamagedMapIsReplaced(t *testing.T) {
 			}
 			os.WriteFile(mapPath, content, 0o644)
 			var log bytes.Buffer
-			svc := carryService(t, dir, TableConfig{}, &log)
+			svc := carryService(t, dir, grants.TableConfig{}, &log)
 			if err := svc.Start(t0); err != nil {
 				t.Fatal(err)
 			}
@@ -185,7 +181,7 @@ func TestUnreadableFilesRefuseToStart(t *testing.T) {
 			goodMap(t, dir, 10)
 			os.WriteFile(filepath.Join(dir, tempPrefix+"pbs.cdb-1"), nil, 0o600) // an earlier crash's
 			before, _ := os.ReadFile(filepath.Join(dir, "pbs.cdb"))
-			svc := carryService(t, dir, TableConfig{}, nil)
+			svc := carryService(t, dir, grants.TableConfig{}, nil)
 			denied := filepath.Join(dir, which)
 			svc.open = func(name string, flag int, perm os.FileMode) (*os.File, error) {
 				if name == denied {
@@ -221,9 +217,9 @@ func TestStateReadBudget(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	grants, _, err := loadState(os.OpenFile, path, stateLimits{maxBytes: 10 << 10})
+	gs, _, err := loadState(os.OpenFile, path, stateLimits{maxBytes: 10 << 10})
 	var d *StateDamage
-	if !errors.As(err, &d) || d.StoppedAt == 0 || len(grants) == 0 || len(grants) >= 1000 {
-		t.Fatalf("loadState over budget = %d grants, %v; want some, and the stop reported", len(grants), err)
+	if !errors.As(err, &d) || d.StoppedAt == 0 || len(gs) == 0 || len(gs) >= 1000 {
+		t.Fatalf("loadState over budget = %d grants, %v; want some, and the stop reported", len(gs), err)
 	}
 }

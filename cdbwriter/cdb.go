@@ -6,6 +6,8 @@ import (
 	"math"
 	"net/netip"
 	"os"
+
+	"github.com/relaygate/relaygate/internal/grants/offheap"
 )
 
 // cdbMaker writes a cdb file in one pass over the keys: a blank header, the
@@ -26,7 +28,7 @@ type cdbMaker struct {
 	// mem holds recs and finish's copy of them outside the Go heap: 16 MB
 	// at a million keys, garbage after every publish, which on the heap
 	// would raise the collector's goal as much as a table that size.
-	mem *offHeap
+	mem *offheap.Memory
 }
 
 type cdbRec struct{ hash, pos uint32 }
@@ -40,12 +42,12 @@ const cdbFlushAt = 256 << 10
 
 // newCDBMaker starts a cdb in f for about n keys.
 func newCDBMaker(f *os.File, n int) *cdbMaker {
-	mem := newOffHeap()
+	mem := offheap.New()
 	return &cdbMaker{
 		f:    f,
 		buf:  make([]byte, cdbHeaderSize, cdbFlushAt+1024),
 		pos:  cdbHeaderSize,
-		recs: offHeapSlice[cdbRec](mem, n)[:0],
+		recs: offheap.Slice[cdbRec](mem, n)[:0],
 		mem:  mem,
 	}
 }
@@ -94,7 +96,7 @@ var errCDBFinished = errors.New("cdb already finished")
 func (m *cdbMaker) finish() error {
 	defer func() {
 		m.recs = nil
-		m.mem.freeAll()
+		m.mem.FreeAll()
 		if m.err == nil {
 			m.err = errCDBFinished
 		}
@@ -117,7 +119,7 @@ func (m *cdbMaker) finish() error {
 		sum += count[t]
 		largest = max(largest, count[t])
 	}
-	byTable := offHeapSlice[cdbRec](m.mem, len(m.recs))
+	byTable := offheap.Slice[cdbRec](m.mem, len(m.recs))
 	next := start
 	for _, r := range m.recs {
 		t := r.hash & 0xff

@@ -3,6 +3,7 @@ package cdbwriter
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,12 +15,15 @@ import (
 
 	"github.com/colinmarc/cdb"
 	"github.com/rs/zerolog"
+
+	"github.com/relaygate/relaygate/internal/grants"
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 
-func grant(addr string) Grant {
-	return Grant{Addr: netip.MustParseAddr(addr), User: "alice", Daemon: "dovecot", Host: "mx1"}
+func grant(addr string) grants.Grant {
+	return grants.Grant{Addr: netip.MustParseAddr(addr), User: "alice", Daemon: "dovecot", Host: "mx1"}
 }
 
 func TestKeyIsPostfixForm(t *testing.T) {
@@ -36,74 +40,10 @@ func TestKeyIsPostfixForm(t *testing.T) {
 	}
 }
 
-func TestTableGraceAndExtension(t *testing.T) {
-	tab := NewTable(TableConfig{Grace: 30 * time.Minute})
-	if out := tab.Login(grant("192.0.2.10"), "", t0); out != Added {
-		t.Fatalf("first login = %v, want added", out)
-	}
-	m1, _ := tab.Versions()
-	if out := tab.Login(grant("192.0.2.10"), "", t0.Add(20*time.Minute)); out != Extended {
-		t.Fatalf("repeat login = %v, want extended", out)
-	}
-	if m2, _ := tab.Versions(); m2 != m1 {
-		t.Errorf("a repeat login changed the membership version (%d → %d); the map would be rewritten for nothing", m1, m2)
-	}
-	if g, ok := tab.Lookup(netip.MustParseAddr("::ffff:192.0.2.10")); !ok || !g.Expires.Equal(t0.Add(50*time.Minute)) || g.User != "alice" {
-		t.Errorf("Lookup of the mapped form = %+v %v, want the grant until the second login's grace", g, ok)
-	}
-	if _, ok := tab.Lookup(netip.MustParseAddr("192.0.2.11")); ok {
-		t.Errorf("Lookup found an address never granted")
-	}
-	if gone := tab.Expire(t0.Add(30 * time.Minute)); len(gone) != 0 {
-		t.Fatalf("extended grant expired at the first login's deadline: %v", gone)
-	}
-	if gone := tab.Expire(t0.Add(50*time.Minute - time.Nanosecond)); len(gone) != 0 {
-		t.Fatalf("expired before grace ran out: %v", gone)
-	}
-	gone := tab.Expire(t0.Add(50 * time.Minute))
-	if len(gone) != 1 || gone[0].Addr != netip.MustParseAddr("192.0.2.10") {
-		t.Fatalf("Expire at grace = %v, want the one grant", gone)
-	}
-	if tab.Len() != 0 {
-		t.Fatalf("table not empty after expiry")
-	}
-}
-
-func TestTableExcludesAndUnmaps(t *testing.T) {
-	tab := NewTable(TableConfig{Grace: time.Minute, Exclude: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:bad::/48")}})
-	for _, a := range []string{"10.1.2.3", "::ffff:10.9.9.9", "2001:db8:bad::1"} {
-		if out := tab.Login(grant(a), "", t0); out != Excluded {
-			t.Errorf("Login(%s) = %v, want excluded", a, out)
-		}
-	}
-	if out := tab.Login(grant("::ffff:192.0.2.1"), "", t0); out != Added {
-		t.Fatalf("mapped login = %v", out)
-	}
-	gs := tab.Grants()
-	if len(gs) != 1 || Key(gs[0].Addr) != "192.0.2.1" {
-		t.Fatalf("grants = %v, want only 192.0.2.1 unmapped", gs)
-	}
-}
-
-func TestRestoreSkipsExpiredAndExcluded(t *testing.T) {
-	tab := NewTable(TableConfig{Grace: time.Minute, Exclude: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}})
-	in := []Grant{
-		{Addr: netip.MustParseAddr("192.0.2.1"), Expires: t0.Add(time.Hour)},
-		{Addr: netip.MustParseAddr("192.0.2.2"), Expires: t0},
-		{Addr: netip.MustParseAddr("198.51.100.1"), Expires: t0.Add(time.Hour)},
-	}
-	if n := tab.Restore(in, t0); n != 1 {
-		t.Fatalf("Restore = %d, want 1", n)
-	}
-	if g := tab.Grants(); len(g) != 1 || !g[0].Expires.Equal(t0.Add(time.Hour)) {
-		t.Fatalf("restored %v; want 192.0.2.1 with its saved expiry", g)
-	}
-}
-
 func TestWriteMapIsReadableByCDBAndPostmap(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pbs.cdb")
-	gs := []Grant{grant("192.0.2.10"), grant("2001:db8::5"), grant("::ffff:198.51.100.7")}
+	gs := []grants.Grant{grant("192.0.2.10"), grant("2001:db8::5"), grant("::ffff:198.51.100.7")}
 	if err := WriteMap(path, gs); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +95,7 @@ func requirePostmap(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("postmap")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
+		if testutil.InCI() {
 			t.Fatalf("postmap not installed (apt-get install postfix postfix-cdb): %v", err)
 		}
 		t.Logf("postmap not installed; skipping the check with real Postfix")
@@ -167,7 +107,7 @@ func requirePostmap(t *testing.T) string {
 func TestWriteMapFailureKeepsOldMap(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pbs.cdb")
-	if err := WriteMap(path, []Grant{grant("192.0.2.1")}); err != nil {
+	if err := WriteMap(path, []grants.Grant{grant("192.0.2.1")}); err != nil {
 		t.Fatal(err)
 	}
 	// A directory where the map should be makes the rename fail after the
@@ -179,7 +119,7 @@ func TestWriteMapFailureKeepsOldMap(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(blocked, "x"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteMap(blocked, []Grant{grant("192.0.2.2")}); err == nil {
+	if err := WriteMap(blocked, []grants.Grant{grant("192.0.2.2")}); err == nil {
 		t.Fatal("WriteMap over a non-empty directory succeeded")
 	}
 	keys, err := ReadMap(path)
@@ -203,7 +143,7 @@ func requireNoTempFiles(t *testing.T, dir string) {
 
 func TestStateRoundTripAndDamage(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pbs.state")
-	in := []Grant{
+	in := []grants.Grant{
 		{Addr: netip.MustParseAddr("192.0.2.1"), Expires: t0, User: "a b\n\"c\"", Daemon: "courier", Host: "mx1"},
 		{Addr: netip.MustParseAddr("2001:db8::1"), Expires: t0.Add(time.Second)},
 	}
@@ -231,18 +171,32 @@ func TestStateRoundTripAndDamage(t *testing.T) {
 	}
 }
 
-func newTestService(t *testing.T, dir string, grace time.Duration) *Service {
-	t.Helper()
-	svc := NewService(Config{
+// testConfig is the Config most tests use: the map and the state file in
+// dir, a -flush of a second, the log in the test's output and in logs.
+func testConfig(t testing.TB, dir string, logs ...io.Writer) Config {
+	w := zerolog.MultiLevelWriter(append([]io.Writer{zerolog.NewTestWriter(t)}, logs...)...)
+	return Config{
 		MapPath:   filepath.Join(dir, "pbs.cdb"),
 		StatePath: filepath.Join(dir, "pbs.state"),
 		Flush:     time.Second,
-		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
-	}, NewTable(TableConfig{Grace: grace}))
+		Logger:    zerolog.New(w),
+	}
+}
+
+// startService is a Service of cfg with a table of tc, started at t0.
+func startService(t testing.TB, cfg Config, tc grants.TableConfig) *Service {
+	t.Helper()
+	svc := NewService(cfg, grants.NewTable(tc))
 	if err := svc.Start(t0); err != nil {
 		t.Fatal(err)
 	}
 	return svc
+}
+
+// newTestService is a Service of testConfig and grace, started at t0.
+func newTestService(t testing.TB, dir string, grace time.Duration) *Service {
+	t.Helper()
+	return startService(t, testConfig(t, dir), grants.TableConfig{Grace: grace})
 }
 
 func mapKeys(t *testing.T, dir string) []string {
@@ -274,8 +228,8 @@ func TestServiceExpiresWithoutTraffic(t *testing.T) {
 	dir := t.TempDir()
 	svc := newTestService(t, dir, 5*time.Second)
 	t1 := t0.Add(time.Second) // one -flush after the startup publish
-	svc.Login(grant("192.0.2.10"), "", t1)
-	next := svc.Tick(t1)
+	svc.login(grant("192.0.2.10"), "", t1)
+	next := svc.tick(t1)
 	if keys := mapKeys(t, dir); !slices.Equal(keys, []string{"192.0.2.10"}) {
 		t.Fatalf("after login map = %v", keys)
 	}
@@ -284,7 +238,7 @@ func TestServiceExpiresWithoutTraffic(t *testing.T) {
 	if !next.Equal(t1.Add(5 * time.Second)) {
 		t.Fatalf("next wake = %v, want the expiry %v", next, t1.Add(5*time.Second))
 	}
-	if next := svc.Tick(next); !next.IsZero() {
+	if next := svc.tick(next); !next.IsZero() {
 		t.Fatalf("after expiry next wake = %v, want none", next)
 	}
 	if keys := mapKeys(t, dir); len(keys) != 0 {
@@ -296,17 +250,17 @@ func TestServiceCoalescesPublishes(t *testing.T) {
 	dir := t.TempDir()
 	svc := newTestService(t, dir, time.Hour)
 	pubs := svc.stats.Publishes.Load() // the startup publish at t0
-	svc.Login(grant("192.0.2.1"), "", t0.Add(100*time.Millisecond))
-	svc.Login(grant("192.0.2.2"), "", t0.Add(200*time.Millisecond))
-	svc.Login(grant("192.0.2.3"), "", t0.Add(300*time.Millisecond))
-	next := svc.Tick(t0.Add(300 * time.Millisecond))
+	svc.login(grant("192.0.2.1"), "", t0.Add(100*time.Millisecond))
+	svc.login(grant("192.0.2.2"), "", t0.Add(200*time.Millisecond))
+	svc.login(grant("192.0.2.3"), "", t0.Add(300*time.Millisecond))
+	next := svc.tick(t0.Add(300 * time.Millisecond))
 	if got := svc.stats.Publishes.Load(); got != pubs {
 		t.Fatalf("published again within -flush (%d publishes)", got-pubs)
 	}
 	if !next.Equal(t0.Add(time.Second)) {
 		t.Fatalf("next wake = %v, want lastPublish+flush", next)
 	}
-	svc.Tick(next)
+	svc.tick(next)
 	if got := svc.stats.Publishes.Load(); got != pubs+1 {
 		t.Fatalf("want exactly one more publish, got %d", got-pubs)
 	}
@@ -314,8 +268,8 @@ func TestServiceCoalescesPublishes(t *testing.T) {
 		t.Fatalf("map = %v", keys)
 	}
 	// A repeat login changes nothing Postfix sees: no publish.
-	svc.Login(grant("192.0.2.3"), "", t0.Add(5*time.Second))
-	svc.Tick(t0.Add(5 * time.Second))
+	svc.login(grant("192.0.2.3"), "", t0.Add(5*time.Second))
+	svc.tick(t0.Add(5 * time.Second))
 	if got := svc.stats.Publishes.Load(); got != pubs+1 {
 		t.Fatalf("a repeat login republished the map")
 	}
@@ -328,40 +282,34 @@ func TestServiceRetriesFailedPublish(t *testing.T) {
 	// OnPublish is how a caller times publishes and tracks health: it must
 	// hear of every attempt, failed ones included, with the service's time.
 	var heard []string
-	svc := NewService(Config{
-		MapPath:   filepath.Join(mapDir, "pbs.cdb"),
-		StatePath: filepath.Join(dir, "pbs.state"),
-		Flush:     time.Second,
-		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
-		OnPublish: func(now time.Time, took time.Duration, err error) {
-			heard = append(heard, fmt.Sprintf("%s ok=%t", now.Sub(t0), err == nil && took > 0))
-		},
-	}, NewTable(TableConfig{Grace: time.Hour}))
-	if err := svc.Start(t0); err != nil {
-		t.Fatal(err)
+	cfg := testConfig(t, dir)
+	cfg.MapPath = filepath.Join(mapDir, "pbs.cdb")
+	cfg.OnPublish = func(now time.Time, took time.Duration, err error) {
+		heard = append(heard, fmt.Sprintf("%s ok=%t", now.Sub(t0), err == nil && took > 0))
 	}
+	svc := startService(t, cfg, grants.TableConfig{Grace: time.Hour})
 	// Take the map directory away: publishes fail, grants stay in memory.
 	hidden := mapDir + ".away"
 	if err := os.Rename(mapDir, hidden); err != nil {
 		t.Fatal(err)
 	}
 	t1 := t0.Add(time.Second)
-	svc.Login(grant("192.0.2.1"), "", t1)
-	next := svc.Tick(t1)
+	svc.login(grant("192.0.2.1"), "", t1)
+	next := svc.tick(t1)
 	if svc.stats.PublishErrors.Load() != 1 {
 		t.Fatalf("publish error not counted")
 	}
 	if !next.After(t1) {
 		t.Fatalf("retry scheduled at %v, want back-off after %v", next, t1)
 	}
-	next = svc.Tick(next)
+	next = svc.tick(next)
 	if svc.stats.PublishErrors.Load() != 2 {
 		t.Fatalf("publish not retried")
 	}
 	if err := os.Rename(hidden, mapDir); err != nil {
 		t.Fatal(err)
 	}
-	svc.Tick(next)
+	svc.tick(next)
 	keys, err := ReadMap(filepath.Join(mapDir, "pbs.cdb"))
 	if err != nil || !slices.Equal(keys, []string{"192.0.2.1"}) {
 		t.Fatalf("after the fault cleared map = %v, %v", keys, err)
@@ -377,74 +325,39 @@ func TestServiceRetriesFailedPublish(t *testing.T) {
 func TestServiceRestoresAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	svc := newTestService(t, dir, 30*time.Minute)
-	svc.Login(grant("192.0.2.1"), "", t0)
-	svc.Login(grant("2001:db8::1"), "", t0)
-	svc.Tick(t0.Add(time.Second))
+	svc.login(grant("192.0.2.1"), "", t0)
+	svc.login(grant("2001:db8::1"), "", t0)
+	svc.tick(t0.Add(time.Second))
 	// No Shutdown: this is what a kill -9 leaves behind.
 	again := newTestService(t, dir, 30*time.Minute)
-	if got := again.Table().Len(); got != 2 {
+	if got := again.table.Len(); got != 2 {
 		t.Fatalf("restored %d grants, want 2", got)
 	}
 	if keys := mapKeys(t, dir); len(keys) != 2 {
 		t.Fatalf("map after restart = %v", keys)
 	}
 	// And the restored grants still expire on their original schedule.
-	again.Tick(t0.Add(30 * time.Minute))
+	again.tick(t0.Add(30 * time.Minute))
 	if keys := mapKeys(t, dir); len(keys) != 0 {
 		t.Fatalf("restored grants outlived their expiry: %v", keys)
 	}
 }
 
-func TestRunDrainsAndWritesOnClose(t *testing.T) {
+func TestSessionsSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	svc := newTestService(t, dir, time.Hour)
-	in := make(chan Event, 2)
-	in <- Event{Kind: EventLogin, Grant: grant("192.0.2.1"), At: time.Now()}
-	in <- Event{Kind: EventLogin, Grant: grant("192.0.2.2"), At: time.Now()}
-	close(in)
-	if err := svc.Run(in, nil, time.Now); err != nil {
-		t.Fatal(err)
+	svc := newTestService(t, dir, 30*time.Minute)
+	svc.login(grant("192.0.2.10"), "S1", t0)
+	svc.tick(t0.Add(time.Second))
+	again := newTestService(t, dir, 30*time.Minute)
+	// Hours later, past grace: still granted because the session is open.
+	later := t0.Add(5 * time.Hour)
+	again.tick(later)
+	if keys := mapKeys(t, dir); len(keys) != 1 {
+		t.Fatalf("open session lost across restart: map %v", keys)
 	}
-	if keys := mapKeys(t, dir); len(keys) != 2 {
-		t.Fatalf("map after Run = %v", keys)
-	}
-}
-
-// TestZeroEventNeverGrants: an Event whose Kind was left out (the zero
-// value) used to be a login; it must grant nothing.
-func TestZeroEventNeverGrants(t *testing.T) {
-	dir := t.TempDir()
-	svc := newTestService(t, dir, time.Hour)
-	in := make(chan Event, 2)
-	in <- Event{Grant: grant("192.0.2.1"), At: time.Now()}
-	in <- Event{}
-	close(in)
-	if err := svc.Run(in, nil, time.Now); err != nil {
-		t.Fatal(err)
-	}
+	again.logout("dovecot", "alice", "S1", later)
+	again.tick(later.Add(30 * time.Minute))
 	if keys := mapKeys(t, dir); len(keys) != 0 {
-		t.Fatalf("events without a kind granted %v", keys)
-	}
-}
-
-// TestRunServesReads: a read sent to Run sees the table as the events
-// before it left it, on Run's goroutine (the race detector would object
-// otherwise).
-func TestRunServesReads(t *testing.T) {
-	svc := newTestService(t, t.TempDir(), time.Hour)
-	in := make(chan Event)
-	reads := make(chan func(*Table))
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(in, reads, time.Now) }()
-	in <- Event{Kind: EventLogin, Grant: grant("192.0.2.1"), At: time.Now()}
-	in <- Event{Kind: EventLogin, Grant: grant("2001:db8::1"), At: time.Now()}
-	got := make(chan []Grant)
-	reads <- func(tb *Table) { got <- tb.Grants() }
-	if grants := <-got; len(grants) != 2 {
-		t.Errorf("read saw %d grants, want 2: %v", len(grants), grants)
-	}
-	close(in)
-	if err := <-done; err != nil {
-		t.Fatal(err)
+		t.Fatalf("not expired after logout + grace: %v", keys)
 	}
 }

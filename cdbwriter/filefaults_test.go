@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // TestCarryOverFirstRecordWins: a cdb may hold a key twice; Postfix's
@@ -25,7 +27,7 @@ func TestCarryOverFirstRecordWins(t *testing.T) {
 		{"192.0.2.7", "OK"}, // first OK: granted by Postfix, kept
 		{"192.0.2.7", "REJECT"},
 	})
-	svc := carryService(t, dir, TableConfig{}, nil)
+	svc := carryService(t, dir, grants.TableConfig{}, nil)
 	if err := svc.Start(t0); err != nil {
 		t.Fatal(err)
 	}

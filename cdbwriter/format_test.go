@@ -16,19 +16,21 @@ import (
 	"time"
 
 	"github.com/colinmarc/cdb"
+
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // TestStateFileFromBeforeLoads: a state file written by relaygate before the
 // hand-written encoder (testdata/state-v1.state, by encoding/json) restores
 // every grant and session, and saving the table again loses nothing.
 func TestStateFileFromBeforeLoads(t *testing.T) {
-	grants, err := LoadState("testdata/state-v1.state")
-	if err != nil || len(grants) != 4 {
-		t.Fatalf("LoadState = %d grants, %v", len(grants), err)
+	gs, err := LoadState("testdata/state-v1.state")
+	if err != nil || len(gs) != 4 {
+		t.Fatalf("LoadState = %d grants, %v", len(gs), err)
 	}
 	now := time.Date(2026, 11, 21, 10, 5, 0, 0, time.UTC)
-	tab := NewTable(TableConfig{Grace: 30 * time.Minute})
-	if n := tab.Restore(grants, now); n != 4 {
+	tab := grants.NewTable(grants.TableConfig{Grace: 30 * time.Minute})
+	if n := tab.Restore(gs, now); n != 4 {
 		t.Fatalf("restored %d of 4", n)
 	}
 	want := tab.Grants()
@@ -43,14 +45,14 @@ func TestStateFileFromBeforeLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	back := NewTable(TableConfig{Grace: 30 * time.Minute})
+	back := grants.NewTable(grants.TableConfig{Grace: 30 * time.Minute})
 	back.Restore(again, now)
 	if fmt.Sprint(back.Grants()) != fmt.Sprint(toUTC(want)) {
 		t.Fatalf("after a save and load:\n%v\nwant\n%v", back.Grants(), toUTC(want))
 	}
 }
 
-func toUTC(gs []Grant) []Grant {
+func toUTC(gs []grants.Grant) []grants.Grant {
 	for i := range gs {
 		gs[i].Expires = gs[i].Expires.UTC()
 		for k, at := range gs[i].Sessions {
@@ -83,7 +85,7 @@ func TestStateLineIsEncodingJSON(t *testing.T) {
 	}
 	zones := []*time.Location{time.UTC, time.FixedZone("", 3600), time.FixedZone("", -5*3600-1800)}
 	for i := range 5000 {
-		g := Grant{
+		g := grants.Grant{
 			Addr:    netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}),
 			Expires: t0.Add(time.Duration(rng.Int64N(1e15))).In(zones[rng.IntN(3)]),
 			User:    str(), Daemon: str(), Host: str(),
@@ -105,9 +107,9 @@ func TestStateLineIsEncodingJSON(t *testing.T) {
 				}
 			}
 		})
-		var ss []stateSession
+		var ss []grants.OpenSession
 		for _, k := range keys {
-			ss = append(ss, stateSession{k, g.Sessions[k]})
+			ss = append(ss, grants.OpenSession{Key: k, Opened: g.Sessions[k]})
 		}
 		got := appendStateLine(nil, g.Addr, g.Expires, g.User, g.Daemon, g.Host, ss)
 		if !bytes.Equal(got, want.Bytes()) {
@@ -121,7 +123,7 @@ func TestStateLineIsEncodingJSON(t *testing.T) {
 // reads what encoding/json reads from it.
 func checkStateLineDecode(t *testing.T, line []byte) (fast bool) {
 	t.Helper()
-	var got, want Grant
+	var got, want grants.Grant
 	if !decodeStateLine(line, &got) {
 		return false
 	}
@@ -138,14 +140,13 @@ func checkStateLineDecode(t *testing.T, line []byte) (fast bool) {
 // without escapes goes the fast way, so a restart does not fall back to
 // encoding/json for ordinary grants.
 func TestStateLineDecodeTakesWhatItWrites(t *testing.T) {
-	tab := NewTable(TableConfig{Grace: time.Hour})
-	tab.Login(Grant{Addr: netip.MustParseAddr("192.0.2.1"), User: "alice@example.net", Daemon: "dovecot", Host: "mx1"}, "kX3b8Qp7", t0)
-	tab.Login(Grant{Addr: netip.MustParseAddr("2001:db8::1"), User: "bob", Daemon: "courier"}, "", t0)
-	tab.Login(Grant{Addr: netip.MustParseAddr("198.51.100.7"), User: "zoë", Daemon: "uw", Host: "mx2"}, "", t0)
-	var ss []stateSession
+	tab := grants.NewTable(grants.TableConfig{Grace: time.Hour})
+	tab.Login(grants.Grant{Addr: netip.MustParseAddr("192.0.2.1"), User: "alice@example.net", Daemon: "dovecot", Host: "mx1"}, "kX3b8Qp7", t0)
+	tab.Login(grants.Grant{Addr: netip.MustParseAddr("2001:db8::1"), User: "bob", Daemon: "courier"}, "", t0)
+	tab.Login(grants.Grant{Addr: netip.MustParseAddr("198.51.100.7"), User: "zoë", Daemon: "uw", Host: "mx2"}, "", t0)
 	var line []byte
-	tab.each(func(i int32, e *entry) {
-		line, ss = appendEntryLine(line[:0], tab, i, e, ss)
+	tab.Each(func(r *grants.Record) {
+		line = appendRecordLine(line[:0], r)
 		if !checkStateLineDecode(t, bytes.TrimSpace(line)) {
 			t.Errorf("the fast decoder refused %s", line)
 		}
@@ -180,18 +181,18 @@ func FuzzStateLineDecode(f *testing.F) {
 // from a text file of the same keys in the same order.
 func TestMapBytesAsBefore(t *testing.T) {
 	dir := t.TempDir()
-	var grants []Grant
+	var gs []grants.Grant
 	var text strings.Builder
 	for i := range 5000 {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		if i%4 == 0 {
 			a = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 13: 1, 14: byte(i >> 8), 15: byte(i)})
 		}
-		grants = append(grants, Grant{Addr: a})
+		gs = append(gs, grants.Grant{Addr: a})
 		fmt.Fprintf(&text, "%s OK\n", Key(a))
 	}
 	ours := filepath.Join(dir, "ours.cdb")
-	if err := WriteMap(ours, grants); err != nil {
+	if err := WriteMap(ours, gs); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(ours)
@@ -201,7 +202,7 @@ func TestMapBytesAsBefore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, g := range grants {
+	for _, g := range gs {
 		w.Put([]byte(Key(g.Addr)), []byte(MapValue))
 	}
 	if err := w.Close(); err != nil {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // FuzzLoadState: a state file is read at every start, and after a crash or
@@ -28,12 +30,12 @@ func FuzzLoadState(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		grants, err := LoadState(path)
+		gs, err := LoadState(path)
 		var damage *StateDamage
 		if err != nil && !errors.As(err, &damage) {
 			t.Fatalf("LoadState: %v (not damage)", err)
 		}
-		for _, g := range grants {
+		for _, g := range gs {
 			if !g.Addr.IsValid() || g.Expires.IsZero() {
 				t.Errorf("restored an invalid grant %+v", g)
 			}
@@ -48,7 +50,7 @@ func FuzzLoadState(f *testing.F) {
 func FuzzEachMapRecord(f *testing.F) {
 	dir := f.TempDir()
 	good := filepath.Join(dir, "good.cdb")
-	if err := WriteMap(good, []Grant{
+	if err := WriteMap(good, []grants.Grant{
 		{Addr: netip.MustParseAddr("192.0.2.1"), Expires: time.Unix(1e9, 0)},
 		{Addr: netip.MustParseAddr("2001:db8::5"), Expires: time.Unix(1e9, 0)},
 	}); err != nil {
@@ -79,7 +81,7 @@ func FuzzEachMapRecord(f *testing.F) {
 				t.Errorf("key %q read as %s", key, a)
 			}
 		})
-		var damage *MapDamage
+		var damage *mapDamage
 		if err != nil && !errors.As(err, &damage) {
 			t.Fatalf("eachMapRecord: %v (not damage)", err)
 		}

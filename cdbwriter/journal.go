@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // The state file doubles as a journal: between two whole rewrites, the
-// changes of the last SyncInterval (a login, a logout, a repeat login that
+// changes of the last syncInterval (a login, a logout, a repeat login that
 // only moved the expiry, a removal) are appended as ordinary state lines and
 // synced as one group. LoadState needs nothing new to read them: the last
 // line of an address wins, a tombstone removes it, and a final line a crash
@@ -30,7 +32,7 @@ var errStateTorn = errors.New("the file may end in an unsynced or partial line")
 // A failed write (a full disk) is cut back off, so the file ends where the
 // last good sync left it and the same changes can be appended again later.
 // When that is not certain the error wraps errStateTorn.
-func appendState(path string, t *Table) (n int, err error) {
+func appendState(path string, t *grants.Table) (n int, err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return 0, fmt.Errorf("append state %s: %w", path, err)
@@ -46,9 +48,8 @@ func appendState(path string, t *Table) (n int, err error) {
 	end := fi.Size()
 	w := bufio.NewWriterSize(f, 64<<10)
 	line := make([]byte, 0, 256)
-	var ss []stateSession
-	t.eachUnsaved(func(i int32, e *entry) {
-		line, ss = appendEntryLine(line[:0], t, i, e, ss)
+	t.EachUnsaved(func(r *grants.Record) {
+		line = appendRecordLine(line[:0], r)
 		w.Write(line) // a write error sticks in w; Flush returns it
 		n++
 	}, func(a netip.Addr) {
@@ -106,7 +107,7 @@ func (s *Service) markDurable() {
 func (s *Service) Durable() uint64 { return s.durable.Load() }
 
 // stateDue: the state file lacks a change, and it is time to write it:
-// SyncInterval after the oldest change not yet appended, or StateEvery
+// syncInterval after the oldest change not yet appended, or stateEvery
 // after the last save while only a whole file will do, and no failed write
 // is waiting for its retry time.
 func (s *Service) stateDue(now time.Time) bool {
@@ -120,15 +121,15 @@ func (s *Service) stateDueAt() time.Time {
 	case !s.canAppend():
 		// A whole file of a million grants is 100 MB: not ten times a
 		// second. The map publish saves the state first in any case.
-		return s.lastSave.Add(s.cfg.StateEvery)
+		return s.lastSave.Add(s.cfg.stateEvery)
 	case !s.unsavedSince.IsZero():
-		return s.unsavedSince.Add(s.cfg.SyncInterval)
+		return s.unsavedSince.Add(s.cfg.syncInterval)
 	}
 	return s.lastNow // changed by a path that did not say when: now
 }
 
 // canAppend: the state file can be brought up to date by appending.
-func (s *Service) canAppend() bool { return s.stateAppend && s.table.unsaved() >= 0 }
+func (s *Service) canAppend() bool { return s.stateAppend && s.table.Unsaved() >= 0 }
 
 // writeState saves the table to the state file; a failure schedules a retry
 // of its own, so it never holds back the map. It appends the changes since
@@ -140,7 +141,7 @@ func (s *Service) writeState(now time.Time) error {
 		return nil
 	}
 	var err error
-	unsaved := s.table.unsaved()
+	unsaved := s.table.Unsaved()
 	if s.canAppend() {
 		var n int
 		if n, err = appendState(s.cfg.StatePath, s.table); err == nil {
@@ -156,7 +157,7 @@ func (s *Service) writeState(now time.Time) error {
 	}
 	if err != nil {
 		s.stats.StateErrors.Add(1)
-		s.stateRetry.failed(now, max(s.cfg.SyncInterval, 100*time.Millisecond), s.cfg.MaxBackoff)
+		s.stateRetry.failed(now, max(s.cfg.syncInterval, 100*time.Millisecond), s.cfg.maxBackoff)
 		// Only what is certain: whether the map has these changes is the
 		// map writer's to say.
 		ev := s.log.Error().Err(err).Dur("retry_in", s.stateRetry.backoff)
@@ -169,7 +170,7 @@ func (s *Service) writeState(now time.Time) error {
 		ev.Msg("state write failed; grant changes since the last good state write are in memory only and a crash or restart would lose them")
 		return err
 	}
-	s.table.saved()
+	s.table.Saved()
 	s.stateRetry.succeeded()
 	s.stats.StateSaves.Add(1)
 	s.savedChanges = changes

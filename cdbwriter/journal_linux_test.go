@@ -25,8 +25,8 @@ func TestAppendCutsBackFailedWrite(t *testing.T) {
 	}
 	signal.Ignore(syscall.SIGXFSZ)
 	svc := crashService(t, os.Getenv("RELAYGATE_FSIZE_CHILD"), nil)
-	svc.Login(grant("192.0.2.1"), "S1", t0)
-	svc.Tick(t0.Add(100 * time.Millisecond))
+	svc.login(grant("192.0.2.1"), "S1", t0)
+	svc.tick(t0.Add(100 * time.Millisecond))
 	before, err := os.ReadFile(svc.cfg.StatePath)
 	if err != nil {
 		t.Fatal(err)
@@ -39,8 +39,8 @@ func TestAppendCutsBackFailedWrite(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &small); err != nil {
 		t.Fatal(err)
 	}
-	svc.Login(grant("192.0.2.2"), "S2", t0.Add(time.Second))
-	svc.Tick(t0.Add(1100 * time.Millisecond))
+	svc.login(grant("192.0.2.2"), "S2", t0.Add(time.Second))
+	svc.tick(t0.Add(1100 * time.Millisecond))
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestAppendCutsBackFailedWrite(t *testing.T) {
 	if after, _ := os.ReadFile(svc.cfg.StatePath); string(after) != string(before) {
 		t.Fatalf("after the failed append the state file is\n%s\nwant it cut back to\n%s", after, before)
 	}
-	svc.Tick(t0.Add(time.Minute))
+	svc.tick(t0.Add(time.Minute))
 	if got, want := crashRead(t, svc, t0.Add(time.Minute)), fmtGrants(svc); got != want {
 		t.Fatalf("a crash restores\n%s\nwant\n%s", got, want)
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 // TestLockRefusesASecondHolder: flock locks belong to an open file
@@ -45,13 +47,7 @@ func TestLockRefusesASecondHolder(t *testing.T) {
 // TestLockSeesAnotherProcess: the lock holds against a real second process,
 // both ways round (flock(1) from util-linux stands in for it).
 func TestLockSeesAnotherProcess(t *testing.T) {
-	flock, err := exec.LookPath("flock")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("flock(1) not installed: %v", err)
-		}
-		t.Skip("flock(1) not installed")
-	}
+	flock := testutil.RequireProgram(t, "flock", "apt-get install util-linux")
 	dir := t.TempDir()
 	m := filepath.Join(dir, "pbs.cdb")
 	l, err := AcquireLock(m)

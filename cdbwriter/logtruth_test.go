@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // TestWriteFailureMessagesSayWhatIsTrue: with the disk full (here: the
@@ -22,15 +22,9 @@ func TestWriteFailureMessagesSayWhatIsTrue(t *testing.T) {
 	os.Mkdir(mapDir, 0o755)
 	os.Mkdir(stateDir, 0o755)
 	var log bytes.Buffer
-	svc := NewService(Config{
-		MapPath:   filepath.Join(mapDir, "pbs.cdb"),
-		StatePath: filepath.Join(stateDir, "pbs.state"),
-		Flush:     time.Second,
-		Logger:    zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), &log)),
-	}, NewTable(TableConfig{Grace: time.Hour}))
-	if err := svc.Start(t0); err != nil {
-		t.Fatal(err)
-	}
+	cfg := testConfig(t, dir, &log)
+	cfg.MapPath, cfg.StatePath = filepath.Join(mapDir, "pbs.cdb"), filepath.Join(stateDir, "pbs.state")
+	svc := startService(t, cfg, grants.TableConfig{Grace: time.Hour})
 	messages := func() []string {
 		var out []string
 		for _, line := range strings.Split(strings.TrimSpace(log.String()), "\n") {
@@ -47,8 +41,8 @@ func TestWriteFailureMessagesSayWhatIsTrue(t *testing.T) {
 	at := t0
 	step := func(addr string) []string {
 		at = at.Add(time.Minute)
-		svc.Login(grant(addr), "", at)
-		svc.Tick(at)
+		svc.login(grant(addr), "", at)
+		svc.tick(at)
 		return messages()
 	}
 

@@ -2,13 +2,14 @@ package cdbwriter
 
 import (
 	"errors"
-	"fmt"
 	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // Config tells a Service where to publish and how often.
@@ -17,20 +18,9 @@ type Config struct {
 	StatePath string // empty: grants do not survive a restart
 	// Flush is the least time between two map publishes. Each publish makes
 	// every idle smtpd restart, so bursts of logins are coalesced.
-	Flush time.Duration
-	// SyncInterval bounds how long a change to the table (a login, a
-	// logout, a repeat login that only moved an expiry, a removal) stays
-	// in memory only: within it the change is appended to the state file
-	// and synced, together with every other change made meanwhile, so a
-	// crash loses at most this much. Default 100ms.
-	SyncInterval time.Duration
-	// StateEvery bounds how often the state file is rewritten whole while
-	// appending to it is not possible (after a failed sync).
-	StateEvery time.Duration
-	// MaxBackoff caps the wait between retries of a failed write.
-	MaxBackoff time.Duration
-	Logger     zerolog.Logger
-	Stats      *Stats
+	Flush  time.Duration
+	Logger zerolog.Logger
+	Stats  *Stats
 	// OnPublish, if set, is told of every map write attempt: when, how long
 	// it took, and its error (nil when the map was replaced). It runs on
 	// the goroutine that owns the table, so it must not block.
@@ -43,57 +33,30 @@ type Config struct {
 	// over at start (see Start); relaygate passes the parsers' own rule.
 	// Nil refuses only what can never be a client.
 	Grantable func(netip.Addr) bool
+
+	// syncInterval bounds how long a change to the table (a login, a
+	// logout, a repeat login that only moved an expiry, a removal) stays
+	// in memory only: within it the change is appended to the state file
+	// and synced, together with every other change made meanwhile, so a
+	// crash loses at most this much. Default 100ms.
+	syncInterval time.Duration
+	// stateEvery bounds how often the state file is rewritten whole while
+	// appending to it is not possible (after a failed sync). Default
+	// max(Flush, 10s).
+	stateEvery time.Duration
+	// maxBackoff caps the wait between retries of a failed write. Default
+	// 30s.
+	maxBackoff time.Duration
 }
 
-// Stats counts what the Service did. All fields are safe for concurrent use.
-type Stats struct {
-	Granted, Extended, Excluded, Expired atomic.Int64
-	Evicted                              atomic.Int64 // grants dropped because -max-entries was reached
-	Active                               atomic.Int64
-	Publishes, PublishErrors             atomic.Int64
-	StateSaves, StateErrors              atomic.Int64 // appends and whole writes of the state file
-	LastPublishUnix                      atomic.Int64
-	LastPublishNanos                     atomic.Int64 // how long the last successful publish took
-	CarriedOver                          atomic.Int64 // map addresses the state did not account for, granted for one grace period at start
-	CarryOverSkipped                     atomic.Int64 // map keys not carried over: not an address, ungrantable, excluded, or over -max-entries
-}
-
-// EventKind says what an Event asks of the Service.
-type EventKind uint8
-
-const (
-	// The zero kind names nothing: a zero Event, or one whose kind was
-	// forgotten, must never grant, so it is ignored.
-	_ EventKind = iota
-	// EventLogin grants Grant.Addr; a Session keeps it open until its logout.
-	EventLogin
-	// EventLogout closes Grant.Daemon's Session.
-	EventLogout
-	// EventExclude replaces the excluded networks (a SIGHUP reload).
-	EventExclude
-)
-
-// Event is one instruction for the Service, received at At (relaygate's
-// clock, not the syslog header's).
-type Event struct {
-	Kind    EventKind
-	Grant   Grant  // for a logout only Daemon and User are used
-	Session string // the daemon's session id, if it logs one
-	At      time.Time
-	Exclude []netip.Prefix // EventExclude only
-	// Seq, if the caller numbers its events (increasing), lets it learn
-	// when an event's effect would survive a crash: see Service.Durable.
-	Seq uint64
-}
-
-// Service owns a Table and keeps the map and state file in step with it:
+// Service owns a grants.Table and keeps the map and state file in step with it:
 // it expires grants on time with no traffic at all, publishes only when the
 // set of addresses changed, at most once per Flush, and retries failed
-// writes with back-off. Its methods take the time from the caller, so tests
-// drive it with an exact clock; Run is the real-time driver.
+// writes with back-off. Its steps take the time from the caller, so tests
+// drive it with exact times; Run drives it with a Clock.
 type Service struct {
 	cfg   Config
-	table *Table
+	table *grants.Table
 	log   zerolog.Logger
 	stats *Stats
 
@@ -110,9 +73,9 @@ type Service struct {
 	mapRetry      retry
 	stateRetry    retry
 	lastEvictWarn time.Time
-	open          openFunc                          // os.OpenFile; tests make files unreadable to root with it
-	writeMapFile  func(path string, t *Table) error // writeTableMap; tests make it fail
-	mapFailures   int                               // failed map writes since the last good one
+	open          openFunc                                 // os.OpenFile; tests make files unreadable to root with it
+	writeMapFile  func(path string, t *grants.Table) error // writeTableMap; tests make it fail
+	mapFailures   int                                      // failed map writes since the last good one
 
 	// unsavedSince is when the oldest change not yet in the state file
 	// was made; zero when none is waiting for a sync.
@@ -123,21 +86,21 @@ type Service struct {
 }
 
 // NewService returns a Service for table. Call Start before anything else.
-func NewService(cfg Config, table *Table) *Service {
+func NewService(cfg Config, table *grants.Table) *Service {
 	if cfg.Flush <= 0 {
 		cfg.Flush = time.Second
 	}
-	if cfg.SyncInterval <= 0 {
-		cfg.SyncInterval = 100 * time.Millisecond
+	if cfg.syncInterval <= 0 {
+		cfg.syncInterval = 100 * time.Millisecond
 	}
 	if cfg.Grantable == nil {
 		cfg.Grantable = defaultGrantable
 	}
-	if cfg.StateEvery <= 0 {
-		cfg.StateEvery = max(cfg.Flush, 10*time.Second)
+	if cfg.stateEvery <= 0 {
+		cfg.stateEvery = max(cfg.Flush, 10*time.Second)
 	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = 30 * time.Second
+	if cfg.maxBackoff <= 0 {
+		cfg.maxBackoff = 30 * time.Second
 	}
 	if cfg.Stats == nil {
 		cfg.Stats = new(Stats)
@@ -152,10 +115,6 @@ func NewService(cfg Config, table *Table) *Service {
 		writeMapFile: writeTableMap,
 	}
 }
-
-// Table returns the service's table (for tests and read-only callers on the
-// owning goroutine).
-func (s *Service) Table() *Table { return s.table }
 
 // Start restores the state file, carries over what the existing map has
 // and the state does not account for, removes temporary files an earlier
@@ -181,13 +140,13 @@ func (s *Service) Start(now time.Time) error {
 			return err
 		}
 	}
-	if n, err := RemoveStaleTemps(s.cfg.MapPath); err != nil {
+	if n, err := removeStaleTemps(s.cfg.MapPath); err != nil {
 		return err
 	} else if n > 0 {
 		s.log.Info().Int("files", n).Msg("removed temporary files left by an earlier run")
 	}
 	if s.cfg.StatePath != "" {
-		_, _ = RemoveStaleTemps(s.cfg.StatePath)
+		_, _ = removeStaleTemps(s.cfg.StatePath)
 	}
 	// A map that cannot be written at startup is a configuration error to
 	// fix before anything else. A state file that cannot be written is not
@@ -201,9 +160,27 @@ func (s *Service) Start(now time.Time) error {
 	return nil
 }
 
-// SetExclude replaces the excluded networks; grants inside them are removed
-// and published away at the next write.
-func (s *Service) SetExclude(exclude []netip.Prefix) {
+// Apply records one event, as Run does, for the caller that owns the
+// service before Run: events received while it started.
+func (s *Service) Apply(ev grants.Event) { s.apply(ev) }
+
+func (s *Service) apply(ev grants.Event) {
+	if ev.Seq > s.applied {
+		s.applied = ev.Seq
+	}
+	switch ev.Kind {
+	case grants.EventLogout:
+		s.logout(ev.Grant.Daemon, ev.Grant.User, ev.Session, ev.At)
+	case grants.EventExclude:
+		s.setExclude(ev.Exclude)
+	case grants.EventLogin:
+		s.login(ev.Grant, ev.Session, ev.At)
+	}
+}
+
+// setExclude replaces the excluded networks; grants inside them are
+// removed and published away at the next write.
+func (s *Service) setExclude(exclude []netip.Prefix) {
 	for _, g := range s.table.SetExclude(exclude) {
 		s.log.Info().Str("addr", Key(g.Addr)).Str("user", g.User).Str("daemon", g.Daemon).
 			Msg("grant removed: address now excluded")
@@ -212,35 +189,35 @@ func (s *Service) SetExclude(exclude []netip.Prefix) {
 	s.noteChange(s.lastNow)
 }
 
-// Logout records the end of a session at now.
-func (s *Service) Logout(daemon, user, session string, now time.Time) {
+// logout records the end of a session at now.
+func (s *Service) logout(daemon, user, session string, now time.Time) {
 	if a, ok := s.table.Logout(daemon, session, now); ok {
 		s.log.Debug().Str("addr", Key(a)).Str("user", user).Str("daemon", daemon).Msg("session closed")
 	}
 	s.noteChange(now)
 }
 
-// Login records a successful login at now; a non-empty session keeps the
+// login records a successful login at now; a non-empty session keeps the
 // grant open until its logout.
-func (s *Service) Login(g Grant, session string, now time.Time) Outcome {
+func (s *Service) login(g grants.Grant, session string, now time.Time) grants.Outcome {
 	before := s.table.Evictions()
 	out := s.table.Login(g, session, now)
 	if n := s.table.Evictions() - before; n > 0 {
 		s.stats.Evicted.Add(int64(n))
 		if now.Sub(s.lastEvictWarn) >= 10*time.Second {
 			s.lastEvictWarn = now
-			s.log.Warn().Int("max_entries", s.table.maxEntries).Int64("evicted_total", s.stats.Evicted.Load()).
+			s.log.Warn().Int("max_entries", s.table.MaxEntries()).Int64("evicted_total", s.stats.Evicted.Load()).
 				Msg("grant table full: evicted the least recently logged-in grants (raise -max-entries, or find the flood)")
 		}
 	}
 	ev := s.log.Info()
 	switch out {
-	case Added:
+	case grants.Added:
 		s.stats.Granted.Add(1)
 		s.stats.Active.Store(int64(s.table.Len()))
-	case Extended:
+	case grants.Extended:
 		s.stats.Extended.Add(1)
-	case Excluded:
+	case grants.Excluded:
 		s.stats.Excluded.Add(1)
 		ev = s.log.Debug()
 	}
@@ -250,19 +227,19 @@ func (s *Service) Login(g Grant, session string, now time.Time) Outcome {
 	return out
 }
 
-func loginMessage(o Outcome) string {
+func loginMessage(o grants.Outcome) string {
 	switch o {
-	case Added:
+	case grants.Added:
 		return "granted"
-	case Extended:
+	case grants.Extended:
 		return "grant extended"
 	}
 	return "not granted: address excluded"
 }
 
-// Tick expires grants, writes what is due, and returns when it next needs
+// tick expires grants, writes what is due, and returns when it next needs
 // to run (zero if only a new login can make work).
-func (s *Service) Tick(now time.Time) time.Time {
+func (s *Service) tick(now time.Time) time.Time {
 	for _, g := range s.table.Expire(now) {
 		s.stats.Expired.Add(1)
 		s.log.Info().Str("addr", Key(g.Addr)).Str("user", g.User).Str("daemon", g.Daemon).
@@ -283,7 +260,7 @@ func (s *Service) Tick(now time.Time) time.Time {
 		s.writeState(now)
 		s.compactState(2*s.table.Len() + s.stateSlack)
 	}
-	return s.next()
+	return s.due()
 }
 
 // mapDue: the set of addresses changed, -flush has passed since the last
@@ -293,11 +270,9 @@ func (s *Service) mapDue(now time.Time) bool {
 	return members != s.publishedMembers && !now.Before(s.lastPublish.Add(s.cfg.Flush)) && !now.Before(s.mapRetry.at)
 }
 
-// Due returns when the next write is due, for a driver deciding whether a
-// login needs an earlier wake-up than the one it has scheduled.
-func (s *Service) Due() time.Time { return s.next() }
-
-func (s *Service) next() time.Time {
+// due returns when tick next has work: the earliest expiry, publish or
+// state write due (zero if none).
+func (s *Service) due() time.Time {
 	var next time.Time
 	earliest := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
@@ -324,10 +299,10 @@ func latest(a, b time.Time) time.Time {
 	return b
 }
 
-// Shutdown writes the map and state one last time, whatever Flush and the
+// shutdown writes the map and state one last time, whatever Flush and the
 // retry back-offs say.
-func (s *Service) Shutdown(now time.Time) error {
-	s.Tick(now)
+func (s *Service) shutdown(now time.Time) error {
+	s.tick(now)
 	var errs []error
 	if _, changes := s.table.Versions(); changes != s.savedChanges && s.cfg.StatePath != "" {
 		errs = append(errs, s.writeState(now))
@@ -335,165 +310,9 @@ func (s *Service) Shutdown(now time.Time) error {
 	if members, _ := s.table.Versions(); members != s.publishedMembers {
 		errs = append(errs, s.writeMap(now))
 	}
-	// No whole-file rewrite at exit beyond Tick's usual threshold: the
+	// No whole-file rewrite at exit beyond tick's usual threshold: the
 	// file as appended is complete and every version since appending
 	// began reads it, while a rewrite of a million grants (100 MB) would
 	// stand between SIGTERM and the exit a successor waits for.
 	return errors.Join(errs...)
-}
-
-// retry is one writer's back-off after failures.
-type retry struct {
-	at      time.Time
-	backoff time.Duration
-}
-
-func (r *retry) failed(now time.Time, first, maxBackoff time.Duration) {
-	if r.backoff == 0 {
-		r.backoff = first
-	} else {
-		r.backoff = min(2*r.backoff, maxBackoff)
-	}
-	r.at = now.Add(r.backoff)
-}
-
-func (r *retry) succeeded() { *r = retry{} }
-
-// writeMap publishes the table as the map; a failure keeps the previous map
-// and schedules a retry.
-func (s *Service) writeMap(now time.Time) error {
-	err := s.publishMap(now)
-	if err != nil {
-		s.log.Error().Err(err).Dur("retry_in", s.mapRetry.backoff).Int("grants", s.table.Len()).
-			Int("failures", s.mapFailures).Msg(s.mapFailedMessage())
-	}
-	return err
-}
-
-// mapFailedMessage says what a failed map write means, given the state
-// file's own health: the state is written before the map, so its retry
-// timer says whether the changes Postfix does not see are on disk.
-func (s *Service) mapFailedMessage() string {
-	switch {
-	case s.cfg.StatePath == "":
-		return "map write failed; Postfix keeps the previous map, without the grant changes since, which are in memory only (no state file); retrying"
-	case s.stateRetry.backoff > 0:
-		return "map write failed, and the state write is failing too; Postfix keeps the previous map, without the grant changes since, which are in memory only and a restart would lose; retrying both"
-	}
-	return "map write failed; Postfix keeps the previous map, without the grant changes since, which the state file has, so a restart keeps them; retrying"
-}
-
-func (s *Service) publishMap(now time.Time) error {
-	members, _ := s.table.Versions()
-	start := time.Now()
-	err := s.writeMapFile(s.cfg.MapPath, s.table)
-	took := time.Since(start)
-	if s.cfg.OnPublish != nil {
-		s.cfg.OnPublish(now, took, err)
-	}
-	if err != nil {
-		s.stats.PublishErrors.Add(1)
-		s.mapFailures++
-		s.mapRetry.failed(now, max(s.cfg.Flush, 100*time.Millisecond), s.cfg.MaxBackoff)
-		return err
-	}
-	if s.mapFailures > 0 {
-		s.log.Info().Int("failures", s.mapFailures).Int("entries", s.table.Len()).
-			Msg("map write succeeded again; Postfix sees every grant")
-		s.mapFailures = 0
-	}
-	s.mapRetry.succeeded()
-	s.stats.Publishes.Add(1)
-	s.stats.LastPublishUnix.Store(now.Unix())
-	s.stats.LastPublishNanos.Store(int64(took))
-	s.publishedMembers = members
-	s.lastPublish = now
-	s.log.Debug().Int("entries", s.table.Len()).Dur("took", took).Msg("published map")
-	return nil
-}
-
-// maxBatch is the most events Run applies before it looks at its timer
-// again.
-const maxBatch = 1024
-
-// applyQueued applies ev and the events already queued behind it, up to
-// maxBatch, and reports whether events is still open. Events that queued
-// up while a write ran go in together, so the one sync their oldest has
-// made due covers them all, instead of a sync for every few events as
-// select alternates between a ready timer and a ready channel.
-func (s *Service) applyQueued(ev Event, events <-chan Event) bool {
-	s.apply(ev)
-	for range maxBatch - 1 {
-		select {
-		case ev, ok := <-events:
-			if !ok {
-				return false
-			}
-			s.apply(ev)
-		default:
-			return true
-		}
-	}
-	return true
-}
-
-// Apply records one event, as Run does, for the caller that owns the
-// service before Run: events received while it started.
-func (s *Service) Apply(ev Event) { s.apply(ev) }
-
-func (s *Service) apply(ev Event) {
-	if ev.Seq > s.applied {
-		s.applied = ev.Seq
-	}
-	switch ev.Kind {
-	case EventLogout:
-		s.Logout(ev.Grant.Daemon, ev.Grant.User, ev.Session, ev.At)
-	case EventExclude:
-		s.SetExclude(ev.Exclude)
-	case EventLogin:
-		s.Login(ev.Grant, ev.Session, ev.At)
-	}
-}
-
-// Run feeds events to the service and keeps its timers until events is
-// closed, then shuts it down with a final write. Closing the channel rather
-// than cancelling a context lets the caller drain every message already
-// received before the last publish. Each function received from reads is
-// called with the table on Run's goroutine, between events: the table is
-// not safe for concurrent use, and this is how another goroutine (an HTTP
-// handler) may look at it. reads may be nil. now is the clock (time.Now in
-// production).
-func (s *Service) Run(events <-chan Event, reads <-chan func(*Table), now func() time.Time) error {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
-	var wake time.Time
-	arm := func(t time.Time) {
-		if t.IsZero() || (!wake.IsZero() && !t.Before(wake)) {
-			return
-		}
-		wake = t
-		timer.Reset(max(t.Sub(now()), 0))
-	}
-	arm(s.Tick(now()))
-	for {
-		select {
-		case ev, ok := <-events:
-			if ok {
-				ok = s.applyQueued(ev, events)
-			}
-			if !ok {
-				if err := s.Shutdown(now()); err != nil {
-					return fmt.Errorf("final write: %w", err)
-				}
-				return nil
-			}
-			arm(s.Due())
-		case <-timer.C:
-			wake = time.Time{}
-			arm(s.Tick(now()))
-		case read := <-reads:
-			read(s.table)
-		}
-	}
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // goodMap makes dir hold what a clean stop of relaygate with n grants
@@ -22,9 +22,9 @@ func goodMap(t *testing.T, dir string, n int) []string {
 	t.Helper()
 	svc := newTestService(t, dir, time.Hour)
 	for i := range n {
-		svc.Login(grant(fmt.Sprintf("198.51.%d.%d", i/250, 1+i%250)), "", t0)
+		svc.login(grant(fmt.Sprintf("198.51.%d.%d", i/250, 1+i%250)), "", t0)
 	}
-	if err := svc.Shutdown(t0.Add(time.Second)); err != nil {
+	if err := svc.shutdown(t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	keys := mapKeys(t, dir)
@@ -36,12 +36,7 @@ func goodMap(t *testing.T, dir string, n int) []string {
 
 func startAgain(t *testing.T, dir string, at time.Time) (*Service, error) {
 	t.Helper()
-	svc := NewService(Config{
-		MapPath:   filepath.Join(dir, "pbs.cdb"),
-		StatePath: filepath.Join(dir, "pbs.state"),
-		Flush:     time.Second,
-		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
-	}, NewTable(TableConfig{Grace: time.Hour}))
+	svc := NewService(testConfig(t, dir), grants.NewTable(grants.TableConfig{Grace: time.Hour}))
 	return svc, svc.Start(at)
 }
 
@@ -85,7 +80,7 @@ func TestDamagedStateKeepsTheMap(t *testing.T) {
 			}
 			// And no lost address comes back for ever: it expires one
 			// grace period after the start at the latest.
-			svc.Tick(t0.Add(time.Minute + time.Hour))
+			svc.tick(t0.Add(time.Minute + time.Hour))
 			if got := mapKeys(t, dir); len(got) != 0 {
 				t.Fatalf("%d carried-over addresses outlived one grace period", len(got))
 			}
@@ -162,10 +157,10 @@ func TestStateLongLineIsNotBuffered(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	grants, err := LoadState(path)
+	gs, err := LoadState(path)
 	runtime.ReadMemStats(&after)
-	if len(grants) != 1 || err == nil {
-		t.Fatalf("LoadState = %v, %v; want the one grant after the long line, and damage", grants, err)
+	if len(gs) != 1 || err == nil {
+		t.Fatalf("LoadState = %v, %v; want the one grant after the long line, and damage", gs, err)
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
 		t.Fatalf("reading a 64 MiB line allocated %d MiB, want it skipped unbuffered", alloc>>20)

@@ -7,9 +7,10 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // The state file is JSON lines: a header, then one grant per line. Lines are
@@ -26,14 +27,14 @@ const stateHeader = `{"relaygate_state":1}`
 // tombstone marks a removed address: an expiry no grant can have.
 var tombstone = time.Unix(0, 0).UTC()
 
-// SaveState atomically replaces the state file at path with grants.
-func SaveState(path string, grants []Grant) error {
+// SaveState atomically replaces the state file at path with gs.
+func SaveState(path string, gs []grants.Grant) error {
 	return saveState(path, func(w *bufio.Writer, line []byte) ([]byte, error) {
-		for _, g := range grants {
+		for _, g := range gs {
 			keys := slices.Sorted(maps.Keys(g.Sessions))
-			ss := make([]stateSession, len(keys))
+			ss := make([]grants.OpenSession, len(keys))
 			for i, k := range keys {
-				ss[i] = stateSession{k, g.Sessions[k]}
+				ss[i] = grants.OpenSession{Key: k, Opened: g.Sessions[k]}
 			}
 			line = appendStateLine(line[:0], g.Addr, g.Expires, g.User, g.Daemon, g.Host, ss)
 			if _, err := w.Write(line); err != nil {
@@ -51,13 +52,12 @@ func SaveState(path string, grants []Grant) error {
 // published map (see Service.unpublishedRemovals): each gets a tombstone,
 // so that a restart does not take them for grants the state lost and
 // carry them over from the map.
-func saveTable(path string, t *Table, removed []netip.Addr) error {
+func saveTable(path string, t *grants.Table, removed []netip.Addr) error {
 	return saveState(path, func(w *bufio.Writer, line []byte) ([]byte, error) {
-		var ss []stateSession
 		var err error
-		t.each(func(i int32, e *entry) {
+		t.Each(func(r *grants.Record) {
 			if err == nil {
-				line, ss = appendEntryLine(line[:0], t, i, e, ss)
+				line = appendRecordLine(line[:0], r)
 				_, err = w.Write(line)
 			}
 		})
@@ -72,15 +72,9 @@ func saveTable(path string, t *Table, removed []netip.Addr) error {
 	})
 }
 
-// appendEntryLine appends slot i's state line; ss is scratch space.
-func appendEntryLine(b []byte, t *Table, i int32, e *entry, ss []stateSession) ([]byte, []stateSession) {
-	ss = ss[:0]
-	for _, s := range t.open[i] {
-		ss = append(ss, stateSession{s.key, time.Unix(0, s.opened).UTC()})
-	}
-	slices.SortFunc(ss, func(a, b stateSession) int { return strings.Compare(a.key, b.key) })
-	m := t.metas.get(e.meta)
-	return appendStateLine(b, addrOf(e), time.Unix(0, e.expires).UTC(), t.users.of(e), m.daemon, m.host, ss), ss
+// appendRecordLine appends r's state line.
+func appendRecordLine(b []byte, r *grants.Record) []byte {
+	return appendStateLine(b, r.Addr, r.Expires, r.User, r.Daemon, r.Host, r.Sessions)
 }
 
 // appendTombstone appends the line that says a was removed.
@@ -103,16 +97,11 @@ func saveState(path string, fill func(w *bufio.Writer, line []byte) ([]byte, err
 	return nil
 }
 
-type stateSession struct {
-	key    string
-	opened time.Time
-}
-
 // appendStateLine appends one grant's line, byte for byte what a
-// json.Encoder writes for the Grant (HTML-safe escaping, sessions sorted by
+// json.Encoder writes for the grants.Grant (HTML-safe escaping, sessions sorted by
 // key, a trailing newline), without reflection: at a million grants the
 // state is rewritten with every map publish.
-func appendStateLine[U string | []byte](b []byte, addr netip.Addr, expires time.Time, user U, daemon, host string, sessions []stateSession) []byte {
+func appendStateLine[U string | []byte](b []byte, addr netip.Addr, expires time.Time, user U, daemon, host string, sessions []grants.OpenSession) []byte {
 	b = append(b, `{"addr":"`...)
 	if addr.IsValid() {
 		b = addr.AppendTo(b)
@@ -138,9 +127,9 @@ func appendStateLine[U string | []byte](b []byte, addr netip.Addr, expires time.
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, s.key)
+			b = appendJSONString(b, s.Key)
 			b = append(b, `:"`...)
-			b = s.opened.AppendFormat(b, time.RFC3339Nano)
+			b = s.Opened.AppendFormat(b, time.RFC3339Nano)
 			b = append(b, '"')
 		}
 		b = append(b, '}')

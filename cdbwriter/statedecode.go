@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"time"
 	"unicode/utf8"
+
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // decodeStateLine reads a state line in exactly the form appendStateLine
@@ -13,7 +15,7 @@ import (
 // fuzz test holds the two to the same result. It exists because
 // encoding/json took 6 of the 8.5 seconds a restart with a million grants
 // spent before it could publish the map.
-func decodeStateLine(line []byte, g *Grant) bool {
+func decodeStateLine(line []byte, g *grants.Grant) bool {
 	d := stateDecoder{rest: line}
 	if !d.literal(`{"addr":"`) {
 		return false

@@ -11,10 +11,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // TestTableLoadMatchesRestore holds a start's load of the state file
-// straight into the table (tableLoad) to what it replaced: LoadState,
+// straight into the table (loadFile, grants.Loader) to what it replaced: LoadState,
 // grantableOnly and Restore. Random state files repeat addresses (last
 // line wins), remove them, let them expire, share session ids, hold
 // ungrantable, excluded and IPv4-mapped addresses, expiries UnixNano
@@ -67,12 +69,12 @@ func checkTableLoad(t *testing.T, seed uint64) {
 		default:
 			expires = now.Add(time.Duration(rng.IntN(60)-15) * time.Minute)
 		}
-		var ss []stateSession
+		var ss []grants.OpenSession
 		for range rng.IntN(3) * rng.IntN(2) {
-			ss = append(ss, stateSession{fmt.Sprint("dovecot/", rng.IntN(6)), now.Add(-time.Duration(rng.IntN(90)) * time.Minute)})
+			ss = append(ss, grants.OpenSession{Key: fmt.Sprint("dovecot/", rng.IntN(6)), Opened: now.Add(-time.Duration(rng.IntN(90)) * time.Minute)})
 		}
-		slices.SortFunc(ss, func(x, y stateSession) int { return strings.Compare(x.key, y.key) })
-		ss = slices.CompactFunc(ss, func(x, y stateSession) bool { return x.key == y.key })
+		slices.SortFunc(ss, func(x, y grants.OpenSession) int { return strings.Compare(x.Key, y.Key) })
+		ss = slices.CompactFunc(ss, func(x, y grants.OpenSession) bool { return x.Key == y.Key })
 		line := string(appendStateLine(nil, a, expires, fmt.Sprint("u", rng.IntN(4)), "dovecot", fmt.Sprint("mx", rng.IntN(2)), ss))
 		switch rng.IntN(30) {
 		case 0:
@@ -89,25 +91,22 @@ func checkTableLoad(t *testing.T, seed uint64) {
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := TableConfig{Grace: 10 * time.Minute, MaxSession: 30 * time.Minute, MaxEntries: 1 + rng.IntN(24),
+	cfg := grants.TableConfig{Grace: 10 * time.Minute, MaxSession: 30 * time.Minute, MaxEntries: 1 + rng.IntN(24),
 		Exclude: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}
 	lim := stateLimits{maxBytes: 1 << 20}
 	if rng.IntN(10) == 0 {
 		lim.maxBytes = int64(rng.IntN(b.Len()))
 	}
 
-	ref := NewTable(cfg)
-	grants, at, refErr := loadState(os.OpenFile, path, lim)
-	readable := len(grants)
-	grants, ungrantable := grantableOnly(grants, defaultGrantable)
-	restored := ref.Restore(grants, now)
-	want := loadCounts{readable: readable, ungrantable: ungrantable, restorable: len(grants), restored: restored}
+	ref := grants.NewTable(cfg)
+	gs, at, refErr := loadState(os.OpenFile, path, lim)
+	readable := len(gs)
+	gs, ungrantable := grantableOnly(gs, defaultGrantable)
+	restored := ref.Restore(gs, now)
+	want := grants.LoadCounts{Readable: readable, Ungrantable: ungrantable, Restorable: len(gs), Restored: restored}
 
-	tab := NewTable(cfg)
-	l := newTableLoad(tab, defaultGrantable, now)
-	err := l.load(os.OpenFile, path, lim)
-	got := l.counts()
-	l.finish()
+	tab := grants.NewTable(cfg)
+	got, accounted, err := loadFile(os.OpenFile, path, lim, tab, defaultGrantable, now)
 
 	if !reflect.DeepEqual(err, refErr) {
 		t.Fatalf("load error %v, LoadState's %v", err, refErr)
@@ -116,15 +115,15 @@ func checkTableLoad(t *testing.T, seed uint64) {
 		t.Fatalf("counts %+v, LoadState and Restore's %+v", got, want)
 	}
 	for _, a := range addrs {
-		if _, ok := at[a.Unmap()]; ok != l.accounted(a.Unmap()) {
+		if _, ok := at[a.Unmap()]; ok != accounted(a.Unmap()) {
 			t.Fatalf("accounted(%v) = %v, LoadState's %v", a, !ok, ok)
 		}
 	}
 	sameTables(t, "loaded", tab, ref)
-	// The eviction order: fill both up with new logins; the schedule:
-	// expire both minute by minute.
+	// The eviction order: fill both up with new logins, which evict every
+	// loaded grant in turn; the schedule: expire both minute by minute.
 	for k := range 2 * cfg.MaxEntries {
-		g := Grant{Addr: netip.AddrFrom4([4]byte{203, 0, 113, byte(k)}), User: "n", Daemon: "dovecot"}
+		g := grants.Grant{Addr: netip.AddrFrom4([4]byte{203, 0, 113, byte(k)}), User: "n", Daemon: "dovecot"}
 		if tab.Login(g, "", now) != ref.Login(g, "", now) {
 			t.Fatalf("Login %v differs", g.Addr)
 		}
@@ -139,16 +138,13 @@ func checkTableLoad(t *testing.T, seed uint64) {
 	}
 }
 
-// sameTables requires two tables to hold the same grants, in the same
-// eviction order, with the same next expiry, counters, and unsaved
-// changes.
-func sameTables(t *testing.T, when string, tab, ref *Table) {
+// sameTables requires two tables to hold the same grants, with the same
+// next expiry, counters, and unsaved changes. (The eviction order shows
+// when logins fill them up.)
+func sameTables(t *testing.T, when string, tab, ref *grants.Table) {
 	t.Helper()
 	if a, b := tab.Grants(), ref.Grants(); !reflect.DeepEqual(a, b) {
 		t.Fatalf("%s: grants\n%v\nRestore's\n%v", when, a, b)
-	}
-	if a, b := lruOrder(tab), lruOrder(ref); !slices.Equal(a, b) {
-		t.Fatalf("%s: eviction order %v, Restore's %v", when, a, b)
 	}
 	an, aok := tab.NextExpiry()
 	bn, bok := ref.NextExpiry()
@@ -160,27 +156,18 @@ func sameTables(t *testing.T, when string, tab, ref *Table) {
 	}
 	am, ac := tab.Versions()
 	bm, bc := ref.Versions()
-	if am != bm || ac != bc || tab.Evictions() != ref.Evictions() || tab.unsaved() != ref.unsaved() {
+	if am != bm || ac != bc || tab.Evictions() != ref.Evictions() || tab.Unsaved() != ref.Unsaved() {
 		t.Fatalf("%s: members %d changes %d evictions %d unsaved %d, Restore's %d %d %d %d",
-			when, am, ac, tab.Evictions(), tab.unsaved(), bm, bc, ref.Evictions(), ref.unsaved())
+			when, am, ac, tab.Evictions(), tab.Unsaved(), bm, bc, ref.Evictions(), ref.Unsaved())
 	}
-}
-
-func lruOrder(t *Table) []netip.Addr {
-	var out []netip.Addr
-	for i := t.head; i >= 0; i = t.at(i).next {
-		out = append(out, addrOf(t.at(i)))
-	}
-	return out
 }
 
 // unsavedOf is what the next incremental save would write, in a stable
 // order.
-func unsavedOf(t *Table) string {
+func unsavedOf(t *grants.Table) string {
 	var changed, removed []string
-	t.eachUnsaved(func(i int32, e *entry) {
-		line, _ := appendEntryLine(nil, t, i, e, nil)
-		changed = append(changed, string(line))
+	t.EachUnsaved(func(r *grants.Record) {
+		changed = append(changed, string(appendRecordLine(nil, r)))
 	}, func(a netip.Addr) { removed = append(removed, a.String()) })
 	slices.Sort(changed)
 	slices.Sort(removed)
@@ -193,9 +180,9 @@ func unsavedOf(t *Table) string {
 func TestStartKeepsTheTablesGrants(t *testing.T) {
 	dir := t.TempDir()
 	goodMap(t, dir, 3) // 198.51.0.1-3 in map and state
-	tab := NewTable(TableConfig{Grace: time.Hour})
-	tab.Login(Grant{Addr: netip.MustParseAddr("198.51.0.1"), User: "before", Daemon: "dovecot"}, "", t0)
-	tab.Login(Grant{Addr: netip.MustParseAddr("192.0.2.9"), User: "before", Daemon: "dovecot"}, "", t0)
+	tab := grants.NewTable(grants.TableConfig{Grace: time.Hour})
+	tab.Login(grants.Grant{Addr: netip.MustParseAddr("198.51.0.1"), User: "before", Daemon: "dovecot"}, "", t0)
+	tab.Login(grants.Grant{Addr: netip.MustParseAddr("192.0.2.9"), User: "before", Daemon: "dovecot"}, "", t0)
 	svc := NewService(Config{MapPath: filepath.Join(dir, "pbs.cdb"), StatePath: filepath.Join(dir, "pbs.state"),
 		Flush: time.Second, Stats: &Stats{}}, tab)
 	if err := svc.Start(t0.Add(time.Minute)); err != nil {
@@ -209,29 +196,4 @@ func TestStartKeepsTheTablesGrants(t *testing.T) {
 	if !slices.Equal(got, want) || svc.stats.CarriedOver.Load() != 0 {
 		t.Fatalf("table %q, carried over %d; want %q, none", got, svc.stats.CarriedOver.Load(), want)
 	}
-}
-
-// TestTableLoadAbandon: what a load put in the table before a read error
-// goes, and the table works as a new one.
-func TestTableLoadAbandon(t *testing.T) {
-	dir := t.TempDir()
-	goodMap(t, dir, 300)
-	tab := NewTable(TableConfig{Grace: time.Hour, MaxEntries: 100})
-	l := newTableLoad(tab, defaultGrantable, t0)
-	if err := l.load(os.OpenFile, filepath.Join(dir, "pbs.state"), stateLimits{maxBytes: 1 << 20}); err != nil || tab.Len() != 300 {
-		t.Fatalf("load: %d grants, %v", tab.Len(), err)
-	}
-	l.abandon()
-	l.finish()
-	if tab.Len() != 0 || len(tab.Grants()) != 0 || tab.head >= 0 {
-		t.Fatalf("after abandon: %d grants", tab.Len())
-	}
-	ref := newRefTable(TableConfig{Grace: time.Hour, MaxEntries: 100})
-	for i := range 150 {
-		g := Grant{Addr: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), User: "u"}
-		if a, b := tab.Login(g, "", t0), ref.Login(refGrant{Addr: g.Addr, User: "u"}, "", t0); a != b {
-			t.Fatalf("Login %v = %v, reference %v", g.Addr, a, b)
-		}
-	}
-	same(t, "after abandon", tab, ref)
 }

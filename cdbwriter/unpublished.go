@@ -1,8 +1,6 @@
 package cdbwriter
 
-import (
-	"net/netip"
-)
+import "net/netip"
 
 // unpublishedRemovals returns the addresses the map on disk still grants
 // that the table no longer holds: grants that expired, were excluded or

@@ -3,11 +3,10 @@ package cdbwriter
 import (
 	"errors"
 	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // TestRewriteKeepsUnpublishedRemovals: a grant that expired while the map
@@ -17,44 +16,36 @@ import (
 // map and granted it for another grace period.
 func TestRewriteKeepsUnpublishedRemovals(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{
-		MapPath:   filepath.Join(dir, "pbs.cdb"),
-		StatePath: filepath.Join(dir, "pbs.state"),
-		Flush:     time.Second,
-		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
-	}
-	svc := NewService(cfg, NewTable(TableConfig{Grace: time.Hour}))
-	if err := svc.Start(t0); err != nil {
-		t.Fatal(err)
-	}
-	svc.Login(grant("192.0.2.1"), "", t0)
-	svc.Tick(t0.Add(2 * time.Second))
+	cfg := testConfig(t, dir)
+	svc := startService(t, cfg, grants.TableConfig{Grace: time.Hour})
+	svc.login(grant("192.0.2.1"), "", t0)
+	svc.tick(t0.Add(2 * time.Second))
 	if keys := mapKeys(t, dir); len(keys) != 1 {
 		t.Fatalf("map after the first login: %v", keys)
 	}
-	svc.Login(grant("192.0.2.2"), "", t0.Add(30*time.Minute))
-	svc.Tick(t0.Add(31 * time.Minute))
+	svc.login(grant("192.0.2.2"), "", t0.Add(30*time.Minute))
+	svc.tick(t0.Add(31 * time.Minute))
 	if keys := mapKeys(t, dir); len(keys) != 2 {
 		t.Fatalf("map after the second login: %v", keys)
 	}
 
 	// The disk refuses the map from now on; 192.0.2.1 expires.
-	svc.writeMapFile = func(string, *Table) error { return errors.New("no space left on device") }
+	svc.writeMapFile = func(string, *grants.Table) error { return errors.New("no space left on device") }
 	end := t0.Add(61 * time.Minute)
-	svc.Tick(end)
-	_ = svc.Shutdown(end)
+	svc.tick(end)
+	_ = svc.shutdown(end)
 	if len(mapKeys(t, dir)) != 2 {
 		t.Fatal("the map was replaced although its writes fail")
 	}
 
-	again := NewService(cfg, NewTable(TableConfig{Grace: time.Hour}))
+	again := NewService(cfg, grants.NewTable(grants.TableConfig{Grace: time.Hour}))
 	if err := again.Start(end.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := again.Table().Lookup(netip.MustParseAddr("192.0.2.1")); ok {
+	if _, ok := again.table.Lookup(netip.MustParseAddr("192.0.2.1")); ok {
 		t.Error("192.0.2.1 expired before the restart and was granted again from the stale map")
 	}
-	if _, ok := again.Table().Lookup(netip.MustParseAddr("192.0.2.2")); !ok {
+	if _, ok := again.table.Lookup(netip.MustParseAddr("192.0.2.2")); !ok {
 		t.Error("192.0.2.2 had not expired and was lost")
 	}
 	if keys := mapKeys(t, dir); len(keys) != 1 || keys[0] != "192.0.2.2" {
@@ -68,19 +59,15 @@ func TestRewriteKeepsUnpublishedRemovals(t *testing.T) {
 // must not publish them.
 func TestRestoreRefusesUngrantable(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{
-		MapPath:   filepath.Join(dir, "pbs.cdb"),
-		StatePath: filepath.Join(dir, "pbs.state"),
-		Logger:    zerolog.New(zerolog.NewTestWriter(t)),
-		Grantable: func(a netip.Addr) bool { return a != netip.MustParseAddr("::102:304") },
-	}
-	if err := SaveState(cfg.StatePath, []Grant{
+	cfg := testConfig(t, dir)
+	cfg.Grantable = func(a netip.Addr) bool { return a != netip.MustParseAddr("::102:304") }
+	if err := SaveState(cfg.StatePath, []grants.Grant{
 		{Addr: netip.MustParseAddr("::102:304"), Expires: t0.Add(time.Hour)},
 		{Addr: netip.MustParseAddr("192.0.2.7"), Expires: t0.Add(time.Hour)},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	svc := NewService(cfg, NewTable(TableConfig{Grace: time.Hour}))
+	svc := NewService(cfg, grants.NewTable(grants.TableConfig{Grace: time.Hour}))
 	if err := svc.Start(t0); err != nil {
 		t.Fatal(err)
 	}

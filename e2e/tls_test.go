@@ -348,9 +348,9 @@ func TestRsyslogTLSRefused(t *testing.T) {
 
 			st := stopRelaygate(t, s)
 			t.Logf("relaygate stopped: received_tls=%v tls_refused=%v logins=%v granted=%v",
-				st["received_tls"], st["tls_refused"], st["logins"], st["granted"])
+				st["messages_received_tls"], st["receiver_tls_refused"], st["logins"], st["grants_added"])
 			// Only the Go client's line came in, and only its grant.
-			if st["received_tls"] != 1.0 || st["logins"] != 1.0 || st["granted"] != 1.0 || st["tls_refused"].(float64) < 3 {
+			if st["messages_received_tls"] != 1.0 || st["logins"] != 1.0 || st["grants_added"] != 1.0 || st["receiver_tls_refused"].(float64) < 3 {
 				t.Fatalf("relaygate counters %v: want received_tls=1 logins=1 granted=1 tls_refused>=3", st)
 			}
 		})
@@ -466,7 +466,7 @@ func TestSyslogNGTLS(t *testing.T) {
 		s := newStack(t, o)
 		expectTLSRefusedLogin(t, s, "unknown authority")
 		st := stopRelaygate(t, s)
-		if st["received_tls"] != 0.0 || st["granted"] != 0.0 {
+		if st["messages_received_tls"] != 0.0 || st["grants_added"] != 0.0 {
 			t.Fatalf("relaygate counters %v: want received_tls=0 granted=0", st)
 		}
 	})

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// ParseAddr turns an address as a daemon logs it ("192.0.2.10",
+// parseAddr turns an address as a daemon logs it ("192.0.2.10",
 // "[::ffff:192.0.2.10]", "2001:DB8::5") into a grantable address, or returns
 // an *AddrError saying why it can't be granted. The result is unmapped, so
 // its String() is exactly the key Postfix looks up: smtpd prints the client
@@ -19,7 +19,7 @@ import (
 // or Postfix's mynetworks. So are the documentation ranges (192.0.2.0/24,
 // 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32, 3fff::/20): no real client
 // has one, and the test suites and examples are written in them.
-func ParseAddr(s string) (netip.Addr, error) {
+func parseAddr(s string) (netip.Addr, error) {
 	raw := s
 	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
 		s = s[1 : len(s)-1]
@@ -89,7 +89,7 @@ var (
 )
 
 // Grantable reports whether a may be granted, by the same rules as
-// ParseAddr: for addresses that come from elsewhere than a log line (an
+// parseAddr: for addresses that come from elsewhere than a log line (an
 // existing map carried over at start, an old state file).
 func Grantable(a netip.Addr) bool {
 	return a.IsValid() && a.Zone() == "" && ungrantable(a.Unmap()) == ""
@@ -104,7 +104,7 @@ func ungrantable(a netip.Addr) string {
 	}
 	if a == netip.IPv6Loopback() {
 		// Inside ::/96, and its key "::1" a cut-back of "::1:x", but
-		// loopback is grantable like 127.0.0.1 (see ParseAddr).
+		// loopback is grantable like 127.0.0.1 (see parseAddr).
 		return ""
 	}
 	for _, n := range neverClient {

@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// AppleMail recognises the IMAP login line of the Apple Mail Server of
+// appleMail recognises the IMAP login line of the Apple Mail Server of
 // Mac OS X Server 10.0 to 10.2 (AppleMailServer, before Apple moved to
 // Cyrus and later Dovecot), in the shape pop-before-smtp matches in
 // AppleMailServer.IMAP.log:
@@ -14,13 +14,13 @@ import "strings"
 // the message or right after exactly that prefix, never after other text,
 // which could be a failure line quoting a user name. No POP line of this
 // server is known.
-type AppleMail struct{}
+type appleMail struct{}
 
 // Name implements Parser.
-func (AppleMail) Name() string { return "apple-mail" }
+func (appleMail) Name() string { return "apple-mail" }
 
 // Programs implements Parser.
-func (AppleMail) Programs() []string { return []string{"applemailserver", "mailservice"} }
+func (appleMail) Programs() []string { return []string{"applemailserver", "mailservice"} }
 
 const (
 	appleMailUser = `IMAP User "`
@@ -28,14 +28,14 @@ const (
 )
 
 // Parse implements Parser.
-func (a AppleMail) Parse(m Message) (Event, error) {
+func (a appleMail) Parse(m Message) (Event, error) {
 	rest, ok := strings.CutPrefix(cutAppleMailPrefix(m.Text), appleMailUser)
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	j := strings.LastIndex(rest, appleMailOK)
 	if j < 0 {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	// The user name is quoted but not escaped. The address must end the
 	// line, so a name carrying the success words is followed by its own
@@ -45,7 +45,7 @@ func (a AppleMail) Parse(m Message) (Event, error) {
 		return Event{}, &AddrError{Addr: rest[j+len(appleMailOK):], Reason: `"log on successful" appears more than once (user name injection?)`}
 	}
 	user, addr := rest[:j], rest[j+len(appleMailOK):]
-	ip, err := ParseAddr(addr)
+	ip, err := parseAddr(addr)
 	if err != nil {
 		return Event{}, err
 	}

@@ -3,7 +3,7 @@ package parsers
 import "testing"
 
 func TestAppleMail(t *testing.T) {
-	runCases(t, AppleMail{}, []parseCase{
+	runCases(t, appleMail{}, []parseCase{
 		{"plain", "applemailserver", `IMAP User "alice" log on successful from 192.0.2.10`, "login|192.0.2.10|alice|"},
 		{"prefixed", "applemailserver", `Mar 21 2003 10:15:05 IMAP User "alice" log on successful from 192.0.2.10`, "login|192.0.2.10|alice|"},
 		{"quote in user", "mailservice", `IMAP User "a"b" log on successful from 192.0.2.10`, `login|192.0.2.10|a"b|`},

@@ -1,6 +1,9 @@
 package parsers
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // BenchmarkParse is the baseline for later performance work: one success
 // line per daemon, the same daemon's program with a foreign line, and a
@@ -17,12 +20,12 @@ func BenchmarkParse(b *testing.B) {
 		{"cyrus-logfmt", Message{Program: "imap", Text: `event=login.good session_id=mx1-5357-1 r.clienthost="client.example.net [192.0.2.10]" u.username=alice login.mech=PLAIN login.tls=1`}},
 		{"uw", Message{Program: "ipop3d", Text: "Login user=alice host=client.example.net [192.0.2.10] nmsgs=0/0"}},
 	}
-	set := NewSet(Builtin()...)
+	set := NewSet(builtin()...)
 	for _, c := range cases {
 		b.Run(c.daemon+"/match", func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if _, err := set.Parse(c.match); err != nil {
+				if _, err := set.parse(c.match); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -31,7 +34,7 @@ func BenchmarkParse(b *testing.B) {
 			m := Message{Program: c.match.Program, Text: noise}
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if _, err := set.Parse(m); err == nil {
+				if _, err := set.parse(m); err == nil {
 					b.Fatal("noise matched")
 				}
 			}
@@ -41,11 +44,37 @@ func BenchmarkParse(b *testing.B) {
 		m := Message{Program: "postfix/smtpd", Text: noise}
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := set.Parse(m); err == nil {
+			if _, err := set.parse(m); err == nil {
 				b.Fatal("noise matched")
 			}
 		}
 	})
+}
+
+// daemonBenchLine is one built-in parser's benchmark case: the first
+// "# grant" line of its fixture that the Set parses.
+type daemonBenchLine struct {
+	parser Parser
+	match  Message
+	found  bool
+}
+
+// daemonBenchLines finds every built-in parser's case, in builtin's order;
+// TestEveryParserConforms checks that each one has one.
+func daemonBenchLines(tb testing.TB, set *Set) []daemonBenchLine {
+	tb.Helper()
+	var out []daemonBenchLine
+	for _, p := range builtin() {
+		c := daemonBenchLine{parser: p}
+		for _, l := range readFixture(tb, fixturePath(p, ".log")) {
+			if ev, err := set.parse(l.Msg); err == nil && l.Expect == "grant" && ev.Daemon == p.Name() {
+				c.match, c.found = l.Msg, true
+				break
+			}
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // BenchmarkParseEveryDaemon times each built-in parser on the first line
@@ -53,35 +82,45 @@ func BenchmarkParse(b *testing.B) {
 // daemon has a benchmark case, and on a line of its program that is not
 // its own.
 func BenchmarkParseEveryDaemon(b *testing.B) {
-	set := NewSet(Builtin()...)
-	for _, p := range Builtin() {
-		var match Message
-		found := false
-		for _, l := range readFixture(b, fixtureDir+"/"+p.Name()+".log") {
-			if _, err := set.Parse(l.Msg); err == nil && l.Expect == "grant" {
-				match, found = l.Msg, true
-				break
-			}
+	set := NewSet(builtin()...)
+	for _, c := range daemonBenchLines(b, set) {
+		if !c.found {
+			b.Fatalf("%s: no grant line of its fixture parses", c.parser.Name())
 		}
-		if !found {
-			b.Fatalf("%s: no line of its fixture parses", p.Name())
-		}
-		b.Run(p.Name()+"/match", func(b *testing.B) {
+		match := c.match
+		b.Run(c.parser.Name()+"/match", func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if _, err := set.Parse(match); err != nil {
+				if _, err := set.parse(match); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 		other := Message{Program: match.Program, Text: "4F2A11A0B2: client=unknown[192.0.2.1], sasl_method=PLAIN"}
-		b.Run(p.Name()+"/nomatch", func(b *testing.B) {
+		b.Run(c.parser.Name()+"/nomatch", func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if _, err := set.Parse(other); err == nil {
+				if _, err := set.parse(other); err == nil {
 					b.Fatal("noise matched")
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkPipelineStep runs every fixture line, noise included, through
+// one Pipeline in turn: the daemon's per-message cost after the receiver,
+// counting included.
+func BenchmarkPipelineStep(b *testing.B) {
+	var msgs []Message
+	for _, path := range fixtures(b) {
+		for _, fl := range readFixture(b, path) {
+			msgs = append(msgs, fl.Msg)
+		}
+	}
+	p := NewPipeline(NewSet(builtin()...), NewCorrelator(10000, 2*time.Minute))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		p.Step(msgs[i%len(msgs)], fixtureEpoch)
 	}
 }

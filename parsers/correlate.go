@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,11 +18,13 @@ import (
 // The table of remembered address lines is bounded twice: an entry lives at
 // most maxAge, and when maxEntries are pending the oldest is evicted, so a
 // flood of connections that never authenticate costs a fixed amount of
-// memory. Every Feed does amortised O(1) work: entries sit in a map and in a
+// memory. Every feed does amortised O(1) work: entries sit in a map and in a
 // list in insertion order, and expiry pops them lazily from the old end.
 //
 // The Correlator reads no clock: the caller passes the time of each message.
-// It is not safe for concurrent use; one pipeline goroutine owns it.
+// It is driven only through a Pipeline (NewPipeline), so that the daemon,
+// `relaygate parse` and the tests feed and forget alike; like Step, it is
+// not safe for concurrent use.
 type Correlator struct {
 	maxEntries int
 	maxAge     time.Duration
@@ -29,8 +32,8 @@ type Correlator struct {
 	nodes      []corrNode        // grows up to maxEntries, then recycled
 	free       int32             // head of the free list through next, or -1
 	head, tail int32             // oldest and newest entry, or -1
-	evicted    int64
-	buf        noteBuf // scratch space for notes; longer ones allocate
+	evicted    atomic.Int64      // read by a metrics scrape while the owner feeds
+	buf        noteBuf           // scratch space for notes; longer ones allocate
 }
 
 // corrKey names one process of one daemon on one host.
@@ -86,7 +89,7 @@ func NewCorrelator(maxEntries int, maxAge time.Duration) *Correlator {
 	}
 }
 
-// Feed takes a message and the event a parser found in it (any kind) at time
+// feed takes a message and the event a parser found in it (any kind) at time
 // now.
 //
 // ok=true: act on out, which is a Login (an Auth joined with its remembered
@@ -101,7 +104,7 @@ func NewCorrelator(maxEntries int, maxAge time.Duration) *Correlator {
 // note says what happened in words for `relaygate parse --explain`, such as
 // "remembered 192.0.2.10 for mx1 popa3d[123]"; it may be set when ok is
 // true as well.
-func (c *Correlator) Feed(m Message, ev Event, now time.Time) (out Event, ok bool, note string) {
+func (c *Correlator) feed(m Message, ev Event, now time.Time) (out Event, ok bool, note string) {
 	c.expire(now)
 	key := corrKey{host: m.Host, program: normalizeProgram(m.Program), pid: m.PID}
 	b := c.buf[:0]
@@ -156,11 +159,11 @@ func (c *Correlator) Feed(m Message, ev Event, now time.Time) (out Event, ok boo
 	return Event{}, false, string(b.s("ignored an event of kind ").s(ev.Kind.String()))
 }
 
-// Forget drops the address line remembered for m's process, if any, and says
-// so. Call it when a parser refuses a message with an *AddrError: a process
+// forget drops the address line remembered for m's process, if any, and says
+// so. The Pipeline calls it when a parser refuses a message: a process
 // whose own address line could not be used must not be joined with an older
 // address line of the same PID.
-func (c *Correlator) Forget(m Message) (note string) {
+func (c *Correlator) forget(m Message) (note string) {
 	key := corrKey{host: m.Host, program: normalizeProgram(m.Program), pid: m.PID}
 	if key.pid == "" {
 		return ""
@@ -172,13 +175,14 @@ func (c *Correlator) Forget(m Message) (note string) {
 	return ""
 }
 
-// Len returns the number of pending address lines, expired ones included
-// until a Feed drops them.
-func (c *Correlator) Len() int { return len(c.byKey) }
+// pending returns the number of pending address lines, expired ones included
+// until a feed drops them.
+func (c *Correlator) pending() int { return len(c.byKey) }
 
-// Evicted returns how many pending entries were dropped because the table was
-// full, not counting entries that expired or were replaced.
-func (c *Correlator) Evicted() int64 { return c.evicted }
+// evictions returns how many pending entries were dropped because the table was
+// full, not counting entries that expired or were replaced. Unlike the rest
+// of the Correlator it may be called from any goroutine.
+func (c *Correlator) evictions() int64 { return c.evicted.Load() }
 
 func (c *Correlator) expired(at, now time.Time) bool {
 	return now.Sub(at) > c.maxAge
@@ -201,9 +205,9 @@ func (c *Correlator) remember(b noteBuf, key corrKey, addr netip.Addr, now time.
 	} else if len(c.byKey) >= c.maxEntries {
 		old := c.nodes[c.head].key
 		c.remove(c.head)
-		c.evicted++
+		n := c.evicted.Add(1)
 		b = b.s(" (table full: evicted ").key(old).s(", ")
-		b = strconv.AppendInt(b, c.evicted, 10)
+		b = strconv.AppendInt(b, n, 10)
 		b = b.s(" evicted so far)")
 	}
 	// The key's strings may point into a large receive buffer; a copy keeps
@@ -272,5 +276,5 @@ func parseAddrToEnd(s string) (netip.Addr, error) {
 	if strings.ContainsAny(s, " \t") {
 		return netip.Addr{}, &AddrError{Addr: s, Reason: "text after the address (user name injection?)"}
 	}
-	return ParseAddr(s)
+	return parseAddr(s)
 }

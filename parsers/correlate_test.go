@@ -35,7 +35,7 @@ type step struct {
 func runSteps(t *testing.T, c *Correlator, steps []step) {
 	t.Helper()
 	for i, s := range steps {
-		out, ok, note := c.Feed(s.m, s.ev, t0.Add(s.at))
+		out, ok, note := c.feed(s.m, s.ev, t0.Add(s.at))
 		got := ""
 		if ok {
 			got = out.Addr.String()
@@ -64,11 +64,11 @@ func TestCorrelatorJoin(t *testing.T) {
 		// The entry is used up: a second success line grants nothing.
 		{m, authEv("alice"), 2 * time.Second, "", "no address line seen for mx1 popa3d[123]"},
 	})
-	if c.Len() != 0 {
-		t.Errorf("Len = %d after the join, want 0", c.Len())
+	if c.pending() != 0 {
+		t.Errorf("Len = %d after the join, want 0", c.pending())
 	}
-	c.Feed(m, connectEv("192.0.2.10"), t0)
-	out, ok, _ := c.Feed(m, Event{Kind: Auth, User: "bob", Daemon: "gnu-pop3d", Session: "s1"}, t0)
+	c.feed(m, connectEv("192.0.2.10"), t0)
+	out, ok, _ := c.feed(m, Event{Kind: Auth, User: "bob", Daemon: "gnu-pop3d", Session: "s1"}, t0)
 	want := Event{Kind: Login, Addr: netip.MustParseAddr("192.0.2.10"), User: "bob", Daemon: "gnu-pop3d", Session: "s1"}
 	if !ok || out != want {
 		t.Errorf("joined event = %+v, %v; want %+v", out, ok, want)
@@ -97,8 +97,8 @@ func TestCorrelatorReplace(t *testing.T) {
 		{m, connectEv("192.0.2.2"), time.Second, "", "(replacing 192.0.2.1)"},
 		{m, authEv("a"), 2 * time.Second, "192.0.2.2", ""},
 	})
-	if c.Len() != 0 || c.Evicted() != 0 {
-		t.Errorf("Len %d, Evicted %d; want 0, 0", c.Len(), c.Evicted())
+	if c.pending() != 0 || c.evictions() != 0 {
+		t.Errorf("Len %d, Evicted %d; want 0, 0", c.pending(), c.evictions())
 	}
 }
 
@@ -116,14 +116,14 @@ func TestCorrelatorFailClears(t *testing.T) {
 func TestCorrelatorForget(t *testing.T) {
 	c := NewCorrelator(10, time.Minute)
 	m := msg("mx1", "popa3d", "9")
-	c.Feed(m, connectEv("192.0.2.1"), t0)
-	if note := c.Forget(msg("mx1", "popa3d", "")); note != "" {
+	c.feed(m, connectEv("192.0.2.1"), t0)
+	if note := c.forget(msg("mx1", "popa3d", "")); note != "" {
 		t.Errorf("Forget without a PID = %q", note)
 	}
-	if note := c.Forget(m); note != "forgot mx1 popa3d[9]" {
+	if note := c.forget(m); note != "forgot mx1 popa3d[9]" {
 		t.Errorf("Forget = %q", note)
 	}
-	if note := c.Forget(m); note != "" {
+	if note := c.forget(m); note != "" {
 		t.Errorf("second Forget = %q", note)
 	}
 	runSteps(t, c, []step{{m, authEv("a"), 0, "", "no address line"}})
@@ -135,21 +135,21 @@ func TestCorrelatorPassThrough(t *testing.T) {
 	login := Event{Kind: Login, Addr: netip.MustParseAddr("192.0.2.5"), User: "a", Daemon: "popa3d"}
 	logout := Event{Kind: Logout, User: "a", Daemon: "dovecot", Session: "S"}
 	for _, ev := range []Event{login, logout} {
-		out, ok, _ := c.Feed(msg("mx1", "dovecot", ""), ev, t0)
+		out, ok, _ := c.feed(msg("mx1", "dovecot", ""), ev, t0)
 		if !ok || out != ev {
 			t.Errorf("Feed(%+v) = %+v, %v; want it passed through", ev, out, ok)
 		}
 	}
 	// A Login of a process that also logged an address line (the patched
 	// popa3d) ends that line.
-	c.Feed(m, connectEv("192.0.2.5"), t0)
-	out, ok, note := c.Feed(m, login, t0)
+	c.feed(m, connectEv("192.0.2.5"), t0)
+	out, ok, note := c.feed(m, login, t0)
 	if !ok || out != login || !strings.Contains(note, "forgot") {
 		t.Errorf("Feed(login) = %+v, %v, %q", out, ok, note)
 	}
 	runSteps(t, c, []step{{m, authEv("a"), 0, "", "no address line"}})
 
-	_, ok, note = c.Feed(m, Event{}, t0)
+	_, ok, note = c.feed(m, Event{}, t0)
 	if ok || note == "" {
 		t.Errorf("zero event: ok %v, note %q", ok, note)
 	}
@@ -163,8 +163,8 @@ func TestCorrelatorNoPID(t *testing.T) {
 		{m, authEv("a"), 0, "", "no PID"},
 		{m, failEv, 0, "", "nothing remembered"},
 	})
-	if c.Len() != 0 {
-		t.Errorf("Len = %d, want 0", c.Len())
+	if c.pending() != 0 {
+		t.Errorf("Len = %d, want 0", c.pending())
 	}
 }
 
@@ -188,8 +188,8 @@ func TestCorrelatorMaxAge(t *testing.T) {
 		// Lazy expiry from the old end: a's entry is gone, b's is not.
 		{msg("mx1", "popa3d", "3"), failEv, 3*time.Minute + time.Second, "", "nothing remembered"},
 	})
-	if c.Len() != 1 {
-		t.Errorf("Len = %d after expiry, want 1", c.Len())
+	if c.pending() != 1 {
+		t.Errorf("Len = %d after expiry, want 1", c.pending())
 	}
 	runSteps(t, c, []step{
 		{a, authEv("a"), 3*time.Minute + time.Second, "", "no address line seen"},
@@ -205,8 +205,8 @@ func TestCorrelatorMaxAge(t *testing.T) {
 		{b, authEv("b"), 2 * time.Minute, "", "older than 1m0s"},
 		{a, authEv("a"), 10*time.Minute + time.Second, "192.0.2.1", ""},
 	})
-	if c.Len() != 0 {
-		t.Errorf("Len = %d, want 0", c.Len())
+	if c.pending() != 0 {
+		t.Errorf("Len = %d, want 0", c.pending())
 	}
 }
 
@@ -216,40 +216,40 @@ func TestCorrelatorCapEviction(t *testing.T) {
 	addr := netip.MustParseAddr("203.0.113.66")
 	for i := 0; i < flood; i++ {
 		m := msg("mx1", "popa3d", strconv.Itoa(i))
-		if _, ok, _ := c.Feed(m, Event{Kind: Connect, Addr: addr, Daemon: "popa3d"}, t0); ok {
+		if _, ok, _ := c.feed(m, Event{Kind: Connect, Addr: addr, Daemon: "popa3d"}, t0); ok {
 			t.Fatal("a Connect produced an event")
 		}
-		if c.Len() > capacity {
-			t.Fatalf("Len = %d after %d connects, cap %d", c.Len(), i+1, capacity)
+		if c.pending() > capacity {
+			t.Fatalf("Len = %d after %d connects, cap %d", c.pending(), i+1, capacity)
 		}
 	}
-	if c.Len() != capacity {
-		t.Errorf("Len = %d, want %d", c.Len(), capacity)
+	if c.pending() != capacity {
+		t.Errorf("Len = %d, want %d", c.pending(), capacity)
 	}
-	if c.Evicted() != flood-capacity {
-		t.Errorf("Evicted = %d, want %d", c.Evicted(), flood-capacity)
+	if c.evictions() != flood-capacity {
+		t.Errorf("Evicted = %d, want %d", c.evictions(), flood-capacity)
 	}
 	if len(c.nodes) > capacity {
 		t.Errorf("%d nodes allocated for a cap of %d", len(c.nodes), capacity)
 	}
 	// The oldest were evicted, the newest are still there.
-	if _, ok, _ := c.Feed(msg("mx1", "popa3d", "0"), authEv("a"), t0); ok {
+	if _, ok, _ := c.feed(msg("mx1", "popa3d", "0"), authEv("a"), t0); ok {
 		t.Error("the oldest entry survived the flood")
 	}
-	out, ok, _ := c.Feed(msg("mx1", "popa3d", strconv.Itoa(flood-1)), authEv("a"), t0)
+	out, ok, _ := c.feed(msg("mx1", "popa3d", strconv.Itoa(flood-1)), authEv("a"), t0)
 	if !ok || out.Addr != addr {
 		t.Errorf("the newest entry: %+v, %v", out, ok)
 	}
 	// A replacement is not an eviction.
-	before := c.Evicted()
+	before := c.evictions()
 	m := msg("mx1", "popa3d", strconv.Itoa(flood-2))
-	c.Feed(m, connectEv("192.0.2.1"), t0)
-	if c.Evicted() != before {
+	c.feed(m, connectEv("192.0.2.1"), t0)
+	if c.evictions() != before {
 		t.Errorf("replacing an entry counted as an eviction")
 	}
 	// The Auth above made room for one; the second new process evicts.
-	c.Feed(msg("mx1", "popa3d", "new1"), connectEv("192.0.2.2"), t0)
-	_, _, note := c.Feed(msg("mx1", "popa3d", "new2"), connectEv("192.0.2.2"), t0)
+	c.feed(msg("mx1", "popa3d", "new1"), connectEv("192.0.2.2"), t0)
+	_, _, note := c.feed(msg("mx1", "popa3d", "new2"), connectEv("192.0.2.2"), t0)
 	if !strings.Contains(note, "table full: evicted mx1 popa3d[") {
 		t.Errorf("note on eviction = %q", note)
 	}
@@ -272,14 +272,14 @@ func TestCorrelatorKeyCopy(t *testing.T) {
 	c := NewCorrelator(10, time.Minute)
 	buf := []byte("mx1popa3d42")
 	m := Message{Host: string(buf[:3]), Program: string(buf[3:9]), PID: string(buf[9:])}
-	c.Feed(m, connectEv("192.0.2.1"), t0)
+	c.feed(m, connectEv("192.0.2.1"), t0)
 	for k := range c.byKey {
 		if k != (corrKey{"mx1", "popa3d", "42"}) {
 			t.Errorf("key %+v", k)
 		}
 	}
 	// Program tags are compared as the Set dispatches them.
-	out, ok, _ := c.Feed(msg("mx1", "PopA3d", "42"), authEv("a"), t0)
+	out, ok, _ := c.feed(msg("mx1", "PopA3d", "42"), authEv("a"), t0)
 	if !ok || out.Addr.String() != "192.0.2.1" {
 		t.Errorf("upper-case program: %+v, %v", out, ok)
 	}
@@ -300,8 +300,8 @@ func BenchmarkCorrelator(b *testing.B) {
 	grants := 0
 	for i := 0; i < b.N; i++ {
 		now := t0.Add(time.Duration(i) * time.Millisecond)
-		c.Feed(msgs[i%pids], conn, now)
-		if _, ok, _ := c.Feed(msgs[(i+pids-lag)%pids], auth, now); ok {
+		c.feed(msgs[i%pids], conn, now)
+		if _, ok, _ := c.feed(msgs[(i+pids-lag)%pids], auth, now); ok {
 			grants++
 		}
 	}

@@ -5,20 +5,20 @@ import (
 	"strings"
 )
 
-// Courier recognises the login lines of Courier-IMAP and Courier POP3, such
+// courier recognises the login lines of Courier-IMAP and Courier POP3, such
 // as this one from courier-pop 5.0.13 on Debian 12:
 //
 //	pop3d: LOGIN, user=alice, ip=[::ffff:127.0.0.2], port=[51871]
 //
 // Newer builds append protocol=, starttls=1 or stls=1; Courier listens on
 // IPv6 sockets, so IPv4 clients usually appear v4-mapped.
-type Courier struct{}
+type courier struct{}
 
 // Name implements Parser.
-func (Courier) Name() string { return "courier" }
+func (courier) Name() string { return "courier" }
 
 // Programs implements Parser.
-func (Courier) Programs() []string {
+func (courier) Programs() []string {
 	return []string{
 		"imapd", "imapd-ssl", "pop3d", "pop3d-ssl",
 		"courierpop3login", "imaplogin",
@@ -27,7 +27,7 @@ func (Courier) Programs() []string {
 }
 
 // Parse implements Parser.
-func (c Courier) Parse(m Message) (Event, error) {
+func (c courier) Parse(m Message) (Event, error) {
 	// "LOGIN FAILED, ..." shares the first word, so the comma is part of the
 	// success literal.
 	if elems, ok := strings.CutPrefix(m.Text, "LOGIN, "); ok {
@@ -38,7 +38,7 @@ func (c Courier) Parse(m Message) (Event, error) {
 			return c.logout(elems)
 		}
 	}
-	return Event{}, ErrNoMatch
+	return Event{}, errNoMatch
 }
 
 // courierSessionEnds are the lines that end a logged-in session; they carry
@@ -90,45 +90,45 @@ func (f courierFields) session(a netip.Addr) string {
 	return a.String() + "/" + port
 }
 
-func (c Courier) login(elems string) (Event, error) {
+func (c courier) login(elems string) (Event, error) {
 	f, ok := readCourierFields(elems)
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	// Courier logs the user name bare, so a name containing ", ip=[...]"
 	// splits into an extra ip= element. Counting them all turns such a line
 	// into a refusal instead of a grant for the injected address.
 	switch f.ips {
 	case 0:
-		return Event{}, &AddrError{Addr: "", Reason: "courier LOGIN line has no ip= element"}
+		return Event{}, &AddrError{Addr: "", Reason: "LOGIN line has no ip= element"}
 	case 1:
 	default:
 		return Event{}, &AddrError{Addr: f.ip, Reason: "ip= appears more than once (user name injection?)"}
 	}
 	if len(f.ip) < 2 || f.ip[0] != '[' || f.ip[len(f.ip)-1] != ']' {
-		return Event{}, &AddrError{Addr: f.ip, Reason: "courier ip= is not bracketed"}
+		return Event{}, &AddrError{Addr: f.ip, Reason: "ip= is not bracketed"}
 	}
-	a, err := ParseAddr(f.ip)
+	a, err := parseAddr(f.ip)
 	if err != nil {
 		return Event{}, err
 	}
 	return Event{Kind: Login, Addr: a, User: f.user, Daemon: c.Name(), Session: f.session(a)}, nil
 }
 
-func (c Courier) logout(elems string) (Event, error) {
+func (c courier) logout(elems string) (Event, error) {
 	f, ok := readCourierFields(elems)
 	// Without user= the connection never logged in (the login front end's
 	// own LOGOUT); with more than one ip= the line is not to be trusted.
 	if !ok || f.users != 1 || f.ips != 1 {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
-	a, err := ParseAddr(f.ip)
+	a, err := parseAddr(f.ip)
 	if err != nil {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	session := f.session(a)
 	if session == "" {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	return Event{Kind: Logout, Addr: a, User: f.user, Daemon: c.Name(), Session: session}, nil
 }

@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// Cucipop recognises the session statistics line of cucipop, the Cubic
+// cucipop recognises the session statistics line of cucipop, the Cubic
 // Circle POP3 daemon, which it logs when an authenticated session ends
 // (the shape of Daniel Roesen's sample in pop-before-smtp):
 //
@@ -12,16 +12,16 @@ import "strings"
 // meaning, so all of them are checked. cucipop splits commands at spaces,
 // so the user name is one word; an INET6 build writes the address with
 // getnameinfo.
-type Cucipop struct{}
+type cucipop struct{}
 
 // Name implements Parser.
-func (Cucipop) Name() string { return "cucipop" }
+func (cucipop) Name() string { return "cucipop" }
 
 // Programs implements Parser.
-func (Cucipop) Programs() []string { return []string{"cucipop"} }
+func (cucipop) Programs() []string { return []string{"cucipop"} }
 
 // Parse implements Parser.
-func (c Cucipop) Parse(m Message) (Event, error) {
+func (c cucipop) Parse(m Message) (Event, error) {
 	// user, address, "N,", "N", "(N),", "N", "(N)": exactly seven words.
 	var f [7]string
 	rest := m.Text
@@ -31,14 +31,14 @@ func (c Cucipop) Parse(m Message) (Event, error) {
 		n++
 	}
 	if rest != "" || n != len(f) || f[0] == "" {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	if !cucipopNumber(f[2], "", ",") || !cucipopNumber(f[3], "", "") ||
 		!cucipopNumber(f[4], "(", "),") || !cucipopNumber(f[5], "", "") ||
 		!cucipopNumber(f[6], "(", ")") {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
-	a, err := ParseAddr(f[1])
+	a, err := parseAddr(f[1])
 	if err != nil {
 		return Event{}, err
 	}
@@ -51,13 +51,6 @@ func cucipopNumber(s, prefix, suffix string) bool {
 	if !ok {
 		return false
 	}
-	if s, ok = strings.CutSuffix(s, suffix); !ok || s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
+	s, ok = strings.CutSuffix(s, suffix)
+	return ok && allDigits(s)
 }

@@ -3,7 +3,7 @@ package parsers
 import "testing"
 
 func TestCucipop(t *testing.T) {
-	runCases(t, Cucipop{}, []parseCase{
+	runCases(t, cucipop{}, []parseCase{
 		{"v4", "cucipop", "alice 192.0.2.10 3, 0 (0), 2 (4096)", "login|192.0.2.10|alice|"},
 		{"v6", "cucipop", "alice 2001:db8::1 3, 0 (0), 2 (4096)", "login|2001:db8::1|alice|"},
 

@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// Cyrus recognises the login lines of Cyrus IMAP imapd, pop3d and the murder
+// cyrus recognises the login lines of Cyrus IMAP imapd, pop3d and the murder
 // proxies, such as this one from Cyrus 3.6.1 on Debian 12 (session id
 // elided in the capture):
 //
@@ -14,13 +14,13 @@ import "strings"
 //	event=login.good session_id=... r.clienthost="client.example.net [192.0.2.10]" u.username=alice login.mech=PLAIN login.tls=1
 //
 // Anonymous logins never grant.
-type Cyrus struct{}
+type cyrus struct{}
 
 // Name implements Parser.
-func (Cyrus) Name() string { return "cyrus" }
+func (cyrus) Name() string { return "cyrus" }
 
 // Programs implements Parser.
-func (Cyrus) Programs() []string {
+func (cyrus) Programs() []string {
 	return []string{
 		"imap", "imaps", "pop3", "pop3s", "imapd", "pop3d", "proxyd", "pop3proxyd",
 		"cyrus/imap", "cyrus/imaps", "cyrus/pop3", "cyrus/pop3s",
@@ -29,7 +29,7 @@ func (Cyrus) Programs() []string {
 }
 
 // Parse implements Parser.
-func (c Cyrus) Parse(m Message) (Event, error) {
+func (c cyrus) Parse(m Message) (Event, error) {
 	if rest, ok := strings.CutPrefix(m.Text, "login: "); ok {
 		return c.parseProse(rest)
 	}
@@ -38,7 +38,7 @@ func (c Cyrus) Parse(m Message) (Event, error) {
 	if strings.HasPrefix(m.Text, "event=login.good ") {
 		return c.parseLogfmt(m.Text)
 	}
-	return Event{}, ErrNoMatch
+	return Event{}, errNoMatch
 }
 
 const cyrusLoggedIn = "User logged in"
@@ -47,35 +47,35 @@ const cyrusLoggedIn = "User logged in"
 // Every field is read from the front, and the user and mechanism must be
 // single tokens: the anonymous line is "<clienthost> anonymous <password>",
 // and the password is client text that could end in "User logged in".
-func (c Cyrus) parseProse(s string) (Event, error) {
+func (c cyrus) parseProse(s string) (Event, error) {
 	addr, rest, ok := cutClientHost(s)
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	rest, ok = strings.CutPrefix(rest, " ")
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	user, rest, ok := strings.Cut(rest, " ")
 	if !ok || user == "" || strings.EqualFold(user, "anonymous") {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	mech, rest, ok := strings.Cut(rest, " ")
 	if !ok || mech == "" {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	ev := Event{Kind: Login, User: user, Daemon: c.Name()}
 	if rest != cyrusLoggedIn {
 		sid, ok := strings.CutPrefix(rest, cyrusLoggedIn+" SESSIONID=<")
 		if !ok {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		if sid, ok = strings.CutSuffix(sid, ">"); !ok {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		ev.Session = sid
 	}
-	a, err := ParseAddr(addr)
+	a, err := parseAddr(addr)
 	if err != nil {
 		return Event{}, err
 	}
@@ -86,7 +86,7 @@ func (c Cyrus) parseProse(s string) (Event, error) {
 // parseLogfmt reads a Cyrus 3.13+ event=login.good line. Values are only
 // ever found through the tokenizer, so a quoted user name or anonymous
 // password that contains "r.clienthost=..." stays inside its value.
-func (c Cyrus) parseLogfmt(s string) (Event, error) {
+func (c cyrus) parseLogfmt(s string) (Event, error) {
 	var (
 		ev                    = Event{Kind: Login, Daemon: c.Name()}
 		host                  string
@@ -99,14 +99,14 @@ func (c Cyrus) parseLogfmt(s string) (Event, error) {
 		}
 		key, val, rest, ok := nextLogfmtPair(s)
 		if !ok {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		s = rest
 		switch key {
 		case "event":
 			events++
 			if val != "login.good" {
-				return Event{}, ErrNoMatch
+				return Event{}, errNoMatch
 			}
 		case "r.clienthost":
 			hosts++
@@ -116,7 +116,7 @@ func (c Cyrus) parseLogfmt(s string) (Event, error) {
 			ev.User = val
 		case "login.anonymous":
 			if val != "0" {
-				return Event{}, ErrNoMatch
+				return Event{}, errNoMatch
 			}
 		case "session_id":
 			sessionID = val
@@ -126,7 +126,7 @@ func (c Cyrus) parseLogfmt(s string) (Event, error) {
 	}
 	// Anonymous logins have no u.username; "~null~" is logfmt's NULL.
 	if events != 1 || users != 1 || ev.User == "" || ev.User == "~null~" || strings.EqualFold(ev.User, "anonymous") {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	ev.Session = sessionID
 	if ev.Session == "" {
@@ -134,7 +134,7 @@ func (c Cyrus) parseLogfmt(s string) (Event, error) {
 	}
 	switch hosts {
 	case 0:
-		return Event{}, &AddrError{Addr: "", Reason: "cyrus login.good has no r.clienthost"}
+		return Event{}, &AddrError{Addr: "", Reason: "login.good has no r.clienthost"}
 	case 1:
 	default:
 		return Event{}, &AddrError{Addr: host, Reason: "r.clienthost appears more than once"}
@@ -143,7 +143,7 @@ func (c Cyrus) parseLogfmt(s string) (Event, error) {
 	if !ok || rest != "" {
 		return Event{}, &AddrError{Addr: host, Reason: "r.clienthost has no bracketed address"}
 	}
-	a, err := ParseAddr(addr)
+	a, err := parseAddr(addr)
 	if err != nil {
 		return Event{}, err
 	}

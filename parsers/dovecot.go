@@ -13,7 +13,7 @@ import "strings"
 // is read by the site's login_log_format_elements (NewDovecot); the zero
 // value reads Dovecot's default.
 type Dovecot struct {
-	format *DovecotFormat
+	format *dovecotFormat
 }
 
 // Name implements Parser.
@@ -29,7 +29,7 @@ func (d Dovecot) Parse(m Message) (Event, error) {
 	text := strings.TrimPrefix(m.Text, "Info: ")
 	if strings.HasPrefix(text, "imap(") || strings.HasPrefix(text, "pop3(") {
 		if m.Program != "dovecot" {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		return d.sessionEnd(text)
 	}
@@ -41,13 +41,13 @@ func (d Dovecot) Parse(m Message) (Event, error) {
 		var ok bool
 		if text, ok = strings.CutPrefix(text, "imap-login: "); !ok {
 			if text, ok = strings.CutPrefix(text, "pop3-login: "); !ok {
-				return Event{}, ErrNoMatch
+				return Event{}, errNoMatch
 			}
 		}
 		text = strings.TrimPrefix(text, "Info: ")
 	case "imap-login", "pop3-login":
 	default:
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	// The verdict is the word right after the process prefix. Failure lines
 	// carry the same elements (and a reason the client may shape), so they
@@ -55,14 +55,14 @@ func (d Dovecot) Parse(m Message) (Event, error) {
 	elems, ok := strings.CutPrefix(text, "Login: ")
 	if !ok {
 		if elems, ok = strings.CutPrefix(text, "Logged in: "); !ok {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 	}
 	return d.login(elems)
 }
 
 // login reads the element list of a success line by the site's
-// login_log_format_elements grammar (see DovecotFormat).
+// login_log_format_elements grammar (see dovecotFormat).
 func (d Dovecot) login(elems string) (Event, error) {
 	f := d.format
 	if f == nil {
@@ -71,21 +71,21 @@ func (d Dovecot) login(elems string) (Event, error) {
 	sum, err := f.match(elems)
 	switch {
 	case err != nil:
-		return Event{}, &AddrError{Addr: "", Reason: "dovecot login line has too many readings (user name injection?)"}
+		return Event{}, &AddrError{Addr: "", Reason: "login line has too many readings (user name injection?)"}
 	case sum.n == 0:
-		return Event{}, &AddrError{Addr: "", Reason: "dovecot login line is not what login_log_format_elements " + quoteForError(f.text) + " writes (a different format? give it with -dovecot-log-format)"}
+		return Event{}, &AddrError{Addr: "", Reason: "login line is not what login_log_format_elements " + quoteForError(f.text) + " writes (a different format? give it with -dovecot-log-format)"}
 	case sum.anon:
 		// ANONYMOUS logs in as anonymous_username without any
 		// credential, so it proves nothing about the client.
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	case sum.tainted:
 		return Event{}, &AddrError{Addr: sum.first.rip, Reason: "the user name contains " + quoteForError(f.ripKey) + " (user name injection?)"}
 	case sum.ripMixed:
 		return Event{}, &AddrError{Addr: sum.first.rip, Reason: "the user name can be read as other elements, which changes the rip (user name injection?)"}
 	case sum.first.rip == "":
-		return Event{}, &AddrError{Addr: "", Reason: "dovecot login line has no rip element"}
+		return Event{}, &AddrError{Addr: "", Reason: "login line has no rip element"}
 	}
-	a, err := ParseAddr(sum.first.rip)
+	a, err := parseAddr(sum.first.rip)
 	if err != nil {
 		return Event{}, err
 	}
@@ -98,8 +98,8 @@ func (d Dovecot) login(elems string) (Event, error) {
 
 var defaultDovecotFormat = mustDovecotFormat(DefaultDovecotLogFormat)
 
-func mustDovecotFormat(s string) *DovecotFormat {
-	f, err := ParseDovecotLogFormat(s)
+func mustDovecotFormat(s string) *dovecotFormat {
+	f, err := parseDovecotLogFormat(s)
 	if err != nil {
 		panic(err) // a constant; TestDefaultDovecotFormat covers it
 	}
@@ -112,7 +112,7 @@ func NewDovecot(format string) (Dovecot, error) {
 	if strings.TrimSpace(format) == "" {
 		return Dovecot{}, nil
 	}
-	f, err := ParseDovecotLogFormat(format)
+	f, err := parseDovecotLogFormat(format)
 	if err != nil {
 		return Dovecot{}, err
 	}
@@ -135,7 +135,7 @@ func (d Dovecot) sessionEnd(text string) (Event, error) {
 		return e.Session, e, ok
 	})
 	if err != nil || readings == 0 {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	ev.Daemon = d.Name()
 	return ev, nil

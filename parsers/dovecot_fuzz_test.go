@@ -110,7 +110,7 @@ func FuzzDovecotElements(f *testing.F) {
 			// in the formats whose only free text before the rip is a user
 			// name in <...> (the first three; in the others a bare user=%u,
 			// or a TLS error before the rip, is ambiguous by itself).
-			if _, aerr := ParseAddr(rip); aerr == nil && int(which)%len(dovecotFormats) < 3 &&
+			if _, aerr := parseAddr(rip); aerr == nil && int(which)%len(dovecotFormats) < 3 &&
 				!strings.ContainsAny(user+orig+sec+mech+session, ">,=") &&
 				!strings.EqualFold(mech, "ANONYMOUS") {
 				t.Fatalf("format %q line %q: refused (%v), but it reads only one way", format, line, err)
@@ -120,7 +120,7 @@ func FuzzDovecotElements(f *testing.F) {
 		if rip == "" {
 			t.Fatalf("format %q line %q: granted %v, but Dovecot logged no rip", format, line, ev.Addr)
 		}
-		want, werr := ParseAddr(rip)
+		want, werr := parseAddr(rip)
 		if werr != nil || ev.Addr != want {
 			t.Fatalf("format %q line %q: granted %v, the genuine rip is %q", format, line, ev.Addr, rip)
 		}
@@ -157,7 +157,7 @@ func FuzzDovecotFormat(f *testing.F) {
 		found := false
 		for i := 0; i <= len(text) && !found; i++ {
 			for j := i + 1; j <= len(text) && j-i <= 64 && !found; j++ {
-				if a, err := ParseAddr(text[i:j]); err == nil && a == ev.Addr {
+				if a, err := parseAddr(text[i:j]); err == nil && a == ev.Addr {
 					found = true
 				}
 			}

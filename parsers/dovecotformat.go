@@ -14,7 +14,7 @@ import (
 // be left out.
 const DefaultDovecotLogFormat = "user=<%u> method=%m rip=%r lip=%l mpid=%e %c session=<%{session}>"
 
-// DovecotFormat is a login_log_format_elements setting compiled into the
+// dovecotFormat is a login_log_format_elements setting compiled into the
 // grammar of the element list Dovecot writes after "Login: ". Dovecot
 // expands each space-separated element, leaves out every element whose
 // variables all expanded empty (except one naming the user, which it always
@@ -41,7 +41,7 @@ const DefaultDovecotLogFormat = "user=<%u> method=%m rip=%r lip=%l mpid=%e %c se
 // mechanism (Dovecot sets it for every successful login, LOGIN included),
 // so the element holding %m is never left out. Without that, a user element
 // at the front could swallow the whole rest of any line that ends in ">".
-type DovecotFormat struct {
+type dovecotFormat struct {
 	text     string
 	elems    []dvElem
 	reqAfter []bool // reqAfter[j]: an element after j is required
@@ -129,16 +129,16 @@ var dvVars = map[string]dvVar{
 	"ssl_ja3": {dvFree, dvNone, false}, "ssl_ja3_hash": {dvFree, dvNone, false},
 }
 
-// ParseDovecotLogFormat compiles a login_log_format_elements value, as
+// parseDovecotLogFormat compiles a login_log_format_elements value, as
 // written in dovecot.conf (`doveconf -h login_log_format_elements` prints it).
 // It must name the remote IP (%r, %{rip} or %{remote_ip}) exactly once.
-func ParseDovecotLogFormat(format string) (*DovecotFormat, error) {
+func parseDovecotLogFormat(format string) (*dovecotFormat, error) {
 	if name, _, ok := strings.Cut(strings.TrimSpace(format), " "); ok && name == "login_log_format_elements" {
 		// Without -h doveconf prints "name = value"; read as elements, the
 		// name would make every login line unreadable.
 		return nil, errors.New("give the value only, as `doveconf -h login_log_format_elements` prints it, not the setting's name")
 	}
-	f := &DovecotFormat{text: format}
+	f := &dovecotFormat{text: format}
 	roles := map[dvRole]int{}
 	for _, word := range strings.Fields(format) {
 		e, err := compileDvElem(word, roles)
@@ -168,7 +168,7 @@ func ParseDovecotLogFormat(format string) (*DovecotFormat, error) {
 }
 
 // String returns the format as it was given.
-func (f *DovecotFormat) String() string { return f.text }
+func (f *dovecotFormat) String() string { return f.text }
 
 func compileDvElem(word string, roles map[dvRole]int) (dvElem, error) {
 	var e dvElem

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// The matcher that reads an element list against a DovecotFormat: every
+// The matcher that reads an element list against a dovecotFormat: every
 // split of the line into the format's elements, merged into one summary.
 
 // dvParse is what one split of a line says.
@@ -61,7 +61,7 @@ func (s *dvSummary) set(vals *dvParse) {
 var errDvTooAmbiguous = errors.New("too many ways to read")
 
 type dvMatcher struct {
-	f     *DovecotFormat
+	f     *dovecotFormat
 	s     string
 	memo  map[int]dvSummary
 	steps int
@@ -69,7 +69,7 @@ type dvMatcher struct {
 
 // match reads the element list s. The summary has n == 0 when the format
 // cannot produce s at all.
-func (f *DovecotFormat) match(s string) (dvSummary, error) {
+func (f *dovecotFormat) match(s string) (dvSummary, error) {
 	m := dvMatcher{f: f, s: s}
 	return m.from(0, 0)
 }

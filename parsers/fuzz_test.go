@@ -10,15 +10,15 @@ import (
 )
 
 // checkAddr fails unless a is an address the grant table could hold: valid,
-// unmapped, without a zone, and unchanged by a round trip through ParseAddr.
+// unmapped, without a zone, and unchanged by a round trip through parseAddr.
 func checkAddr(t *testing.T, what string, a netip.Addr) {
 	t.Helper()
 	if !a.IsValid() || a.Is4In6() || a.Zone() != "" {
 		t.Fatalf("%s: bad address %v", what, a)
 	}
-	back, err := ParseAddr(a.String())
+	back, err := parseAddr(a.String())
 	if err != nil || back != a {
-		t.Fatalf("%s: %v does not round-trip through ParseAddr: %v, %v", what, a, back, err)
+		t.Fatalf("%s: %v does not round-trip through parseAddr: %v, %v", what, a, back, err)
 	}
 }
 
@@ -36,7 +36,7 @@ func hasRipElement(text string, a netip.Addr) bool {
 			continue
 		}
 		val, _, _ := strings.Cut(text[start+len("rip="):], ", ")
-		if b, err := ParseAddr(val); err == nil && b == a {
+		if b, err := parseAddr(val); err == nil && b == a {
 			return true
 		}
 	}
@@ -44,7 +44,7 @@ func hasRipElement(text string, a netip.Addr) bool {
 
 func builtinDaemons() map[string]bool {
 	daemons := map[string]bool{}
-	for _, p := range Builtin() {
+	for _, p := range builtin() {
 		daemons[p.Name()] = true
 	}
 	return daemons
@@ -58,15 +58,15 @@ func FuzzSetParse(f *testing.F) {
 			f.Add(fl.Msg.Program, fl.Msg.Text)
 		}
 	}
-	set := NewSet(Builtin()...)
+	set := NewSet(builtin()...)
 	daemons := builtinDaemons()
 	f.Fuzz(func(t *testing.T, program, text string) {
 		m := Message{Program: program, Text: text}
-		ev, err := set.Parse(m)
+		ev, err := set.parse(m)
 		if err != nil {
 			var ae *AddrError
-			if !errors.Is(err, ErrNoMatch) && !errors.As(err, &ae) {
-				t.Fatalf("Parse(%q, %q): error %T %v is neither ErrNoMatch nor *AddrError", program, text, err, err)
+			if !errors.Is(err, errNoMatch) && !errors.As(err, &ae) {
+				t.Fatalf("Parse(%q, %q): error %T %v is neither errNoMatch nor *AddrError", program, text, err, err)
 			}
 			if ev != (Event{}) {
 				t.Fatalf("Parse(%q, %q): error %v with non-zero event %+v", program, text, err, ev)
@@ -96,7 +96,7 @@ func FuzzSetParse(f *testing.F) {
 			t.Fatalf("%s: granted %v, which is no rip element of the line", what, ev.Addr)
 		}
 		// Purity: the same message gives the same answer.
-		if again, err := set.Parse(m); err != nil || again != ev {
+		if again, err := set.parse(m); err != nil || again != ev {
 			t.Fatalf("%s not deterministic: %+v then %+v, %v", what, ev, again, err)
 		}
 	})
@@ -125,8 +125,8 @@ func pipelineSeed(lines []fixtureLine) string {
 	return b.String()
 }
 
-// FuzzPipeline feeds a sequence of messages through the Set and a
-// Correlator, as the receiver does, and checks invariants plus a reference
+// FuzzPipeline feeds a sequence of messages through a Pipeline, as the
+// daemon does, and checks invariants plus a reference
 // model of the correlation. The input is split into lines; a line is
 // "host\tprogram\tpid\ttext" (missing fields are empty), or "@N" to advance
 // the clock by N minutes. Every other line advances it by one second.
@@ -139,10 +139,11 @@ func FuzzPipeline(f *testing.F) {
 		"h\tspop3d\t3\tconnect from 192.0.2.3\nh\tspop3d\t4\tconnect from 192.0.2.4\n" +
 		"h\tspop3d\t5\tconnect from 192.0.2.5\nh\tspop3d\t1\tuser a authenticated\nh\tspop3d\t5\tuser b authenticated\n")
 
-	set := NewSet(Builtin()...)
+	set := NewSet(builtin()...)
 	daemons := builtinDaemons()
 	f.Fuzz(func(t *testing.T, input string) {
-		c := NewCorrelator(fuzzCap, fuzzMaxAge)
+		p := NewPipeline(set, NewCorrelator(fuzzCap, fuzzMaxAge))
+		c := p.corr
 		now := fixtureEpoch
 		// model is the correlation without bounds: the last address line of
 		// each process not yet ended by another event.
@@ -165,16 +166,16 @@ func FuzzPipeline(f *testing.F) {
 			}
 			key := corrKey{host: m.Host, program: normalizeProgram(m.Program), pid: m.PID}
 
-			ev, err := set.Parse(m)
-			if err != nil {
-				if !errors.Is(err, ErrNoMatch) {
-					c.Forget(m)
-					delete(model, key)
-				}
+			r := p.Step(m, now)
+			switch r.Outcome {
+			case Unmatched:
+				continue
+			case Refused:
+				delete(model, key)
 				continue
 			}
-			out, ok, note := c.Feed(m, ev, now)
-			what := "Feed(" + line + ")"
+			ev, out, ok, note := r.Parsed, r.Event, r.Outcome == Accepted, r.Note
+			what := "Step(" + line + ")"
 			if ok {
 				switch out.Kind {
 				case Login:
@@ -226,13 +227,13 @@ func FuzzPipeline(f *testing.F) {
 				}
 				delete(model, key)
 			}
-			if c.Len() > fuzzCap || c.Len() > len(model) {
-				t.Fatalf("%s: Len %d, cap %d, model %d", what, c.Len(), fuzzCap, len(model))
+			if c.pending() > fuzzCap || c.pending() > len(model) {
+				t.Fatalf("%s: Len %d, cap %d, model %d", what, c.pending(), fuzzCap, len(model))
 			}
-			if c.Evicted() < evicted {
-				t.Fatalf("%s: Evicted went down from %d to %d", what, evicted, c.Evicted())
+			if c.evictions() < evicted {
+				t.Fatalf("%s: Evicted went down from %d to %d", what, evicted, c.evictions())
 			}
-			evicted = c.Evicted()
+			evicted = c.evictions()
 		}
 	})
 }

@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// GNUPop3d recognises the pop3d of GNU Mailutils. Its success line names the
+// gnuPop3d recognises the pop3d of GNU Mailutils. Its success line names the
 // user and mailbox but not the client, in wording that changed over the
 // releases (pop3d/user.c, apop.c):
 //
@@ -26,18 +26,18 @@ import "strings"
 // delay", "APOP user u tried to log in with USER", the TCP wrapper's "Access
 // from <ip> blocked." and "session ended for ..." are Fail events. Courier and Cyrus also log as pop3d; their lines
 // never match here, and this parser's lines never match theirs.
-type GNUPop3d struct{}
+type gnuPop3d struct{}
 
 // Name implements Parser.
-func (GNUPop3d) Name() string { return "gnu-pop3d" }
+func (gnuPop3d) Name() string { return "gnu-pop3d" }
 
 // Programs implements Parser.
-func (GNUPop3d) Programs() []string { return []string{"gnu-pop3d", "pop3d"} }
+func (gnuPop3d) Programs() []string { return []string{"gnu-pop3d", "pop3d"} }
 
 const gnuLoggedIn = "logged in with mailbox "
 
 // Parse implements Parser.
-func (g GNUPop3d) Parse(m Message) (Event, error) {
+func (g gnuPop3d) Parse(m Message) (Event, error) {
 	text := m.Text
 	if rest, ok := cutEitherCase(text, "connect from "); ok {
 		a, err := parseAddrToEnd(rest)
@@ -63,28 +63,28 @@ func (g GNUPop3d) Parse(m Message) (Event, error) {
 		text == "Rejecting connection from unknown address" {
 		return Event{Kind: Fail, Daemon: g.Name()}, nil
 	}
-	return Event{}, ErrNoMatch
+	return Event{}, errNoMatch
 }
 
 // parseUser reads what follows "User " or "user ": the name as one word
 // (pop3d refuses a USER argument with a space), then the verdict.
-func (g GNUPop3d) parseUser(s string) (Event, error) {
+func (g gnuPop3d) parseUser(s string) (Event, error) {
 	tok, tail, ok := strings.Cut(s, " ")
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	if tail == "authentication failed" && strings.HasSuffix(tok, ":") {
 		return Event{Kind: Fail, Daemon: g.Name()}, nil
 	}
 	user, ok := gnuUnquote(tok)
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	switch {
 	case tail == "nonexistent", strings.HasPrefix(tail, "tried to log in"):
 		return Event{Kind: Fail, Daemon: g.Name()}, nil
 	case !strings.HasPrefix(tail, gnuLoggedIn) || len(tail) == len(gnuLoggedIn):
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	mailbox := tail[len(gnuLoggedIn):]
 	if i := strings.LastIndex(mailbox, " from "); i >= 0 {

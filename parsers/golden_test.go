@@ -1,8 +1,6 @@
 package parsers
 
 import (
-	"bufio"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -16,113 +14,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/parsers/*.golden from the parsers' output")
 
-// fixtureDir holds one <daemon>.log per parser plus noise.log. A fixture is
-// a syslog file as written by rsyslog's traditional file format. "#" lines
-// are comments, except the section markers "# grant" and "# no-grant",
-// which state what every following line must do.
-const fixtureDir = "../testdata/parsers"
-
-type fixtureLine struct {
-	N      int // 1-based line number in the .log file
-	Raw    string
-	Msg    Message
-	Expect string // "grant", "no-grant" or "" before any marker
-}
-
-func readFixture(t testing.TB, path string) []fixtureLine {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var (
-		out    []fixtureLine
-		expect string
-	)
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		switch {
-		case line == "# grant":
-			expect = "grant"
-			continue
-		case line == "# no-grant":
-			expect = "no-grant"
-			continue
-		case line == "" || strings.HasPrefix(line, "#"):
-			continue
-		}
-		m, ok := splitLogLine(line)
-		if !ok {
-			t.Errorf("%s:%d: not a log-file line: %q", path, n, line)
-			continue
-		}
-		out = append(out, fixtureLine{N: n, Raw: line, Msg: m, Expect: expect})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func fixtures(t testing.TB) []string {
-	t.Helper()
-	logs, err := filepath.Glob(filepath.Join(fixtureDir, "*.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(logs) == 0 {
-		t.Fatalf("no fixtures in %s", fixtureDir)
-	}
-	return logs
-}
-
-// splitLogLine splits an RFC 3164 log-file line,
-// "Mmm dd hh:mm:ss host tag[pid]: text", the way the receiver's envelope
-// parser would, and lower-cases the program as the receiver does.
-func splitLogLine(line string) (Message, bool) {
-	if len(line) < 4 || line[3] != ' ' {
-		return Message{}, false
-	}
-	for i := 0; i < 3; i++ {
-		if c := line[i]; (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') {
-			return Message{}, false
-		}
-	}
-	rest := strings.TrimLeft(line[4:], " ") // day may be space-padded
-	day, rest, ok := strings.Cut(rest, " ")
-	if !ok || len(day) < 1 || len(day) > 2 || !allDigits(day) {
-		return Message{}, false
-	}
-	clock, rest, ok := strings.Cut(rest, " ")
-	if !ok || len(clock) != 8 || clock[2] != ':' || clock[5] != ':' {
-		return Message{}, false
-	}
-	host, rest, ok := strings.Cut(rest, " ")
-	if !ok || host == "" {
-		return Message{}, false
-	}
-	tag, text, ok := strings.Cut(rest, ":")
-	if !ok || tag == "" || strings.ContainsAny(tag, " \t") {
-		return Message{}, false
-	}
-	var pid string
-	if open := strings.IndexByte(tag, '['); open >= 0 {
-		if !strings.HasSuffix(tag, "]") || open == 0 {
-			return Message{}, false
-		}
-		tag, pid = tag[:open], tag[open+1:len(tag)-1]
-	}
-	return Message{
-		Host:    host,
-		Program: strings.ToLower(tag),
-		PID:     pid,
-		Text:    strings.TrimPrefix(text, " "),
-	}, true
-}
-
 // goldenField keeps a field on one tab-separated line: text with control
 // characters, invalid UTF-8 or a leading quote is written Go-quoted.
 func goldenField(s string) string {
@@ -133,45 +24,16 @@ func goldenField(s string) string {
 	return s
 }
 
-// Fixture pipeline settings: every fixture file runs through a fresh
-// Correlator, with a clock that starts at fixtureEpoch and advances one
-// second per line, so a fixture never comes near the age limit.
-const (
-	fixtureCap    = 1000
-	fixtureMaxAge = 10 * time.Minute
-)
+// grantsLogin reports whether r puts an address into the grant table.
+func grantsLogin(r Result) bool { return r.Outcome == Accepted && r.Event.Kind == Login }
 
-var fixtureEpoch = time.Date(2026, 3, 3, 10, 15, 0, 0, time.UTC)
-
-// pipelineResult is what the receiver would do with one message: parse it
-// with the Set, then hand the event to the Correlator.
-type pipelineResult struct {
-	Parsed Event // the parser's event, before correlation
-	Err    error // the parse error; Out, OK and Note are unset if non-nil
-	Out    Event // the Correlator's output
-	OK     bool
-	Note   string
-}
-
-// Grants reports whether the result puts an address into the grant table.
-func (r pipelineResult) Grants() bool { return r.Err == nil && r.OK && r.Out.Kind == Login }
-
-// runPipeline feeds a fixture's lines through set and a fresh Correlator in
-// order. A refused message (an *AddrError) makes the Correlator forget its
-// process, as the receiver must (see Correlator.Forget).
-func runPipeline(set *Set, lines []fixtureLine) []pipelineResult {
-	c := NewCorrelator(fixtureCap, fixtureMaxAge)
-	out := make([]pipelineResult, len(lines))
+// runPipeline feeds a fixture's lines in order through a fresh Pipeline over
+// set, the step the daemon and `relaygate parse` run.
+func runPipeline(set *Set, lines []fixtureLine) []Result {
+	p := NewPipeline(set, NewCorrelator(fixtureCap, fixtureMaxAge))
+	out := make([]Result, len(lines))
 	for i, fl := range lines {
-		now := fixtureEpoch.Add(time.Duration(fl.N) * time.Second)
-		r := &out[i]
-		r.Parsed, r.Err = set.Parse(fl.Msg)
-		switch {
-		case r.Err == nil:
-			r.Out, r.OK, r.Note = c.Feed(fl.Msg, r.Parsed, now)
-		case !errors.Is(r.Err, ErrNoMatch):
-			c.Forget(fl.Msg)
-		}
+		out[i] = p.Step(fl.Msg, fixtureEpoch.Add(time.Duration(fl.N)*time.Second))
 	}
 	return out
 }
@@ -180,33 +42,33 @@ func runPipeline(set *Set, lines []fixtureLine) []pipelineResult {
 // "N\tlogin\taddr\tuser\tdaemon[\tsession]",
 // "N\tlogout\taddr-or--\tuser\tdaemon\tsession", "N\tpending\t<note>" (an
 // event the Correlator consumed), "N\tnomatch" or "N\trefused\t<error text>".
-func goldenResult(n int, r pipelineResult) string {
-	switch {
-	case r.Err == nil && !r.OK:
-		return fmt.Sprintf("%d\tpending\t%s", n, goldenField(r.Note))
-	case r.Err == nil && r.Out.Kind == Logout:
-		addr := "-"
-		if r.Out.Addr.IsValid() {
-			addr = r.Out.Addr.String()
-		}
-		return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s", n, r.Out.Kind, addr, goldenField(r.Out.User),
-			r.Out.Daemon, goldenField(r.Out.Session))
-	case r.Err == nil:
-		ev := r.Out
-		s := fmt.Sprintf("%d\t%s\t%s\t%s\t%s", n, ev.Kind, ev.Addr, goldenField(ev.User), ev.Daemon)
-		if ev.Session != "" {
-			s += "\t" + goldenField(ev.Session)
-		}
-		return s
-	case errors.Is(r.Err, ErrNoMatch):
+func goldenResult(n int, r Result) string {
+	switch r.Outcome {
+	case Unmatched:
 		return fmt.Sprintf("%d\tnomatch", n)
-	default:
+	case Refused:
 		return fmt.Sprintf("%d\trefused\t%s", n, goldenField(r.Err.Error()))
+	case Held:
+		return fmt.Sprintf("%d\tpending\t%s", n, goldenField(r.Note))
 	}
+	ev := r.Event
+	if ev.Kind == Logout {
+		addr := "-"
+		if ev.Addr.IsValid() {
+			addr = ev.Addr.String()
+		}
+		return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s", n, ev.Kind, addr, goldenField(ev.User),
+			ev.Daemon, goldenField(ev.Session))
+	}
+	s := fmt.Sprintf("%d\t%s\t%s\t%s\t%s", n, ev.Kind, ev.Addr, goldenField(ev.User), ev.Daemon)
+	if ev.Session != "" {
+		s += "\t" + goldenField(ev.Session)
+	}
+	return s
 }
 
 func TestGolden(t *testing.T) {
-	set := NewSet(Builtin()...)
+	set := NewSet(builtin()...)
 	for _, path := range fixtures(t) {
 		name := strings.TrimSuffix(filepath.Base(path), ".log")
 		t.Run(name, func(t *testing.T) {
@@ -268,7 +130,7 @@ var failureWords = []string{"failed", "FAILED", "badlogin", "Aborted", "aborted"
 // "# grant", and its address line under "# no-grant" (it must not grant by
 // itself).
 func TestFixtureExpectations(t *testing.T) {
-	set := NewSet(Builtin()...)
+	set := NewSet(builtin()...)
 	for _, path := range fixtures(t) {
 		name := strings.TrimSuffix(filepath.Base(path), ".log")
 		t.Run(name, func(t *testing.T) {
@@ -276,7 +138,7 @@ func TestFixtureExpectations(t *testing.T) {
 			lines := readFixture(t, path)
 			for i, r := range runPipeline(set, lines) {
 				fl := lines[i]
-				granted := r.Grants()
+				granted := grantsLogin(r)
 				if granted {
 					grants++
 				} else {
@@ -286,13 +148,13 @@ func TestFixtureExpectations(t *testing.T) {
 				switch fl.Expect {
 				case "grant":
 					if !granted {
-						t.Errorf("%s: must grant, got %v %+v %q: %s", where, r.Err, r.Out, r.Note, fl.Raw)
-					} else if r.Out.Daemon != name {
-						t.Errorf("%s: granted by %q, want %q: %s", where, r.Out.Daemon, name, fl.Raw)
+						t.Errorf("%s: must grant, got %v %v %+v %q: %s", where, r.Outcome, r.Err, r.Event, r.Note, fl.Raw)
+					} else if r.Event.Daemon != name {
+						t.Errorf("%s: granted by %q, want %q: %s", where, r.Event.Daemon, name, fl.Raw)
 					}
 				case "no-grant":
 					if granted {
-						t.Errorf("%s: must not grant, got %+v: %s", where, r.Out, fl.Raw)
+						t.Errorf("%s: must not grant, got %+v: %s", where, r.Event, fl.Raw)
 					}
 				default:
 					t.Errorf("%s: line before any # grant / # no-grant marker", where)
@@ -304,7 +166,7 @@ func TestFixtureExpectations(t *testing.T) {
 						}
 					}
 				}
-				if name == "noise" && !errors.Is(r.Err, ErrNoMatch) {
+				if name == "noise" && r.Outcome != Unmatched {
 					t.Errorf("%s: noise must not match at all, got %v", where, r.Err)
 				}
 			}

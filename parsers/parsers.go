@@ -60,18 +60,24 @@ func (k Kind) String() string {
 // Event is what a parser found in a message.
 type Event struct {
 	Kind    Kind
-	Addr    netip.Addr // valid, unmapped and grantable (see ParseAddr)
+	Addr    netip.Addr // valid, unmapped and grantable (see parseAddr)
 	User    string     // for logs only; never a map key
 	Daemon  string     // the parser's Name()
 	Session string     // daemon session id where one is logged, else ""
 }
 
-// ErrNoMatch means the message is not an event of this parser. It is the
+// errNoMatch means the message is not an event of this parser. It is the
 // common case (most of a mail log is noise) and is counted, never logged.
-var ErrNoMatch = errors.New("no match")
+var errNoMatch = errors.New("no match")
 
 // AddrError means a message has a daemon's success shape but the address in
-// it cannot be granted. It is not ErrNoMatch so callers can count and explain it.
+// it cannot be granted. It is not "no match", so callers can count and
+// explain it.
+//
+// Every Reason is written one way: a phrase about the line or its address
+// ("ip= is not bracketed", "login line has no rip element"), without the
+// daemon's name, since whoever reports the error knows which parser it
+// asked (Attempt.Parser, the fixture's file) and a prefix would say it twice.
 type AddrError struct {
 	Addr   string // the address text as logged
 	Reason string
@@ -88,24 +94,33 @@ type Parser interface {
 	// Programs lists the lower-case syslog program tags the daemon logs under.
 	// Through a Set, Parse is only ever called with one of them, lower-cased.
 	Programs() []string
-	// Parse returns the event in m, ErrNoMatch, or an *AddrError.
+	// Parse returns the event in m, errNoMatch, or an *AddrError.
 	Parse(m Message) (Event, error)
 }
 
-// Builtin returns a new instance of every built-in parser, in a stable order.
-func Builtin() []Parser {
+// builtin returns a new instance of every built-in parser. Its order is
+// DISPATCH PRIORITY: where parsers share a program tag (imapd: courier,
+// cyrus, uw; pop3d: courier, cyrus, gnu-pop3d; imaps and pop3s: cyrus, uw)
+// a Set tries them in this order, the first event wins, and when none
+// matches the first refusal is the one reported. The daemons' lines on a
+// shared tag do not overlap today (TestSetSharedTags), so the order is a
+// tie-break; TestDispatchPriority pins it, and a parser added on a shared
+// tag must be placed deliberately. SelectBuiltin keeps this order, and
+// Attempts reports in it.
+func builtin() []Parser {
 	return []Parser{
-		Dovecot{}, Courier{}, Cyrus{}, UW{},
-		Qpopper{}, VMPop3d{}, Popa3d{}, SolidPop3d{}, GNUPop3d{},
-		Teapop{}, Tpop3d{}, Vpopmail{}, Perdition{}, Zimbra{}, AppleMail{}, Cucipop{},
+		Dovecot{}, courier{}, cyrus{}, uw{},
+		qpopper{}, vmPop3d{}, popa3d{}, solidPop3d{}, gnuPop3d{},
+		teapop{}, tpop3d{}, vpopmail{}, perdition{}, zimbra{}, appleMail{}, cucipop{},
 	}
 }
 
-// SelectBuiltin returns the built-in parsers named in names, in Builtin's
-// order; "all" selects every one. An unknown name is an error that lists the
+// SelectBuiltin returns the built-in parsers named in names, in builtin's
+// order (dispatch priority, whatever the order of names); "all" selects
+// every one. An unknown name is an error that lists the
 // known ones.
 func SelectBuiltin(names []string) ([]Parser, error) {
-	all := Builtin()
+	all := builtin()
 	want := make(map[string]bool, len(names))
 	for _, n := range names {
 		if n == "all" {
@@ -182,7 +197,7 @@ func (s *Set) KnowsBytes(program []byte) bool {
 	return ok
 }
 
-// Parse returns the first event any parser for m's program finds. An
+// parse returns the first event any parser for m's program finds. An
 // *AddrError is returned only if no parser produced an event.
 //
 // Program tags are compared without regard to ASCII case, everywhere: the
@@ -190,7 +205,7 @@ func (s *Set) KnowsBytes(program []byte) bool {
 // line can send any tag), so case protects nothing, while a daemon or relay
 // that writes "Dovecot" or "IMAPD" must not be missed. Parsers therefore see
 // m.Program in lower case and compare it with their lower-case tags.
-func (s *Set) Parse(m Message) (Event, error) {
+func (s *Set) parse(m Message) (Event, error) {
 	m.Program = normalizeProgram(m.Program)
 	candidates := s.byProgram[m.Program]
 	var firstErr error
@@ -199,21 +214,21 @@ func (s *Set) Parse(m Message) (Event, error) {
 		if err == nil {
 			return ev, nil
 		}
-		if !errors.Is(err, ErrNoMatch) && firstErr == nil {
+		if !errors.Is(err, errNoMatch) && firstErr == nil {
 			firstErr = err
 		}
 	}
 	if firstErr != nil {
 		return Event{}, firstErr
 	}
-	return Event{}, ErrNoMatch
+	return Event{}, errNoMatch
 }
 
 // Attempt is what one parser made of a message.
 type Attempt struct {
 	Parser string
 	Event  Event
-	Err    error // nil, ErrNoMatch or an *AddrError
+	Err    error // nil, "no match" (errNoMatch) or an *AddrError
 }
 
 // Attempts runs every parser registered for m's program and reports each

@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// Perdition recognises the authentication line of the perdition IMAP/POP3
+// perdition recognises the authentication line of the perdition IMAP/POP3
 // proxy (perdition_log_auth in perdition.c), such as
 //
 //	perdition.imaps[2210]: Auth: 192.0.2.10:50412->203.0.113.5:993 client-secure=ssl authorisation_id=NONE authentication_id="alice" server="backend.example.org:993" protocol=IMAP4S server-secure=ssl status="ok"
@@ -13,15 +13,15 @@ import "strings"
 // The client is the address before the first "->" (the one after it is
 // perdition's own). getnameinfo() writes IPv6 addresses without brackets,
 // so the port is whatever follows the last ':'.
-type Perdition struct{}
+type perdition struct{}
 
 // Name implements Parser.
-func (Perdition) Name() string { return "perdition" }
+func (perdition) Name() string { return "perdition" }
 
 // Programs implements Parser. perdition logs under its argv[0]; these are
 // the names it is installed under. perdition.managesieve is left out: a
 // sieve login says nothing about where mail is read from.
-func (Perdition) Programs() []string {
+func (perdition) Programs() []string {
 	return []string{
 		"perdition", "perdition.imap4", "perdition.imap4s", "perdition.imaps",
 		"perdition.pop3", "perdition.pop3s",
@@ -38,10 +38,10 @@ var perditionKeys = [...]string{
 }
 
 // Parse implements Parser.
-func (p Perdition) Parse(m Message) (Event, error) {
+func (p perdition) Parse(m Message) (Event, error) {
 	rest, ok := strings.CutPrefix(m.Text, "Auth:")
 	if !ok || !strings.HasSuffix(rest, perditionOK) {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	// Without a peer (inetd on a non-socket) the host pair is empty and
 	// the line goes straight on to " client-secure=...".
@@ -57,10 +57,10 @@ func (p Perdition) Parse(m Message) (Event, error) {
 	if ok && strings.Count(hosts, "->") != 1 {
 		// perdition writes one client->server pair; in any other shape
 		// which address is the client's cannot be told.
-		return Event{}, &AddrError{Addr: hosts, Reason: "perdition Auth line's host pair is not client->server"}
+		return Event{}, &AddrError{Addr: hosts, Reason: "Auth line's host pair is not client->server"}
 	}
 	if !ok || strings.IndexByte(hosts, '=') >= 0 {
-		return Event{}, &AddrError{Addr: "", Reason: "perdition Auth line has no client->server addresses"}
+		return Event{}, &AddrError{Addr: "", Reason: "Auth line has no client->server addresses"}
 	}
 
 	// Quoted values are client text (the user names) written without
@@ -74,7 +74,7 @@ func (p Perdition) Parse(m Message) (Event, error) {
 	for rest != "" {
 		key, val, r, ok := nextPerditionField(rest)
 		if !ok {
-			return Event{}, &AddrError{Addr: from, Reason: "perdition Auth line is malformed (a quote in the user name?)"}
+			return Event{}, &AddrError{Addr: from, Reason: "Auth line is malformed (a quote in the user name?)"}
 		}
 		rest = r
 		for i, k := range perditionKeys {
@@ -93,7 +93,7 @@ func (p Perdition) Parse(m Message) (Event, error) {
 			newForm = true
 		case "protocol":
 			if strings.EqualFold(val, "MANAGESIEVE") {
-				return Event{}, ErrNoMatch
+				return Event{}, errNoMatch
 			}
 		}
 	}
@@ -104,13 +104,13 @@ func (p Perdition) Parse(m Message) (Event, error) {
 		if addr, err = perditionStripPort(from); err != nil {
 			return Event{}, err
 		}
-	} else if _, err := ParseAddr(addr); err != nil {
+	} else if _, err := parseAddr(addr); err != nil {
 		// 1.x wrote bare IPv4 addresses; strip a port if one is there.
 		if a, perr := perditionStripPort(from); perr == nil {
 			addr = a
 		}
 	}
-	a, err := ParseAddr(addr)
+	a, err := parseAddr(addr)
 	if err != nil {
 		return Event{}, err
 	}
@@ -164,20 +164,20 @@ func perditionStripPort(s string) (string, error) {
 		if port != "" {
 			var ok bool
 			if port, ok = strings.CutPrefix(port, ":"); !ok {
-				return "", &AddrError{Addr: s, Reason: "perdition client address has junk after ]"}
+				return "", &AddrError{Addr: s, Reason: "client address has junk after ]"}
 			}
 		}
 	} else {
 		colon := strings.LastIndexByte(s, ':')
 		if colon < 0 {
-			return "", &AddrError{Addr: s, Reason: "perdition client address has no :port"}
+			return "", &AddrError{Addr: s, Reason: "client address has no :port"}
 		}
 		addr, port = s[:colon], s[colon+1:]
 	}
-	for i := 0; i < len(port); i++ {
-		if port[i] < '0' || port[i] > '9' {
-			return "", &AddrError{Addr: s, Reason: "perdition client port is not a number"}
-		}
+	// "[address]" and "address:" come without a port: only a port that is
+	// there must be a number.
+	if port != "" && !allDigits(port) {
+		return "", &AddrError{Addr: s, Reason: "client port is not a number"}
 	}
 	return addr, nil
 }

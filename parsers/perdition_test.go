@@ -4,7 +4,7 @@ import "testing"
 
 func TestPerdition(t *testing.T) {
 	const mid = " client-secure=ssl authorisation_id=NONE authentication_id=\"alice\" server=\"b:993\" protocol=IMAP4S server-secure=ssl status="
-	runCases(t, Perdition{}, []parseCase{
+	runCases(t, perdition{}, []parseCase{
 		{"v4", "perdition.imaps", "Auth: 192.0.2.10:50412->203.0.113.5:993" + mid + `"ok"`, "login|192.0.2.10|alice|"},
 		{"v6 bare", "perdition.imaps", "Auth: 2001:db8::1:50412->2001:db8::5:993" + mid + `"ok"`, "login|2001:db8::1|alice|"},
 		{"v6 brackets", "perdition.imaps", "Auth: [2001:db8::1]:50412->[2001:db8::5]:993" + mid + `"ok"`, "login|2001:db8::1|alice|"},

@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// Popa3d recognises popa3d, which logs a session on two lines of the same
+// popa3d recognises popa3d, which logs a session on two lines of the same
 // process when it runs as a standalone daemon (standalone.c, pop_auth.c):
 //
 //	popa3d[2211]: Session from 192.0.2.10
@@ -19,13 +19,13 @@ import "strings"
 // attempt authentication" and the master's "<addr>: sessions limit reached"
 // and "<addr>: per source limit reached" are Fail events. Newer popa3d
 // prints the address with getnameinfo, so it may be IPv6 or v4-mapped.
-type Popa3d struct{}
+type popa3d struct{}
 
 // Name implements Parser.
-func (Popa3d) Name() string { return "popa3d" }
+func (popa3d) Name() string { return "popa3d" }
 
 // Programs implements Parser.
-func (Popa3d) Programs() []string { return []string{"popa3d"} }
+func (popa3d) Programs() []string { return []string{"popa3d"} }
 
 const (
 	popa3dSession = "Session from "
@@ -34,7 +34,7 @@ const (
 )
 
 // Parse implements Parser.
-func (p Popa3d) Parse(m Message) (Event, error) {
+func (p popa3d) Parse(m Message) (Event, error) {
 	text := m.Text
 	switch {
 	case strings.HasPrefix(text, popa3dSession):
@@ -50,16 +50,16 @@ func (p Popa3d) Parse(m Message) (Event, error) {
 		// "user@domain".
 		user, tail, patched := strings.Cut(text[len(popa3dPassed):], " ")
 		if user == "" {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		if !patched {
 			return Event{Kind: Auth, User: user, Daemon: p.Name()}, nil
 		}
 		addr, ok := strings.CutPrefix(tail, "-- ")
 		if !ok || len(addr) < 2 || addr[0] != '[' || addr[len(addr)-1] != ']' {
-			return Event{}, &AddrError{Addr: tail, Reason: "popa3d: text after the user name is not \"-- [address]\""}
+			return Event{}, &AddrError{Addr: tail, Reason: "text after the user name is not \"-- [address]\""}
 		}
-		a, err := ParseAddr(addr)
+		a, err := parseAddr(addr)
 		if err != nil {
 			return Event{}, err
 		}
@@ -71,5 +71,5 @@ func (p Popa3d) Parse(m Message) (Event, error) {
 		strings.HasSuffix(text, ": per source limit reached"):
 		return Event{Kind: Fail, Daemon: p.Name()}, nil
 	}
-	return Event{}, ErrNoMatch
+	return Event{}, errNoMatch
 }

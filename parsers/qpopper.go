@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// Qpopper recognises the login lines of Qualcomm qpopper 3.x and 4.x, such
+// qpopper recognises the login lines of Qualcomm qpopper 3.x and 4.x, such
 // as this one from a 4.0.9 build with LOG_LOGIN:
 //
 //	in.qpopper[7597]: (v4.0.9) POP login by user "alice" at (client.example.net) 192.0.2.10 [pop_log.c:244]
@@ -15,14 +15,14 @@ import "strings"
 //	Stats: alice 0 0 3 5120 client.example.net 192.0.2.10
 //
 // That line is late (after QUIT), but it is the only one those sites have.
-type Qpopper struct{}
+type qpopper struct{}
 
 // Name implements Parser.
-func (Qpopper) Name() string { return "qpopper" }
+func (qpopper) Name() string { return "qpopper" }
 
 // Programs implements Parser. The tag follows the name the binary is
 // installed and started under, which differs between packages.
-func (Qpopper) Programs() []string { return []string{"popper", "qpopper", "in.qpopper"} }
+func (qpopper) Programs() []string { return []string{"popper", "qpopper", "in.qpopper"} }
 
 const (
 	qpopperLoginBy = ") POP login by user \""
@@ -30,21 +30,21 @@ const (
 )
 
 // Parse implements Parser.
-func (q Qpopper) Parse(m Message) (Event, error) {
+func (q qpopper) Parse(m Message) (Event, error) {
 	if rest, ok := strings.CutPrefix(m.Text, "Stats: "); ok {
 		return q.stats(rest)
 	}
 	if strings.HasPrefix(m.Text, "(v") {
 		return q.login(m.Text)
 	}
-	return Event{}, ErrNoMatch
+	return Event{}, errNoMatch
 }
 
-func (q Qpopper) login(text string) (Event, error) {
+func (q qpopper) login(text string) (Event, error) {
 	// "(v4.0.9) Servicing request from ..." shares the version prefix.
 	i := strings.Index(text, qpopperLoginBy)
 	if i < 0 || strings.IndexByte(text[:i], ' ') >= 0 {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	rest := text[i+len(qpopperLoginBy):]
 	// qpopper splits commands at spaces, so a real user name never contains
@@ -52,19 +52,19 @@ func (q Qpopper) login(text string) (Event, error) {
 	// host and address; refuse instead of guessing which is real.
 	j := strings.Index(rest, qpopperAt)
 	if j < 0 {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	user, rest := rest[:j], rest[j+len(qpopperAt):]
 	if user == "" {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	if strings.Contains(rest, qpopperAt) {
-		return Event{}, &AddrError{Addr: rest, Reason: `qpopper "at (" appears more than once (user name injection?)`}
+		return Event{}, &AddrError{Addr: rest, Reason: `"at (" appears more than once (user name injection?)`}
 	}
 	// The client host is a resolver name or the address itself: no ')'.
 	k := strings.IndexByte(rest, ')')
 	if k < 0 || !strings.HasPrefix(rest[k+1:], " ") {
-		return Event{}, &AddrError{Addr: rest, Reason: "qpopper login line has no (host) address"}
+		return Event{}, &AddrError{Addr: rest, Reason: "login line has no (host) address"}
 	}
 	addr := qpopperTrimWhence(rest[k+2:])
 	return q.event(addr, user)
@@ -73,7 +73,7 @@ func (q Qpopper) login(text string) (Event, error) {
 // stats reads "user deleted-msgs deleted-bytes kept-msgs kept-bytes [host]
 // address". pop_updt.c logs it only for a session that reached the
 // transaction state, that is, after a successful authentication.
-func (q Qpopper) stats(rest string) (Event, error) {
+func (q qpopper) stats(rest string) (Event, error) {
 	rest = qpopperTrimWhence(rest)
 	var f [8]string
 	n := 0
@@ -82,22 +82,22 @@ func (q Qpopper) stats(rest string) (Event, error) {
 		n++
 	}
 	if rest != "" || n < 5 || n > 7 || f[0] == "" {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	for _, c := range f[1:5] {
 		if !allDigits(c) {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 	}
 	if n == 5 {
 		// Berkeley popper and early qpopper logged no client at all.
-		return Event{}, &AddrError{Addr: "", Reason: "qpopper Stats line has no client address"}
+		return Event{}, &AddrError{Addr: "", Reason: "Stats line has no client address"}
 	}
 	return q.event(f[n-1], f[0])
 }
 
-func (q Qpopper) event(addr, user string) (Event, error) {
-	a, err := ParseAddr(addr)
+func (q qpopper) event(addr, user string) (Event, error) {
+	a, err := parseAddr(addr)
 	if err != nil {
 		return Event{}, err
 	}

@@ -4,7 +4,7 @@ import "testing"
 
 func TestQpopper(t *testing.T) {
 	const login = `(v4.0.9) POP login by user "alice" at (client.example.net) `
-	runCases(t, Qpopper{}, []parseCase{
+	runCases(t, qpopper{}, []parseCase{
 		{"login", "qpopper", login + "192.0.2.10", "login|192.0.2.10|alice|"},
 		{"login whence", "qpopper", login + "192.0.2.10 [pop_log.c:244]", "login|192.0.2.10|alice|"},
 		{"login mapped", "qpopper", login + "::ffff:192.0.2.10", "login|192.0.2.10|alice|"},

@@ -36,7 +36,7 @@ func (r *Rule) Programs() []string { return r.programs }
 func (r *Rule) Parse(m Message) (Event, error) {
 	sub := r.re.FindStringSubmatch(m.Text)
 	if sub == nil {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	ev := Event{Kind: r.kind, Daemon: r.daemon}
 	if r.user >= 0 {
@@ -45,16 +45,16 @@ func (r *Rule) Parse(m Message) (Event, error) {
 	if r.session >= 0 {
 		ev.Session = sub[r.session]
 	}
-	a, err := ParseAddr(sub[r.addr])
+	a, err := parseAddr(sub[r.addr])
 	if err != nil {
 		if r.kind == Logout {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		return Event{}, err
 	}
 	ev.Addr = a
 	if r.kind == Logout && ev.Session == "" {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	return ev, nil
 }
@@ -69,7 +69,7 @@ type rulesFile struct {
 type RulesConfig struct {
 	Rules []*Rule
 	// DovecotLogFormat is the site's login_log_format_elements, checked
-	// with ParseDovecotLogFormat; "" when the file does not set it.
+	// with parseDovecotLogFormat; "" when the file does not set it.
 	DovecotLogFormat string
 }
 
@@ -81,9 +81,9 @@ type ruleSpec struct {
 	Kind     string   `yaml:"kind"`
 }
 
-// ParseRules reads a rules file's content. file is used in error messages,
+// parseRules reads a rules file's content. file is used in error messages,
 // which name the file, the rule and the problem.
-func ParseRules(data []byte, file string) ([]*Rule, error) {
+func parseRules(data []byte, file string) ([]*Rule, error) {
 	c, err := ParseRulesConfig(data, file)
 	if err == nil && len(c.Rules) == 0 {
 		err = fmt.Errorf("%s: no rules (want a top-level \"rules:\" list)", file)
@@ -110,7 +110,7 @@ func ParseRulesConfig(data []byte, file string) (RulesConfig, error) {
 	// fixes them all (a SIGHUP that refuses a file says everything wrong).
 	var errs []error
 	if doc.DovecotLogFormat != "" {
-		if _, err := ParseDovecotLogFormat(doc.DovecotLogFormat); err != nil {
+		if _, err := parseDovecotLogFormat(doc.DovecotLogFormat); err != nil {
 			errs = append(errs, fmt.Errorf("%s: dovecot_log_format: %w", file, err))
 		}
 	}

@@ -11,7 +11,7 @@ func TestExampleRulesFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, err := ParseRules(data, "rules.yaml")
+	rules, err := parseRules(data, "rules.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestExampleRulesFile(t *testing.T) {
 		{"mypop3d", "auth ok: user=alice client=0.0.0.0 conn=44", "refused"},
 		{"sshd", "auth ok: user=alice client=192.0.2.10 conn=42", "nomatch"},
 	} {
-		ev, err := set.Parse(Message{Program: tt.program, Text: tt.text})
+		ev, err := set.parse(Message{Program: tt.program, Text: tt.text})
 		if got := outcome(t, ev, err); got != tt.want {
 			t.Errorf("Parse(%q, %q) = %q, want %q", tt.program, tt.text, got, tt.want)
 		}
@@ -56,7 +56,7 @@ func TestRulesValidation(t *testing.T) {
 		{"one alternative unanchored", "rules:\n  - name: r\n    programs: [p]\n    regex: '^ok (?P<addr>\\S+)|from (?P<addr>\\S+)'\n", "must be anchored at the start"},
 		{"typo field", "rules:\n" + ok + "    regexp: x\n", "field regexp not found"},
 	} {
-		_, err := ParseRules([]byte(tt.yaml), "my-rules.yaml")
+		_, err := parseRules([]byte(tt.yaml), "my-rules.yaml")
 		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "my-rules.yaml") {
 			t.Errorf("%s: error %v, want one naming the file and containing %q", tt.name, err, tt.want)
 		}
@@ -71,9 +71,9 @@ func TestRulesNameEveryError(t *testing.T) {
 		"  - name: a\n    programs: [p]\n    regex: 'from (?P<addr>\\S+)'\n" +
 		"  - name: b\n    programs: [p]\n    regex: '^ok (?P<addr>\\S+)'\n" +
 		"  - name: c\n    regex: '^ok (?P<addr>\\S+)'\n"
-	_, err := ParseRules([]byte(yaml), "my-rules.yaml")
+	_, err := parseRules([]byte(yaml), "my-rules.yaml")
 	if err == nil {
-		t.Fatal("ParseRules accepted a broken file")
+		t.Fatal("parseRules accepted a broken file")
 	}
 	for _, want := range []string{"dovecot_log_format", `rule 1 ("a"): regex: must be anchored`, `rule 3 ("c"): programs: missing`} {
 		if !strings.Contains(err.Error(), want) {

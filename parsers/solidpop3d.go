@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// SolidPop3d recognises Solid POP3 (spop3d). Built with --enable-logextend
+// solidPop3d recognises Solid POP3 (spop3d). Built with --enable-logextend
 // it logs the client address on the success line, as in this line from a
 // Debian system:
 //
@@ -18,16 +18,16 @@ import "strings"
 // no such user: u - <ip>", "authentication failed for [mapped ]user u -
 // <ip>", "APOP authentication failed ...", "root login not allowed - <ip>",
 // "can't find APOP secret for user u - <ip>") are Fail events.
-type SolidPop3d struct{}
+type solidPop3d struct{}
 
 // Name implements Parser.
-func (SolidPop3d) Name() string { return "solid-pop3d" }
+func (solidPop3d) Name() string { return "solid-pop3d" }
 
 // Programs implements Parser.
-func (SolidPop3d) Programs() []string { return []string{"spop3d", "solid-pop3d"} }
+func (solidPop3d) Programs() []string { return []string{"spop3d", "solid-pop3d"} }
 
 // Parse implements Parser.
-func (s SolidPop3d) Parse(m Message) (Event, error) {
+func (s solidPop3d) Parse(m Message) (Event, error) {
 	text := m.Text
 	switch {
 	case strings.HasPrefix(text, "connect from "):
@@ -43,14 +43,14 @@ func (s SolidPop3d) Parse(m Message) (Event, error) {
 		// address and refuses the line.
 		user, tail, ok := strings.Cut(text[len("user "):], " ")
 		if !ok || user == "" {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		if tail == "authenticated" {
 			return Event{Kind: Auth, User: user, Daemon: s.Name()}, nil
 		}
 		addr, ok := strings.CutPrefix(tail, "authenticated - ")
 		if !ok {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		a, err := parseAddrToEnd(addr)
 		if err != nil {
@@ -64,5 +64,5 @@ func (s SolidPop3d) Parse(m Message) (Event, error) {
 		strings.HasPrefix(text, "can't find APOP secret"):
 		return Event{Kind: Fail, Daemon: s.Name()}, nil
 	}
-	return Event{}, ErrNoMatch
+	return Event{}, errNoMatch
 }

@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// Teapop recognises the login line of teapop 0.3.x (pop_auth.c), such as
+// teapop recognises the login line of teapop 0.3.x (pop_auth.c), such as
 //
 //	teapop[17844]: Successful login for alice@example.org [203.0.113.5] from client.example.net [192.0.2.10]
 //
@@ -11,29 +11,29 @@ import "strings"
 // reverse DNS) and the client's address. Only the last [...] is the client:
 // granting the first would open the relay to the mail server itself. A
 // teapop started with -S (SSL mode) logs under the tag teapop_ssl.
-type Teapop struct{}
+type teapop struct{}
 
 // Name implements Parser.
-func (Teapop) Name() string { return "teapop" }
+func (teapop) Name() string { return "teapop" }
 
 // Programs implements Parser.
-func (Teapop) Programs() []string { return []string{"teapop", "teapop_ssl"} }
+func (teapop) Programs() []string { return []string{"teapop", "teapop_ssl"} }
 
 // Parse implements Parser.
-func (t Teapop) Parse(m Message) (Event, error) {
+func (t teapop) Parse(m Message) (Event, error) {
 	// "Failed login for ..." and "Three failed login attempts from ..." are
 	// the other lines with addresses.
 	rest, ok := strings.CutPrefix(m.Text, "Successful login for ")
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	// The line is read from the right: everything after the user name is
 	// written by teapop, so a user name cannot move the last bracket.
 	open := strings.LastIndexByte(rest, '[')
 	if open < 0 || !strings.HasSuffix(rest, "]") {
-		return Event{}, &AddrError{Addr: rest, Reason: "teapop login line does not end in [client address]"}
+		return Event{}, &AddrError{Addr: rest, Reason: "login line does not end in [client address]"}
 	}
-	const noFrom = `teapop login line has no "from host [address]" (a lone [...] is the server's address)`
+	const noFrom = `login line has no "from host [address]" (a lone [...] is the server's address)`
 	addr, head := rest[open+1:len(rest)-1], rest[:open]
 	head, ok = strings.CutSuffix(head, " ")
 	sp := strings.LastIndexByte(head, ' ')
@@ -47,15 +47,15 @@ func (t Teapop) Parse(m Message) (Event, error) {
 	}
 	lopen := strings.LastIndex(head, " [")
 	if lopen < 0 || !strings.HasSuffix(head, "]") {
-		return Event{}, &AddrError{Addr: addr, Reason: "teapop login line has no [server address]"}
+		return Event{}, &AddrError{Addr: addr, Reason: "login line has no [server address]"}
 	}
 	user := head[:lopen]
 	// User names never contain brackets; one that does was written to look
 	// like the fields that follow it.
 	if user == "" || strings.ContainsAny(user, "[]") {
-		return Event{}, &AddrError{Addr: addr, Reason: "teapop user name contains brackets (user name injection?)"}
+		return Event{}, &AddrError{Addr: addr, Reason: "user name contains brackets (user name injection?)"}
 	}
-	a, err := ParseAddr(addr)
+	a, err := parseAddr(addr)
 	if err != nil {
 		return Event{}, err
 	}

@@ -3,7 +3,7 @@ package parsers
 import "testing"
 
 func TestTeapop(t *testing.T) {
-	runCases(t, Teapop{}, []parseCase{
+	runCases(t, teapop{}, []parseCase{
 		{"vpop", "teapop", "Successful login for alice@example.org [203.0.113.5] from h.example.net [192.0.2.10]", "login|192.0.2.10|alice@example.org|"},
 		{"plain", "teapop", "Successful login for alice [203.0.113.5] from unknown [192.0.2.10]", "login|192.0.2.10|alice|"},
 		{"user with space", "teapop", "Successful login for a b [203.0.113.5] from h [192.0.2.10]", "login|192.0.2.10|a b|"},

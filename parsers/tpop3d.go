@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Tpop3d recognises the line tpop3d's parent process logs when it forks the
+// tpop3d recognises the line tpop3d's parent process logs when it forks the
 // child that serves an authenticated session (fork_child in netloop.c, "a
 // message in a known format" for POP-before-SMTP), such as this 1.4 one:
 //
@@ -17,25 +17,25 @@ import (
 // "[fd]user(address)" (pop3.c); both are read. The
 // "authcontext_new_user_pass: began session for ..." line of the same login
 // has no address and is ignored. tpop3d formats addresses with inet_ntoa.
-type Tpop3d struct{}
+type tpop3d struct{}
 
 // Name implements Parser.
-func (Tpop3d) Name() string { return "tpop3d" }
+func (tpop3d) Name() string { return "tpop3d" }
 
 // Programs implements Parser.
-func (Tpop3d) Programs() []string { return []string{"tpop3d"} }
+func (tpop3d) Programs() []string { return []string{"tpop3d"} }
 
 const tpop3dBegan = ": began session for `"
 
 // Parse implements Parser.
-func (t Tpop3d) Parse(m Message) (Event, error) {
+func (t tpop3d) Parse(m Message) (Event, error) {
 	rest, ok := strings.CutPrefix(m.Text, "fork_child: [")
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	end := strings.IndexByte(rest, ']')
 	if end < 0 || !allDigits(rest[:end]) {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	rest = rest[end+1:]
 	// The line ends in "' with <driver>; child PID is <n>", which tpop3d
@@ -43,11 +43,11 @@ func (t Tpop3d) Parse(m Message) (Event, error) {
 	// "' with " or "; child PID is ".
 	head, pid, ok := cutLast(rest, "; child PID is ")
 	if !ok || !allDigits(pid) {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	head, driver, ok := cutLast(head, "' with ")
 	if !ok || driver == "" || strings.ContainsAny(driver, " `'") {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	// head is "<id>: began session for `<user>", and in 1.5 the id holds
 	// the user name too ("[fd]user(address)"), which the client chose and
@@ -57,7 +57,7 @@ func (t Tpop3d) Parse(m Message) (Event, error) {
 	// the same one.
 	id, _, ok := strings.Cut(head, tpop3dBegan)
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	addr := tpop3dIDAddr(id) // the first split's, for the error if none reads
 	type reading struct{ addr, user string }
@@ -68,13 +68,13 @@ func (t Tpop3d) Parse(m Message) (Event, error) {
 	})
 	switch {
 	case errors.Is(err, errTooManySplits):
-		return Event{}, &AddrError{Addr: addr, Reason: "tpop3d line can be read in too many ways (user name injection?)"}
+		return Event{}, &AddrError{Addr: addr, Reason: "line can be read in too many ways (user name injection?)"}
 	case err != nil:
-		return Event{}, &AddrError{Addr: r.addr, Reason: "tpop3d client id can be read with another address (user name injection?)"}
+		return Event{}, &AddrError{Addr: r.addr, Reason: "client id can be read with another address (user name injection?)"}
 	case readings > 0:
 		addr = r.addr
 	}
-	a, err := ParseAddr(addr)
+	a, err := parseAddr(addr)
 	if err != nil {
 		return Event{}, err
 	}

@@ -7,7 +7,7 @@ import (
 
 func TestTpop3d(t *testing.T) {
 	const tail = ": began session for `alice' with mysql; child PID is 1235"
-	runCases(t, Tpop3d{}, []parseCase{
+	runCases(t, tpop3d{}, []parseCase{
 		{"1.4", "tpop3d", "fork_child: [7]192.0.2.10/example.org" + tail, "login|192.0.2.10|alice|"},
 		{"no domain", "tpop3d", "fork_child: [7]192.0.2.10" + tail, "login|192.0.2.10|alice|"},
 		{"1.5", "tpop3d", "fork_child: [7]alice(192.0.2.10)" + tail, "login|192.0.2.10|alice|"},
@@ -27,7 +27,7 @@ func TestTpop3d(t *testing.T) {
 // choosing.
 func TestTpop3dUserInjection(t *testing.T) {
 	const u = "x(203.0.113.66): began session for `y' with z; child PID is 1"
-	runCases(t, Tpop3d{}, []parseCase{
+	runCases(t, tpop3d{}, []parseCase{
 		{"id ended by the user name", "tpop3d", "fork_child: [8]" + u + "(192.0.2.11): began session for `" + u + "' with ldap; child PID is 1238", "refused"},
 		// 1.5.0 writes the typed credential in the id and the looked-up
 		// user after "for": a split that reads another address refuses.

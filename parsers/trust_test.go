@@ -11,20 +11,20 @@ import (
 // without regard to ASCII case, in Knows, KnowsBytes, Parse and Attempts
 // alike, for every parser (issue 11: "Dovecot:" missed while "IMAPD" hit).
 func TestTagCaseEveryParser(t *testing.T) {
-	set := NewSet(Builtin()...)
+	set := NewSet(builtin()...)
 	for _, fx := range fixtures(t) {
 		for _, fl := range readFixture(t, fx) {
 			if fl.Expect != "grant" {
 				continue
 			}
-			lower, lowerErr := set.Parse(fl.Msg)
+			lower, lowerErr := set.parse(fl.Msg)
 			for _, prog := range []string{strings.ToUpper(fl.Msg.Program), strings.ToUpper(fl.Msg.Program[:1]) + fl.Msg.Program[1:]} {
 				m := fl.Msg
 				m.Program = prog
 				if !set.Knows(prog) || !set.KnowsBytes([]byte(prog)) {
 					t.Errorf("%s: Knows/KnowsBytes(%q) false", fx, prog)
 				}
-				ev, err := set.Parse(m)
+				ev, err := set.parse(m)
 				if ev != lower || (err == nil) != (lowerErr == nil) {
 					t.Errorf("%s:%d: tag %q gives %+v, %v; %q gives %+v, %v", fx, fl.N, prog, ev, err, fl.Msg.Program, lower, lowerErr)
 				}
@@ -36,7 +36,7 @@ func TestTagCaseEveryParser(t *testing.T) {
 		}
 	}
 	// Only ASCII folds: the Kelvin sign is not a 'k'.
-	rules, err := ParseRules([]byte("rules:\n  - name: r\n    programs: [kd]\n    regex: '^ok (?P<addr>\\S+)'\n"), "r.yaml")
+	rules, err := parseRules([]byte("rules:\n  - name: r\n    programs: [kd]\n    regex: '^ok (?P<addr>\\S+)'\n"), "r.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,12 +45,12 @@ func TestTagCaseEveryParser(t *testing.T) {
 		if ks.Knows(prog) || ks.KnowsBytes([]byte(prog)) {
 			t.Errorf("%q is known as kd", prog)
 		}
-		if _, err := ks.Parse(Message{Program: prog, Text: "ok 192.0.2.1"}); !errors.Is(err, ErrNoMatch) {
+		if _, err := ks.parse(Message{Program: prog, Text: "ok 192.0.2.1"}); !errors.Is(err, errNoMatch) {
 			t.Errorf("%q parses: %v", prog, err)
 		}
 	}
 	long := strings.Repeat("x", 70)
-	rules, err = ParseRules([]byte("rules:\n  - name: r\n    programs: ["+long+"]\n    regex: '^ok (?P<addr>\\S+)'\n"), "r.yaml")
+	rules, err = parseRules([]byte("rules:\n  - name: r\n    programs: ["+long+"]\n    regex: '^ok (?P<addr>\\S+)'\n"), "r.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,8 +78,8 @@ func TestNeverGrant(t *testing.T) {
 		// another /64: "2400::5" answers for 2400:0:0:5:x:y:z:w.
 		"2400::5", "2400::5:6:7:8", "2a00::1:2", "::ffff:0:192.0.2.1",
 	} {
-		if a, err := ParseAddr(s); err == nil {
-			t.Errorf("ParseAddr(%q) = %v, want refused", s, a)
+		if a, err := parseAddr(s); err == nil {
+			t.Errorf("parseAddr(%q) = %v, want refused", s, a)
 		}
 		// The same rule for addresses carried over from a map or state.
 		if a, err := netip.ParseAddr(s); err == nil && Grantable(a) {
@@ -111,9 +111,9 @@ func TestNeverGrant(t *testing.T) {
 		"1:0:0:1:0:0:0:1":                      "1:0:0:1::1",
 		"2001:db8:0:0:1:0:0:1":                 "2001:db8::1:0:0:1",
 	} {
-		a, err := ParseAddr(in)
+		a, err := parseAddr(in)
 		if err != nil || a.String() != key {
-			t.Errorf("ParseAddr(%q) = %v, %v; want key %q", in, a, err, key)
+			t.Errorf("parseAddr(%q) = %v, %v; want key %q", in, a, err, key)
 		}
 		if !Grantable(netip.MustParseAddr(in)) {
 			t.Errorf("Grantable(%s) = false, want true", in)
@@ -126,7 +126,7 @@ func TestNeverGrant(t *testing.T) {
 func TestGrantedKeyIsPostfixForm(t *testing.T) {
 	for _, s := range []string{"::1.2.3.4", "::ffff:1.2.3.4", "::0.1.0.0", "::255.255.255.255"} {
 		a := netip.MustParseAddr(s)
-		if got, err := ParseAddr(s); err == nil && strings.Contains(got.String(), ".") != got.Is4() {
+		if got, err := parseAddr(s); err == nil && strings.Contains(got.String(), ".") != got.Is4() {
 			t.Errorf("%v granted with key %q", a, got)
 		}
 	}
@@ -172,14 +172,14 @@ func TestDovecotCustomFormat(t *testing.T) {
 		// doveconf without -h prints the setting's name too.
 		{"login_log_format_elements = user=<%u> method=%m rip=%r", "doveconf -h"},
 	} {
-		if _, err := ParseDovecotLogFormat(bad.format); err == nil || !strings.Contains(err.Error(), bad.want) {
-			t.Errorf("ParseDovecotLogFormat(%q) = %v, want an error containing %q", bad.format, err, bad.want)
+		if _, err := parseDovecotLogFormat(bad.format); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("parseDovecotLogFormat(%q) = %v, want an error containing %q", bad.format, err, bad.want)
 		}
 	}
 }
 
 func TestDefaultDovecotFormat(t *testing.T) {
-	f, err := ParseDovecotLogFormat(DefaultDovecotLogFormat)
+	f, err := parseDovecotLogFormat(DefaultDovecotLogFormat)
 	if err != nil || f.String() != DefaultDovecotLogFormat {
 		t.Fatalf("default format: %v", err)
 	}
@@ -194,8 +194,8 @@ func TestRulesFileDovecotFormat(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "r.yaml: dovecot_log_format:") {
 		t.Errorf("bad format: %v", err)
 	}
-	if _, err := ParseRules([]byte("dovecot_log_format: rip=%r method=%m\n"), "r.yaml"); err == nil {
-		t.Error("ParseRules accepted a file without rules")
+	if _, err := parseRules([]byte("dovecot_log_format: rip=%r method=%m\n"), "r.yaml"); err == nil {
+		t.Error("parseRules accepted a file without rules")
 	}
 }
 

@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// UW recognises the login lines of the University of Washington imapd and
+// uw recognises the login lines of the University of Washington imapd and
 // ipop3d (c-client), such as this ipop3d line (the shape of the samples
 // collected for popbefored; no UW daemon was run for a capture):
 //
@@ -11,13 +11,13 @@ import "strings"
 // imapd also logs "Authenticated user=" (SASL), ipop3d "Auth user=" and
 // "APOP user=". The host is tcp_clienthost(): "name [ip]" or "[ip]"; old
 // builds logged only a name, which cannot be granted.
-type UW struct{}
+type uw struct{}
 
 // Name implements Parser.
-func (UW) Name() string { return "uw" }
+func (uw) Name() string { return "uw" }
 
 // Programs implements Parser.
-func (UW) Programs() []string {
+func (uw) Programs() []string {
 	return []string{"imapd", "imaps", "ipop3d", "pop3s", "ipop3sd", "imapsd"}
 }
 
@@ -31,7 +31,7 @@ const uwHost = " host="
 var uwSessionEnds = [...]string{"Logout user=", "Autologout user=", "Killed (lost mailbox lock) user="}
 
 // Parse implements Parser.
-func (u UW) Parse(m Message) (Event, error) {
+func (u uw) Parse(m Message) (Event, error) {
 	var rest string
 	matched := false
 	for _, verb := range uwVerbs {
@@ -48,11 +48,11 @@ func (u UW) Parse(m Message) (Event, error) {
 	// field is unambiguous.
 	i := strings.Index(rest, uwHost)
 	if i < 0 {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	user, host := rest[:i], rest[i+len(uwHost):]
 	if user == "" {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	if strings.Contains(host, uwHost) {
 		return Event{}, &AddrError{Addr: host, Reason: "host= appears more than once (user name injection?)"}
@@ -60,12 +60,12 @@ func (u UW) Parse(m Message) (Event, error) {
 	host = trimNmsgs(host)
 	addr, tail, ok := cutClientHost(host)
 	if !ok {
-		return Event{}, &AddrError{Addr: host, Reason: "uw host= has no complete bracketed address"}
+		return Event{}, &AddrError{Addr: host, Reason: "host= has no complete bracketed address"}
 	}
 	if tail != "" {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
-	a, err := ParseAddr(addr)
+	a, err := parseAddr(addr)
 	if err != nil {
 		return Event{}, err
 	}
@@ -81,7 +81,7 @@ func uwSession(m Message) string {
 	return m.Host + "/" + m.Program + "[" + m.PID + "]"
 }
 
-func (u UW) logout(m Message) (Event, error) {
+func (u uw) logout(m Message) (Event, error) {
 	for _, verb := range uwSessionEnds {
 		rest, ok := strings.CutPrefix(m.Text, verb)
 		if !ok {
@@ -89,12 +89,12 @@ func (u UW) logout(m Message) (Event, error) {
 		}
 		session := uwSession(m)
 		if session == "" {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		user, _, _ := strings.Cut(rest, uwHost)
 		return Event{Kind: Logout, User: user, Daemon: u.Name(), Session: session}, nil
 	}
-	return Event{}, ErrNoMatch
+	return Event{}, errNoMatch
 }
 
 // trimNmsgs removes the " nmsgs=N/M" ipop3d appends after the host.

@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// VMPop3d recognises vm-pop3d (virtualmail-pop3d). Current builds, such as
+// vmPop3d recognises vm-pop3d (virtualmail-pop3d). Current builds, such as
 // DirectAdmin's 1.1.7f, log the address on the success line:
 //
 //	vm-pop3d[20764]: User 'alice@example.org' logged in from 192.0.2.10, nmsgs=3
@@ -21,18 +21,18 @@ import "strings"
 //
 // vm-pop3d refuses a USER argument containing a space, so the user name is
 // always one word.
-type VMPop3d struct{}
+type vmPop3d struct{}
 
 // Name implements Parser.
-func (VMPop3d) Name() string { return "vm-pop3d" }
+func (vmPop3d) Name() string { return "vm-pop3d" }
 
 // Programs implements Parser.
-func (VMPop3d) Programs() []string { return []string{"vm-pop3d"} }
+func (vmPop3d) Programs() []string { return []string{"vm-pop3d"} }
 
 const vmSessionEnded = "Session ended for user: "
 
 // Parse implements Parser.
-func (v VMPop3d) Parse(m Message) (Event, error) {
+func (v vmPop3d) Parse(m Message) (Event, error) {
 	text := m.Text
 	switch {
 	case strings.HasPrefix(text, "Connect from "):
@@ -48,16 +48,16 @@ func (v VMPop3d) Parse(m Message) (Event, error) {
 	case strings.HasPrefix(text, vmSessionEnded):
 		return v.parseEnded(text[len(vmSessionEnded):]), nil
 	}
-	return Event{}, ErrNoMatch
+	return Event{}, errNoMatch
 }
 
 // parseUser reads "'u'[ of 'dom'] logged in[ from <ip>[, nmsgs=N]]" and
 // "'u' - failed auth, ...".
-func (v VMPop3d) parseUser(s string) (Event, error) {
+func (v vmPop3d) parseUser(s string) (Event, error) {
 	tok, rest, _ := strings.Cut(s, " ")
 	user, ok := vmUnquote(tok)
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	if strings.HasPrefix(rest, "- ") {
 		return Event{Kind: Fail, Daemon: v.Name()}, nil
@@ -67,10 +67,10 @@ func (v VMPop3d) parseUser(s string) (Event, error) {
 		dom, rest, _ = strings.Cut(r, " ")
 		// The virtual-domain form always quotes both names.
 		if !strings.HasPrefix(tok, "'") || !strings.HasPrefix(dom, "'") {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		if dom, ok = vmUnquote(dom); !ok {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		user += "@" + dom
 	}
@@ -79,7 +79,7 @@ func (v VMPop3d) parseUser(s string) (Event, error) {
 	}
 	addr, ok := strings.CutPrefix(rest, "logged in from ")
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	// DirectAdmin's build appends ", nmsgs=N".
 	addr, _, _ = strings.Cut(addr, ",")
@@ -92,7 +92,7 @@ func (v VMPop3d) parseUser(s string) (Event, error) {
 
 // parseEnded reads "'u' from <ip>, nmsgs=N, ndel=N" into a Logout. The
 // address is kept only when it is grantable; a Logout never grants.
-func (v VMPop3d) parseEnded(s string) Event {
+func (v vmPop3d) parseEnded(s string) Event {
 	ev := Event{Kind: Logout, Daemon: v.Name()}
 	tok, rest, _ := strings.Cut(s, " ")
 	if user, ok := vmUnquote(tok); ok {

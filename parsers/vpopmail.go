@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// Vpopmail recognises the success lines of vchkpw, the checkpassword
+// vpopmail recognises the success lines of vchkpw, the checkpassword
 // program of vpopmail behind qmail-popup (and some IMAP servers), such as
 // this line in vpopmail 5.4's format (vchkpw.c):
 //
@@ -15,20 +15,20 @@ import "strings"
 // the webmail on 127.0.0.1: neither says where a mail client is. System
 // users log "system password login success alice:192.0.2.10"; older
 // releases logged "vchkpw: login success u@d:ip" and "vchkpw: login [u] from ip".
-type Vpopmail struct{}
+type vpopmail struct{}
 
 // Name implements Parser.
-func (Vpopmail) Name() string { return "vpopmail" }
+func (vpopmail) Name() string { return "vpopmail" }
 
 // Programs implements Parser. LOG_NAME is "vpopmail" unless changed at build
 // time; some packages use "vchkpw".
-func (Vpopmail) Programs() []string { return []string{"vpopmail", "vchkpw"} }
+func (vpopmail) Programs() []string { return []string{"vpopmail", "vchkpw"} }
 
 // Parse implements Parser.
-func (v Vpopmail) Parse(m Message) (Event, error) {
+func (v vpopmail) Parse(m Message) (Event, error) {
 	name, msg, ok := strings.Cut(m.Text, ": ")
 	if !ok || !vpopmailGrantingName(name) {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	// Every failure ("password fail", "vpopmail user not found", "null
 	// password given", "pop access denied", "invalid user/domain
@@ -38,7 +38,7 @@ func (v Vpopmail) Parse(m Message) (Event, error) {
 		// A system user name is an /etc/passwd entry: no ':' in it.
 		user, addr, ok := strings.Cut(rest, ":")
 		if !ok || user == "" {
-			return Event{}, &AddrError{Addr: rest, Reason: "vchkpw login line has no :address"}
+			return Event{}, &AddrError{Addr: rest, Reason: "login line has no :address"}
 		}
 		return v.event(addr, user)
 	}
@@ -49,13 +49,13 @@ func (v Vpopmail) Parse(m Message) (Event, error) {
 		// "(PLAIN) ", "(APOP) ", "(CRAM-MD5) "
 		end := strings.Index(msg, ") ")
 		if end < 2 || strings.IndexByte(msg[:end], ' ') >= 0 {
-			return Event{}, ErrNoMatch
+			return Event{}, errNoMatch
 		}
 		msg = msg[end+2:]
 	}
 	rest, ok := strings.CutPrefix(msg, "login success ")
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	// "user@domain:address". parse_email() splits the login name at its
 	// first '@' and the domain must exist, so the user holds no '@' and the
@@ -63,33 +63,33 @@ func (v Vpopmail) Parse(m Message) (Event, error) {
 	// addresses whole and a ':' in the user name harmless.
 	at := strings.IndexByte(rest, '@')
 	if at < 0 {
-		return Event{}, &AddrError{Addr: rest, Reason: "vchkpw login line has no user@domain"}
+		return Event{}, &AddrError{Addr: rest, Reason: "login line has no user@domain"}
 	}
 	if strings.IndexByte(rest[at+1:], '@') >= 0 {
-		return Event{}, &AddrError{Addr: rest, Reason: "vchkpw login line has more than one @ (user name injection?)"}
+		return Event{}, &AddrError{Addr: rest, Reason: "login line has more than one @ (user name injection?)"}
 	}
 	domain, addr, ok := strings.Cut(rest[at+1:], ":")
 	if !ok || domain == "" || at == 0 {
-		return Event{}, &AddrError{Addr: rest, Reason: "vchkpw login line has no user@domain:address"}
+		return Event{}, &AddrError{Addr: rest, Reason: "login line has no user@domain:address"}
 	}
 	return v.event(addr, rest[:at+1+len(domain)])
 }
 
 // oldLogin reads the pre-5.x "login [user] from address".
-func (v Vpopmail) oldLogin(rest string) (Event, error) {
+func (v vpopmail) oldLogin(rest string) (Event, error) {
 	const from = "] from "
 	i := strings.LastIndex(rest, from)
 	if i < 0 {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	if strings.Count(rest, from) > 1 {
-		return Event{}, &AddrError{Addr: rest[i+len(from):], Reason: `vchkpw "] from" appears more than once (user name injection?)`}
+		return Event{}, &AddrError{Addr: rest[i+len(from):], Reason: `"] from" appears more than once (user name injection?)`}
 	}
 	return v.event(rest[i+len(from):], rest[:i])
 }
 
-func (v Vpopmail) event(addr, user string) (Event, error) {
-	a, err := ParseAddr(addr)
+func (v vpopmail) event(addr, user string) (Event, error) {
+	a, err := parseAddr(addr)
 	if err != nil {
 		return Event{}, err
 	}
@@ -111,13 +111,6 @@ func vpopmailGrantingName(name string) bool {
 	switch proto {
 	case "pop3", "pop3s", "imap", "imaps":
 		return true
-	case "":
-		return false
 	}
-	for i := 0; i < len(proto); i++ {
-		if proto[i] < '0' || proto[i] > '9' {
-			return false
-		}
-	}
-	return true
+	return allDigits(proto)
 }

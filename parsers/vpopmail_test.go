@@ -3,7 +3,7 @@ package parsers
 import "testing"
 
 func TestVpopmail(t *testing.T) {
-	runCases(t, Vpopmail{}, []parseCase{
+	runCases(t, vpopmail{}, []parseCase{
 		{"pop3", "vpopmail", "vchkpw-pop3: (PLAIN) login success alice@example.org:192.0.2.10", "login|192.0.2.10|alice@example.org|"},
 		{"cram", "vpopmail", "vchkpw-995: (CRAM-MD5) login success alice@example.org:192.0.2.10", "login|192.0.2.10|alice@example.org|"},
 		{"v6", "vpopmail", "vchkpw-imap: (PLAIN) login success alice@example.org:2001:db8::1", "login|2001:db8::1|alice@example.org|"},

@@ -2,7 +2,7 @@ package parsers
 
 import "strings"
 
-// Zimbra recognises the IMAP and POP3 login lines of the Zimbra mailbox
+// zimbra recognises the IMAP and POP3 login lines of the Zimbra mailbox
 // server's mailbox.log (log4j), forwarded through syslog, such as
 //
 //	mailboxlog: 2018-09-18 00:21:18,787 INFO  [ImapServer-138] [name=alice@example.org;ip=10.0.0.5;oip=192.0.2.10;via=192.0.2.10(nginx/1.2.0-zimbra);ua=Zimbra/8.6.0_GA_1229;] imap - user alice@example.org authenticated, mechanism=LOGIN
@@ -12,24 +12,24 @@ import "strings"
 // context. Clients reach the mailbox server through the nginx proxy, so
 // ip= is the proxy and oip= the client. Granting ip= would open the relay
 // to everyone behind the proxy: a login without oip= is refused.
-type Zimbra struct{}
+type zimbra struct{}
 
 // Name implements Parser.
-func (Zimbra) Name() string { return "zimbra" }
+func (zimbra) Name() string { return "zimbra" }
 
 // Programs implements Parser: the tags sites give mailbox.log when they
 // forward it (rsyslog imfile and the like).
-func (Zimbra) Programs() []string { return []string{"mailboxlog", "zimbra", "mailbox"} }
+func (zimbra) Programs() []string { return []string{"mailboxlog", "zimbra", "mailbox"} }
 
 const zimbraAuthenticated = " authenticated, mechanism="
 
 // Parse implements Parser.
-func (z Zimbra) Parse(m Message) (Event, error) {
+func (z zimbra) Parse(m Message) (Event, error) {
 	text := m.Text
 	// mailbox.log is mostly other traffic: one substring search drops it
 	// before the context block is walked.
 	if !strings.Contains(text, zimbraAuthenticated) {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	// The log4j date and time ("2018-09-18 00:21:18,787 ") are there when
 	// the file is forwarded line by line.
@@ -39,47 +39,47 @@ func (z Zimbra) Parse(m Message) (Event, error) {
 	}
 	level, text, ok := strings.Cut(text, " ")
 	if !ok || level != "INFO" {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	text = strings.TrimLeft(text, " ") // %-5p pads INFO with a space
 	if !strings.HasPrefix(text, "[") {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	end := strings.IndexByte(text, ']') // the thread: ImapServer-138, Pop3SSLServer-4
 	if end < 0 {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	text, ok = strings.CutPrefix(text[end+1:], " [")
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	ctx, ok := readZimbraContext(text)
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	text, ok = strings.CutPrefix(text[ctx.end:], " ")
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	category, msg, ok := strings.Cut(text, " - ")
 	if !ok || (category != "imap" && category != "pop") {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	// "authentication failed for [u] (...)" and everything else the imap
 	// and pop loggers write start differently.
 	msg, ok = strings.CutPrefix(msg, "user ")
 	if !ok {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	i := strings.Index(msg, zimbraAuthenticated)
 	if i <= 0 || strings.IndexByte(msg[:i], ' ') >= 0 {
-		return Event{}, ErrNoMatch
+		return Event{}, errNoMatch
 	}
 	ev := Event{Kind: Login, User: msg[:i], Daemon: z.Name()}
 	if !ctx.hasOIP {
-		return Event{}, &AddrError{Addr: ctx.ip, Reason: "zimbra login has no oip= (ip= is the proxy, never the client)"}
+		return Event{}, &AddrError{Addr: ctx.ip, Reason: "login has no oip= (ip= is the proxy, never the client)"}
 	}
-	a, err := ParseAddr(ctx.oip)
+	a, err := parseAddr(ctx.oip)
 	if err != nil {
 		return Event{}, err
 	}

@@ -5,7 +5,7 @@ import "testing"
 func TestZimbra(t *testing.T) {
 	const head = "2018-09-18 00:21:18,787 INFO  [ImapServer-138] "
 	const msg = " imap - user alice@example.org authenticated, mechanism=LOGIN"
-	runCases(t, Zimbra{}, []parseCase{
+	runCases(t, zimbra{}, []parseCase{
 		{"imap", "mailboxlog", head + "[name=alice@example.org;ip=10.0.0.5;oip=192.0.2.10;]" + msg, "login|192.0.2.10|alice@example.org|"},
 		{"oip first", "mailboxlog", head + "[oip=192.0.2.10;ip=10.0.0.5;]" + msg, "login|192.0.2.10|alice@example.org|"},
 		{"no date", "mailboxlog", "INFO  [ImapServer-138] [ip=10.0.0.5;oip=192.0.2.10;]" + msg, "login|192.0.2.10|alice@example.org|"},

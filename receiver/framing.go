@@ -5,17 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-)
 
-// DefaultMaxMessage is the largest message accepted on any transport. It
-// matches the largest UDP datagram, so a message never depends on the
-// transport that carried it.
-//
-// On every transport a message's size is measured without the trailing CR,
-// LF or NUL a sender may append (at most two such bytes beyond the limit are
-// tolerated), so the same message is accepted or refused alike over UDP, the
-// unix socket, TCP and TLS, whatever the framing.
-const DefaultMaxMessage = 64 * 1024
+	"github.com/relaygate/relaygate/receiver/syslogmsg"
+)
 
 // errTooLong reports a message over the size limit that was skipped; the
 // stream stays in sync, so reading goes on with the next message.
@@ -75,7 +67,7 @@ func (f *frameReader) next() ([]byte, error) {
 		if _, err := io.ReadFull(f.r, f.buf); err != nil {
 			return nil, truncated(err)
 		}
-		msg := trimTrailingControl(f.buf)
+		msg := syslogmsg.TrimTrailingControl(f.buf)
 		if len(msg) > f.max {
 			return nil, errTooLong
 		}
@@ -143,7 +135,7 @@ func (f *frameReader) line() ([]byte, error) {
 		}
 		break
 	}
-	msg := trimTrailingControl(f.buf)
+	msg := syslogmsg.TrimTrailingControl(f.buf)
 	if tooLong || len(msg) > f.max {
 		return nil, errTooLong
 	}

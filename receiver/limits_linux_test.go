@@ -15,7 +15,7 @@ func TestStreamKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 1)
+	waitCount(t, "ConnectionsOpen", &h.stats.connectionsOpen, 1)
 	h.r.mu.Lock()
 	var server net.Conn
 	for conn := range h.r.conns {

@@ -5,22 +5,22 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"reflect"
-	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 const loginText = "pop3-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1"
 
 // dialStream opens a TCP or TLS (client certificate of the test CA)
 // connection to h.
-func dialStream(t *testing.T, h *harness, pki *testPKI, transport string) net.Conn {
+func dialStream(t *testing.T, h *harness, pki *testutil.PKI, transport string) net.Conn {
 	t.Helper()
 	if transport == "tls" {
-		return dialTLS(t, h.r.TLSAddr(), pki.tlsConfig(&pki.client))
+		return dialTLS(t, h.r.TLSAddr(), pki.ClientConfig(&pki.Client))
 	}
 	c, err := net.Dial("tcp", h.r.TCPAddr().String())
 	if err != nil {
@@ -91,10 +91,10 @@ func TestMaxMessageEveryTransport(t *testing.T) {
 		{"tcp-octet", func(*testing.T) Config { return Config{TCP: "127.0.0.1:0"} }, func(t *testing.T, h *harness) sendFunc {
 			return octetCounted(t, dialStream(t, h, pki, "tcp"))
 		}},
-		{"tls-lf", func(*testing.T) Config { return pki.config(true) }, func(t *testing.T, h *harness) sendFunc {
+		{"tls-lf", func(*testing.T) Config { return tlsListen(pki, true) }, func(t *testing.T, h *harness) sendFunc {
 			return lineFramed(t, dialStream(t, h, pki, "tls"))
 		}},
-		{"tls-octet", func(*testing.T) Config { return pki.config(true) }, func(t *testing.T, h *harness) sendFunc {
+		{"tls-octet", func(*testing.T) Config { return tlsListen(pki, true) }, func(t *testing.T, h *harness) sendFunc {
 			return octetCounted(t, dialStream(t, h, pki, "tls"))
 		}},
 	}
@@ -113,7 +113,7 @@ func TestMaxMessageEveryTransport(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			cfg := tr.cfg(t)
-			cfg.MaxMessage = max
+			cfg.maxMessage = max
 			h := start(t, cfg)
 			send := tr.open(t, h)
 			tooLong := int64(0)
@@ -129,7 +129,7 @@ func TestMaxMessageEveryTransport(t *testing.T) {
 				}
 			}
 			h.expectNothing(t)
-			if got := h.stats.TooLong.Load(); got != tooLong {
+			if got := h.stats.tooLong.Load(); got != tooLong {
 				t.Errorf("TooLong = %d, want %d", got, tooLong)
 			}
 		})
@@ -140,14 +140,14 @@ func TestMaxConns(t *testing.T) {
 	pki := newPKI(t)
 	for _, transport := range []string{"tcp", "tls"} {
 		t.Run(transport, func(t *testing.T) {
-			cfg := pki.config(false)
+			cfg := tlsListen(pki, false)
 			cfg.TCP = "127.0.0.1:0"
 			cfg.MaxConns = 2
 			h := start(t, cfg)
 			// The limit is shared: one connection of each kind fills it.
 			first := dialStream(t, h, pki, "tcp")
 			second := dialStream(t, h, pki, "tls")
-			waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 2)
+			waitCount(t, "ConnectionsOpen", &h.stats.connectionsOpen, 2)
 
 			// Over the limit: accepted and closed at once; on the TLS port
 			// before any handshake. From another address, which has room
@@ -160,8 +160,8 @@ func TestMaxConns(t *testing.T) {
 			}
 			defer over.Close()
 			expectClosed(t, over)
-			waitCount(t, "ConnsRefused", &h.stats.ConnsRefused, 1)
-			if got := h.stats.TLSRefused.Load(); got != 0 {
+			waitCount(t, "ConnsRefused", &h.stats.connsRefused, 1)
+			if got := h.stats.tlsRefused.Load(); got != 0 {
 				t.Errorf("TLSRefused = %d, want 0", got)
 			}
 			h.expectLog(t, `"reason":"max_conns"`, `"peer":"127.0.0.2:`)
@@ -171,14 +171,14 @@ func TestMaxConns(t *testing.T) {
 			h.expect(t, "dovecot", loginText)
 			// Once one closes, a new one is served.
 			first.Close()
-			waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 1)
+			waitCount(t, "ConnectionsOpen", &h.stats.connectionsOpen, 1)
 			c := dialStream(t, h, pki, transport)
 			c.Write([]byte(login3164 + "\n"))
 			m := h.expect(t, "dovecot", loginText)
 			if m.Transport != transport {
 				t.Errorf("transport = %q, want %q", m.Transport, transport)
 			}
-			if got := h.stats.ConnectionsAccepted.Load(); got != 3 {
+			if got := h.stats.connectionsAccepted.Load(); got != 3 {
 				t.Errorf("ConnectionsAccepted = %d, want 3", got)
 			}
 		})
@@ -194,7 +194,7 @@ func TestMaxConnsPerHost(t *testing.T) {
 	pki := newPKI(t)
 	for _, transport := range []string{"tcp", "tls"} {
 		t.Run(transport, func(t *testing.T) {
-			cfg := pki.config(true)
+			cfg := tlsListen(pki, true)
 			cfg.TCP = "127.0.0.1:0"
 			cfg.MaxConns = 8 // the per-host default is then 2
 			h := start(t, cfg)
@@ -210,15 +210,15 @@ func TestMaxConnsPerHost(t *testing.T) {
 				}
 				defer c.Close()
 			}
-			waitCount(t, "ConnsRefusedPerHost", &h.stats.ConnsRefusedPerHost, 18)
-			waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 2)
+			waitCount(t, "ConnsRefusedPerHost", &h.stats.connsRefusedPerHost, 18)
+			waitCount(t, "ConnectionsOpen", &h.stats.connectionsOpen, 2)
 			h.expectLog(t, `"reason":"per_host"`, `"peer":"127.0.0.1:`, "-max-conns-per-host")
 
 			other := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
 			var c net.Conn
 			var err error
 			if transport == "tls" {
-				c, err = tls.DialWithDialer(other, "tcp", h.r.TLSAddr().String(), pki.tlsConfig(&pki.client))
+				c, err = tls.DialWithDialer(other, "tcp", h.r.TLSAddr().String(), pki.ClientConfig(&pki.Client))
 			} else {
 				c, err = other.Dial("tcp", h.r.TCPAddr().String())
 			}
@@ -234,8 +234,8 @@ func TestMaxConnsPerHost(t *testing.T) {
 				t.Errorf("transport %q peer %q, want %s from 127.0.0.2", m.Transport, m.Peer, transport)
 			}
 			for name, c := range map[string]*atomic.Int64{
-				"ConnectionsAccepted": &h.stats.ConnectionsAccepted, "ConnsRefused": &h.stats.ConnsRefused,
-				"TLSRefused": &h.stats.TLSRefused, "ConnsNotAllowed": &h.stats.ConnsNotAllowed,
+				"ConnectionsAccepted": &h.stats.connectionsAccepted, "ConnsRefused": &h.stats.connsRefused,
+				"TLSRefused": &h.stats.tlsRefused, "ConnsNotAllowed": &h.stats.connsNotAllowed,
 			} {
 				want := map[string]int64{"ConnectionsAccepted": 3}[name]
 				if got := c.Load(); got != want {
@@ -265,23 +265,26 @@ func TestConnRefusalReasons(t *testing.T) {
 	}
 	dial("127.0.0.1")
 	dial("127.0.0.0")
-	waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 2)
+	waitCount(t, "ConnectionsOpen", &h.stats.connectionsOpen, 2)
 	expectClosed(t, dial("127.0.0.1")) // its own limit first
-	waitCount(t, "ConnsRefusedPerHost", &h.stats.ConnsRefusedPerHost, 1)
+	waitCount(t, "ConnsRefusedPerHost", &h.stats.connsRefusedPerHost, 1)
 	expectClosed(t, dial("127.0.0.4")) // outside -allow
-	waitCount(t, "ConnsNotAllowed", &h.stats.ConnsNotAllowed, 1)
-	if got := h.stats.ConnsRefused.Load(); got != 0 {
+	waitCount(t, "ConnsNotAllowed", &h.stats.connsNotAllowed, 1)
+	if got := h.stats.connsRefused.Load(); got != 0 {
 		t.Errorf("ConnsRefused = %d before MaxConns was the reason", got)
 	}
 	expectClosed(t, dial("127.0.0.2")) // room for it as a host, none in all
-	waitCount(t, "ConnsRefused", &h.stats.ConnsRefused, 1)
-	snap := h.stats.Snapshot()
-	for name, want := range map[string]int64{
-		"connections_refused_max_conns": 1, "connections_refused_per_host": 1,
-		"connections_refused_not_allowed": 1, "not_allowed": 1, "connections_open": 2,
+	waitCount(t, "ConnsRefused", &h.stats.connsRefused, 1)
+	got := samples(h.stats)
+	for series, want := range map[string]float64{
+		`relaygate_connections_refused_total{reason="max_conns"}`:   1,
+		`relaygate_connections_refused_total{reason="per_host"}`:    1,
+		`relaygate_connections_refused_total{reason="not_allowed"}`: 1,
+		`relaygate_messages_dropped_total{reason="not_allowed"}`:    1,
+		"relaygate_receiver_connections_open":                       2,
 	} {
-		if snap[name] != want {
-			t.Errorf("%s = %d, want %d", name, snap[name], want)
+		if got[series] != want {
+			t.Errorf("%s = %v, want %v", series, got[series], want)
 		}
 	}
 }
@@ -319,8 +322,8 @@ func TestMaxConnsDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if r.cfg.MaxConns != DefaultMaxConns || r.cfg.TLSHandshakeTimeout != DefaultTLSHandshakeTimeout || r.cfg.MaxConnsPerHost != 16 {
-		t.Errorf("MaxConns %d, per host %d, handshake timeout %s", r.cfg.MaxConns, r.cfg.MaxConnsPerHost, r.cfg.TLSHandshakeTimeout)
+	if r.cfg.MaxConns != DefaultMaxConns || r.cfg.tlsHandshakeTimeout != defaultTLSHandshakeTimeout || r.cfg.MaxConnsPerHost != 16 {
+		t.Errorf("MaxConns %d, per host %d, handshake timeout %s", r.cfg.MaxConns, r.cfg.MaxConnsPerHost, r.cfg.tlsHandshakeTimeout)
 	}
 }
 
@@ -328,7 +331,7 @@ func TestIdleTimeout(t *testing.T) {
 	pki := newPKI(t)
 	for _, transport := range []string{"tcp", "tls"} {
 		t.Run(transport, func(t *testing.T) {
-			cfg := pki.config(true)
+			cfg := tlsListen(pki, true)
 			cfg.TCP = "127.0.0.1:0"
 			cfg.IdleTimeout = 100 * time.Millisecond
 			h := start(t, cfg)
@@ -338,8 +341,8 @@ func TestIdleTimeout(t *testing.T) {
 			}
 			h.expect(t, "dovecot", loginText)
 			expectClosed(t, c) // then nothing: the server hangs up
-			waitCount(t, "IdleClosed", &h.stats.IdleClosed, 1)
-			waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 0)
+			waitCount(t, "IdleClosed", &h.stats.idleClosed, 1)
+			waitCount(t, "ConnectionsOpen", &h.stats.connectionsOpen, 0)
 			h.expectLog(t, `"level":"info"`, `"reason":"idle"`, `"peer":"127.0.0.1:`)
 		})
 	}
@@ -363,7 +366,7 @@ func TestAllowHosts(t *testing.T) {
 	h := start(t, Config{UDP: "127.0.0.1:0", TCP: "127.0.0.1:0", AllowHosts: []string{"mx1", " Relay.Example.ORG ", ""}})
 	for _, transport := range []string{"udp", "tcp"} {
 		t.Run(transport, func(t *testing.T) {
-			before := h.stats.HostNotAllowed.Load()
+			before := h.stats.hostNotAllowed.Load()
 			c, err := net.Dial(transport, map[string]net.Addr{"udp": h.r.UDPAddr(), "tcp": h.r.TCPAddr()}[transport].String())
 			if err != nil {
 				t.Fatal(err)
@@ -384,7 +387,7 @@ func TestAllowHosts(t *testing.T) {
 				}
 			}
 			h.expectNothing(t)
-			if got := h.stats.HostNotAllowed.Load() - before; got != dropped {
+			if got := h.stats.hostNotAllowed.Load() - before; got != dropped {
 				t.Errorf("HostNotAllowed = %d, want %d", got, dropped)
 			}
 		})
@@ -392,46 +395,11 @@ func TestAllowHosts(t *testing.T) {
 	h.expectLog(t, `"reason":"host_not_allowed"`, `\"mx2\"`)
 }
 
-func TestStatsSnapshot(t *testing.T) {
-	var s Stats
-	v := reflect.ValueOf(&s).Elem()
-	// Give every counter a distinct value; each must come out under its own
-	// snake_case name.
-	for i := 0; i < v.NumField(); i++ {
-		c, ok := v.Field(i).Addr().Interface().(*atomic.Int64)
-		if !ok {
-			t.Fatalf("Stats.%s is not an atomic.Int64", v.Type().Field(i).Name)
-		}
-		c.Store(int64(i + 1))
-	}
-	snap := s.Snapshot()
-	if len(snap) != v.NumField() {
-		t.Errorf("Snapshot has %d names for %d counters: %v", len(snap), v.NumField(), snap)
-	}
-	seen := make(map[int64]string)
-	name := regexp.MustCompile(`^[a-z]+(_[a-z]+)*$`)
-	for k, n := range snap {
-		if !name.MatchString(k) {
-			t.Errorf("name %q is not snake_case", k)
-		}
-		if n < 1 || n > int64(v.NumField()) {
-			t.Errorf("%s = %d: not a counter's value", k, n)
-		}
-		if other, dup := seen[n]; dup {
-			t.Errorf("%s and %s report the same counter", k, other)
-		}
-		seen[n] = k
-	}
-	if snap["tls_refused"] != int64(s.TLSRefused.Load()) || snap["connections_refused_max_conns"] != s.ConnsRefused.Load() {
-		t.Errorf("snapshot %v", snap)
-	}
-}
-
 // Cancelling Serve ends open TLS connections and handshakes in progress at
 // once, not after the handshake or idle timeouts.
 func TestShutdownWithOpenConnections(t *testing.T) {
 	pki := newPKI(t)
-	cfg := pki.config(true)
+	cfg := tlsListen(pki, true)
 	cfg.TCP = "127.0.0.1:0"
 	h := start(t, cfg)
 
@@ -444,7 +412,7 @@ func TestShutdownWithOpenConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 3)
+	waitCount(t, "ConnectionsOpen", &h.stats.connectionsOpen, 3)
 
 	h.cancel()
 	select {
@@ -455,10 +423,10 @@ func TestShutdownWithOpenConnections(t *testing.T) {
 	for _, c := range []net.Conn{idleTLS, idleTCP, silent} {
 		expectClosed(t, c)
 	}
-	if got := h.stats.TLSRefused.Load(); got != 0 {
+	if got := h.stats.tlsRefused.Load(); got != 0 {
 		t.Errorf("TLSRefused = %d: shutdown counted as refusal", got)
 	}
-	if got := h.stats.ConnectionsOpen.Load(); got != 0 {
+	if got := h.stats.connectionsOpen.Load(); got != 0 {
 		t.Errorf("ConnectionsOpen = %d after shutdown", got)
 	}
 }

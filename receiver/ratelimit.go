@@ -1,10 +1,10 @@
 package receiver
 
 import (
-	"errors"
-	"io"
 	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // rateLimiter lets one event per key through per interval and counts the rest.
@@ -35,6 +35,26 @@ func (l *rateLimiter) allow(key string) (suppressed int64, ok bool) {
 	return suppressed, true
 }
 
-func isEOF(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+// warnf logs a warning at most once per interval and reason, with how many
+// were suppressed, so a flood of bad input can't flood the log.
+func (r *Receiver) warnf(reason, peer, msg string) {
+	r.limited(r.log.Warn, reason, peer, msg)
+}
+
+// infof is warnf for routine events.
+func (r *Receiver) infof(reason, peer, msg string) {
+	r.limited(r.log.Info, reason, peer, msg)
+}
+
+func (r *Receiver) limited(level func() *zerolog.Event, reason, peer, msg string) {
+	if suppressed, ok := r.warn.allow(reason); ok {
+		ev := level().Str("reason", reason)
+		if peer != "" {
+			ev = ev.Str("peer", peer)
+		}
+		if suppressed > 0 {
+			ev = ev.Int64("suppressed", suppressed)
+		}
+		ev.Msg(msg)
+	}
 }

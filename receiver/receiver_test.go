@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relaygate/relaygate/internal/testutil"
 	"github.com/rs/zerolog"
 )
 
@@ -119,7 +120,7 @@ func TestUDPDatagrams(t *testing.T) {
 	// The three go-syslog crash inputs came in between and must not stop
 	// the listener: the last login still arrives.
 	h.expect(t, "dovecot", text)
-	if got := h.stats.Malformed.Load(); got != 3 {
+	if got := h.stats.malformed.Load(); got != 3 {
 		t.Errorf("malformed = %d, want 3", got)
 	}
 }
@@ -148,7 +149,7 @@ func TestTCPFramingsAndCrashInputs(t *testing.T) {
 	}
 	// After the over-long line the same connection still delivers.
 	h.expect(t, "dovecot", text)
-	if got := h.stats.TooLong.Load(); got != 1 {
+	if got := h.stats.tooLong.Load(); got != 1 {
 		t.Errorf("too long = %d, want 1", got)
 	}
 }
@@ -185,7 +186,7 @@ func TestAllowlist(t *testing.T) {
 	ok.Close()
 	h.expect(t, "dovecot", "pop3-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1")
 	h.expectNothing(t)
-	if got := h.stats.NotAllowed.Load(); got != 2 {
+	if got := h.stats.notAllowed.Load(); got != 2 {
 		t.Errorf("not allowed = %d, want 2", got)
 	}
 }
@@ -224,33 +225,28 @@ func TestListenErrors(t *testing.T) {
 // waitCount waits for a counter to reach want.
 func waitCount(t *testing.T, name string, c interface{ Load() int64 }, want int64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for c.Load() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %d, want %d", name, c.Load(), want)
-		}
-		time.Sleep(time.Millisecond)
+	if _, ok := testutil.Poll(5*time.Second, time.Millisecond, func() bool { return c.Load() == want }); !ok {
+		t.Fatalf("%s = %d, want %d", name, c.Load(), want)
 	}
 }
 
 // expectLog waits for a log line holding every one of parts.
 func (h *harness) expectLog(t *testing.T, parts ...string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	logged := func() bool {
 		for _, line := range strings.Split(h.logs.String(), "\n") {
 			found := true
 			for _, p := range parts {
 				found = found && strings.Contains(line, p)
 			}
 			if found {
-				return
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with %q in:\n%s", parts, h.logs.String())
-		}
-		time.Sleep(time.Millisecond)
+		return false
+	}
+	if _, ok := testutil.Poll(5*time.Second, time.Millisecond, logged); !ok {
+		t.Fatalf("no log line with %q in:\n%s", parts, h.logs.String())
 	}
 }
 

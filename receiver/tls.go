@@ -1,12 +1,14 @@
 package receiver
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"strings"
 )
@@ -135,4 +137,31 @@ func certName(c *x509.Certificate) string {
 		return c.DNSNames[0]
 	}
 	return ""
+}
+
+// serveTLS does the handshake, bounded by tlsHandshakeTimeout and ended by
+// Close, then reads the stream like TCP. raw is the tracked connection.
+func (r *Receiver) serveTLS(ctx context.Context, raw net.Conn, src source, out chan<- Message) {
+	conn := tls.Server(raw, r.tlsConf)
+	hctx, cancel := context.WithTimeout(ctx, r.cfg.tlsHandshakeTimeout)
+	err := conn.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil || r.isClosed() {
+			return // shutting down
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("no handshake within %s", r.cfg.tlsHandshakeTimeout)
+		}
+		r.stats.tlsRefused.Add(1)
+		r.warnf("tls_refused", src.peer, "refused TLS connection: handshake failed: "+err.Error())
+		return
+	}
+	st := conn.ConnectionState()
+	if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
+		src.tlsPeer = certName(st.VerifiedChains[0][0])
+	}
+	r.log.Debug().Str("peer", src.peer).Str("tls_peer", src.tlsPeer).
+		Str("version", tls.VersionName(st.Version)).Msg("TLS connection")
+	r.readStream(ctx, conn, src, out)
 }

@@ -1,14 +1,8 @@
 package receiver
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -16,133 +10,24 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
-// testPKI is a CA, a server certificate for 127.0.0.1, ::1 and localhost,
-// a client certificate signed by the CA, and one signed by another CA, made
-// at test time and written as PEM files.
-type testPKI struct {
-	caFile, serverCert, serverKey string
-	clientCertFile, clientKeyFile string
-	roots                         *x509.CertPool // for clients to verify the server
-	client, rogue                 tls.Certificate
-}
-
-func newPKI(t *testing.T) *testPKI {
+// newPKI is the shared test PKI: a CA, a server certificate for
+// 127.0.0.1, ::1 and localhost, a client certificate (mx1.example) signed
+// by the CA, and one signed by another CA.
+func newPKI(t *testing.T) *testutil.PKI {
 	t.Helper()
-	dir := t.TempDir()
-	ca, caKey := newCA(t, "relaygate test CA")
-	other, otherKey := newCA(t, "some other CA")
-	serverDER, serverKey := issue(t, ca, caKey, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "localhost"},
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
-	clientTmpl := func() *x509.Certificate {
-		return &x509.Certificate{
-			Subject:     pkix.Name{CommonName: "mx1.example"},
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		}
-	}
-	clientDER, clientKey := issue(t, ca, caKey, clientTmpl())
-	rogueDER, rogueKey := issue(t, other, otherKey, clientTmpl())
-
-	p := &testPKI{
-		caFile:         writePEM(t, dir, "ca.pem", "CERTIFICATE", ca.Raw),
-		serverCert:     writePEM(t, dir, "server.pem", "CERTIFICATE", serverDER),
-		serverKey:      writePEM(t, dir, "server.key", "PRIVATE KEY", pkcs8(t, serverKey)),
-		clientCertFile: writePEM(t, dir, "client.pem", "CERTIFICATE", clientDER),
-		clientKeyFile:  writePEM(t, dir, "client.key", "PRIVATE KEY", pkcs8(t, clientKey)),
-		roots:          x509.NewCertPool(),
-		client:         tls.Certificate{Certificate: [][]byte{clientDER}, PrivateKey: clientKey},
-		rogue:          tls.Certificate{Certificate: [][]byte{rogueDER}, PrivateKey: rogueKey},
-	}
-	p.roots.AddCert(ca)
-	return p
+	return testutil.NewPKI(t, "", testutil.PKIOptions{})
 }
 
-func newCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
-
-func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, tmpl *x509.Certificate) ([]byte, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.SerialNumber = serial
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(time.Hour)
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der, key
-}
-
-func pkcs8(t *testing.T, key *ecdsa.PrivateKey) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
-
-func writePEM(t *testing.T, dir, name, typ string, der []byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// tlsConfig is what a client uses: it verifies the server like rsyslog's
-// x509/name mode, and presents cert (if any) whatever CAs the server names,
-// as rsyslog and syslog-ng do; Go's default would withhold a certificate of
-// a CA the server did not ask for.
-func (p *testPKI) tlsConfig(cert *tls.Certificate) *tls.Config {
-	c := &tls.Config{RootCAs: p.roots, ServerName: "localhost"}
-	if cert != nil {
-		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
-	}
-	return c
-}
-
-func (p *testPKI) config(clientCA bool) Config {
-	cfg := Config{TLS: "127.0.0.1:0", TLSCert: p.serverCert, TLSKey: p.serverKey}
+// tlsListen is a Config for a TLS listener with pki's server certificate,
+// requiring a client certificate of its CA when clientCA is set.
+func tlsListen(p *testutil.PKI, clientCA bool) Config {
+	cfg := Config{TLS: "127.0.0.1:0", TLSCert: p.ServerCert, TLSKey: p.ServerKey}
 	if clientCA {
-		cfg.TLSClientCA = p.caFile
+		cfg.TLSClientCA = p.CAFile
 	}
 	return cfg
 }
@@ -170,20 +55,20 @@ func TestTLS(t *testing.T) {
 		refused    string // in the logged handshake error; empty = delivered
 		tlsPeer    string
 	}{
-		{name: "signed client", clientCA: true, cert: &pki.client, tlsPeer: "mx1.example"},
-		{name: "signed client TLS 1.2", clientCA: true, cert: &pki.client, maxVersion: tls.VersionTLS12, tlsPeer: "mx1.example"},
+		{name: "signed client", clientCA: true, cert: &pki.Client, tlsPeer: "mx1.example"},
+		{name: "signed client TLS 1.2", clientCA: true, cert: &pki.Client, maxVersion: tls.VersionTLS12, tlsPeer: "mx1.example"},
 		{name: "no client certificate", clientCA: true, refused: "didn't provide a certificate"},
-		{name: "client certificate of another CA", clientCA: true, cert: &pki.rogue, refused: "unknown authority"},
-		{name: "other CA TLS 1.2", clientCA: true, cert: &pki.rogue, maxVersion: tls.VersionTLS12, refused: "unknown authority"},
+		{name: "client certificate of another CA", clientCA: true, cert: &pki.Rogue, refused: "unknown authority"},
+		{name: "other CA TLS 1.2", clientCA: true, cert: &pki.Rogue, maxVersion: tls.VersionTLS12, refused: "unknown authority"},
 		{name: "no client certificate TLS 1.2", clientCA: true, maxVersion: tls.VersionTLS12, refused: "didn't provide a certificate"},
 		{name: "no client CA, no client certificate", tlsPeer: ""},
-		{name: "no client CA, certificate of another CA", cert: &pki.rogue, tlsPeer: ""},
-		{name: "TLS 1.1 client", cert: &pki.client, maxVersion: tls.VersionTLS11, refused: "version"},
+		{name: "no client CA, certificate of another CA", cert: &pki.Rogue, tlsPeer: ""},
+		{name: "TLS 1.1 client", cert: &pki.Client, maxVersion: tls.VersionTLS11, refused: "version"},
 		{name: "plain syslog on the TLS port", plain: true, refused: "TLS"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := start(t, pki.config(tc.clientCA))
+			h := start(t, tlsListen(pki, tc.clientCA))
 			stream := itoa(len(rfc5424Login)) + " " + rfc5424Login + login3164 + "\n"
 			var c net.Conn
 			if tc.plain {
@@ -195,7 +80,7 @@ func TestTLS(t *testing.T) {
 				raw.Write([]byte(stream))
 				c = raw
 			} else {
-				conf := pki.tlsConfig(tc.cert)
+				conf := pki.ClientConfig(tc.cert)
 				if tc.maxVersion != 0 {
 					conf.MinVersion, conf.MaxVersion = tls.VersionTLS10, tc.maxVersion
 				}
@@ -210,12 +95,12 @@ func TestTLS(t *testing.T) {
 				}
 			}
 			if tc.refused != "" {
-				waitCount(t, "TLSRefused", &h.stats.TLSRefused, 1)
+				waitCount(t, "TLSRefused", &h.stats.tlsRefused, 1)
 				if c != nil {
 					expectClosed(t, c)
 				}
 				h.expectNothing(t)
-				if got := h.stats.TLS.Load(); got != 0 {
+				if got := h.stats.tls.Load(); got != 0 {
 					t.Errorf("TLS messages = %d, want 0", got)
 				}
 				h.expectLog(t, `"reason":"tls_refused"`, `"peer":"127.0.0.1:`, tc.refused)
@@ -230,10 +115,10 @@ func TestTLS(t *testing.T) {
 					t.Errorf("transport %q peer %q TLS peer %q, want tls 127.0.0.1:* %q", m.Transport, m.Peer, m.TLSPeer, tc.tlsPeer)
 				}
 			}
-			if got := h.stats.TLS.Load(); got != 2 {
+			if got := h.stats.tls.Load(); got != 2 {
 				t.Errorf("TLS messages = %d, want 2", got)
 			}
-			if got := h.stats.TLSRefused.Load(); got != 0 {
+			if got := h.stats.tlsRefused.Load(); got != 0 {
 				t.Errorf("TLSRefused = %d, want 0", got)
 			}
 		})
@@ -244,24 +129,24 @@ func TestTLS(t *testing.T) {
 // TLS work and is counted as NotAllowed, not TLSRefused.
 func TestTLSAllowBeforeHandshake(t *testing.T) {
 	pki := newPKI(t)
-	cfg := pki.config(true)
+	cfg := tlsListen(pki, true)
 	cfg.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	h := start(t, cfg)
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
-	if c, err := tls.DialWithDialer(d, "tcp", h.r.TLSAddr().String(), pki.tlsConfig(&pki.client)); err == nil {
+	if c, err := tls.DialWithDialer(d, "tcp", h.r.TLSAddr().String(), pki.ClientConfig(&pki.Client)); err == nil {
 		c.Close()
 		t.Fatal("handshake with a sender outside -allow succeeded")
 	}
-	waitCount(t, "NotAllowed", &h.stats.NotAllowed, 1)
-	if got := h.stats.TLSRefused.Load(); got != 0 {
+	waitCount(t, "NotAllowed", &h.stats.notAllowed, 1)
+	if got := h.stats.tlsRefused.Load(); got != 0 {
 		t.Errorf("TLSRefused = %d, want 0", got)
 	}
 }
 
 func TestTLSHandshakeTimeout(t *testing.T) {
 	pki := newPKI(t)
-	cfg := pki.config(true)
-	cfg.TLSHandshakeTimeout = 50 * time.Millisecond
+	cfg := tlsListen(pki, true)
+	cfg.tlsHandshakeTimeout = 50 * time.Millisecond
 	h := start(t, cfg)
 	c, err := net.Dial("tcp", h.r.TLSAddr().String())
 	if err != nil {
@@ -269,8 +154,8 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	}
 	defer c.Close()
 	expectClosed(t, c) // says nothing; the server gives up
-	waitCount(t, "TLSRefused", &h.stats.TLSRefused, 1)
-	waitCount(t, "ConnectionsOpen", &h.stats.ConnectionsOpen, 0)
+	waitCount(t, "TLSRefused", &h.stats.tlsRefused, 1)
+	waitCount(t, "ConnectionsOpen", &h.stats.connectionsOpen, 0)
 	h.expectLog(t, `"reason":"tls_refused"`, "no handshake within 50ms")
 }
 
@@ -282,7 +167,8 @@ func TestTLSListenErrors(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("not a PEM file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	badDER := writePEM(t, dir, "bad-der.pem", "CERTIFICATE", []byte("not DER"))
+	badDER := filepath.Join(dir, "bad-der.pem")
+	testutil.WriteFile(t, badDER, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")})), 0o600)
 	unreadable := filepath.Join(dir, "unreadable.pem")
 	if err := os.Mkdir(unreadable, 0o700); err != nil { // a directory can't be read as a file
 		t.Fatal(err)
@@ -298,20 +184,20 @@ func TestTLSListenErrors(t *testing.T) {
 		{"certificate unreadable", func(c *Config) { c.TLSCert = unreadable }, []string{unreadable}},
 		{"certificate not PEM", func(c *Config) { c.TLSCert = garbage }, []string{garbage, "CERTIFICATE"}},
 		{"certificate bad DER", func(c *Config) { c.TLSCert = badDER }, []string{badDER}},
-		{"certificate file given as key", func(c *Config) { c.TLSKey = pki.serverCert }, []string{pki.serverCert, "PRIVATE KEY"}},
+		{"certificate file given as key", func(c *Config) { c.TLSKey = pki.ServerCert }, []string{pki.ServerCert, "PRIVATE KEY"}},
 		{"key missing", func(c *Config) { c.TLSKey = missing }, []string{missing, "no such file"}},
 		{"key not PEM", func(c *Config) { c.TLSKey = garbage }, []string{garbage, "PRIVATE KEY"}},
-		{"key of another certificate", func(c *Config) { c.TLSKey = pki.clientKeyFile }, []string{pki.clientKeyFile, pki.serverCert}},
+		{"key of another certificate", func(c *Config) { c.TLSKey = pki.ClientKeyFile }, []string{pki.ClientKeyFile, pki.ServerCert}},
 		{"client CA missing", func(c *Config) { c.TLSClientCA = missing }, []string{missing, "no such file"}},
 		{"client CA not PEM", func(c *Config) { c.TLSClientCA = garbage }, []string{garbage, "CERTIFICATE"}},
-		{"client CA is a key", func(c *Config) { c.TLSClientCA = pki.serverKey }, []string{pki.serverKey, "CERTIFICATE"}},
+		{"client CA is a key", func(c *Config) { c.TLSClientCA = pki.ServerKey }, []string{pki.ServerKey, "CERTIFICATE"}},
 		{"client CA bad DER", func(c *Config) { c.TLSClientCA = badDER }, []string{badDER}},
 		{"TLS files without -tls", func(c *Config) { c.TLS = "" }, []string{"-tls"}},
 		{"bad TLS address", func(c *Config) { c.TLS = "127.0.0.1:notaport" }, []string{"notaport"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := pki.config(true)
+			cfg := tlsListen(pki, true)
 			tc.cfg(&cfg)
 			r, err := Listen(cfg)
 			if err == nil {
@@ -327,7 +213,7 @@ func TestTLSListenErrors(t *testing.T) {
 		})
 	}
 	// And the good files work.
-	r, err := Listen(pki.config(true))
+	r, err := Listen(tlsListen(pki, true))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func TestUDPEveryFamily(t *testing.T) {
 					t.Fatalf("peer %q, want %s…", m.Peer, c.peer)
 				}
 			}
-			if n := h.stats.UDP.Load(); n != 50 {
+			if n := h.stats.udp.Load(); n != 50 {
 				t.Fatalf("counted %d datagrams, want 50", n)
 			}
 		})

@@ -59,7 +59,8 @@ stop_relaygate() {
 	fi
 }
 
-# counter NAME is a counter of relaygate's last "stopped" line.
+# counter NAME is a counter of relaygate's last "stopped" line (the metric
+# name without relaygate_ and _total, label values appended).
 counter() { grep '"message":"stopped"' "$WORK/log" | grep -o "\"$1\":[0-9]*" | cut -d: -f2; }
 
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
@@ -79,7 +80,7 @@ udp_paced() {
 		# The same check through `relaygate list`, as an operator would.
 		"$BIN/relaygate" list -map "$WORK/pbs.cdb" 2>/dev/null | awk 'NR > 1 {print $1}' | sort >"$WORK/listed"
 		missing=$(sort "$WORK/addrs" | comm -23 - "$WORK/listed" | wc -l)
-		echo "run $r: relaygate received $(counter received_udp) datagrams; logins missing from relaygate list: $missing of $(wc -l <"$WORK/addrs")"
+		echo "run $r: relaygate received $(counter messages_received_udp) datagrams; logins missing from relaygate list: $missing of $(wc -l <"$WORK/addrs")"
 		echo "$missing" >>"$BIN/udp-paced"
 	done
 	echo "RESULT udp-paced: logins lost per run (median of $RUNS): $(median <"$BIN/udp-paced")"
@@ -94,7 +95,7 @@ udp_ratio() {
 		load -target udp://127.0.0.1:$PORT -count 1000000 | tee "$WORK/out"
 		sleep 1
 		stop_relaygate
-		got=$(counter received_udp)
+		got=$(counter messages_received_udp)
 		echo "run $r: reference counted $ref, relaygate received $got: $(awk -v a="$got" -v b="$ref" 'BEGIN {printf "%.4f", a / b}')"
 		echo "$ref" >>"$BIN/udp-ref"
 		echo "$got" >>"$BIN/udp-rg"
@@ -109,15 +110,15 @@ tcp() {
 		start_relaygate -grace 10h -max-entries 2000000
 		load -target tcp://127.0.0.1:$PORT -count 3000000 -map "$WORK/pbs.cdb" -verify | tee "$WORK/out" || true
 		stop_relaygate
-		echo "run $r (flat out): relaygate received $(counter received_tcp) of 3000000"
+		echo "run $r (flat out): relaygate received $(counter messages_received_tcp) of 3000000"
 		grep -o '[0-9]* msg/s' "$WORK/out" | cut -d' ' -f1 >>"$BIN/tcp-flat"
-		[ "$(counter received_tcp)" = 3000000 ] || echo "LOST: $((3000000 - $(counter received_tcp)))"
+		[ "$(counter messages_received_tcp)" = 3000000 ] || echo "LOST: $((3000000 - $(counter messages_received_tcp)))"
 
 		start_relaygate -grace 10h -max-entries 2000000
 		load -target tcp://127.0.0.1:$PORT -count 3000000 -rate 150000 -map "$WORK/pbs.cdb" -verify | tee "$WORK/out" || true
 		stop_relaygate
-		echo "run $r (150,000 msg/s for 20 s): relaygate received $(counter received_tcp) of 3000000"
-		[ "$(counter received_tcp)" = 3000000 ] || echo "LOST: $((3000000 - $(counter received_tcp)))"
+		echo "run $r (150,000 msg/s for 20 s): relaygate received $(counter messages_received_tcp) of 3000000"
+		[ "$(counter messages_received_tcp)" = 3000000 ] || echo "LOST: $((3000000 - $(counter messages_received_tcp)))"
 	done
 	echo "RESULT tcp: flat out median $(median <"$BIN/tcp-flat") msg/s (sender's rate; relaygate's count checked above)"
 	# The same path in process: receiver → parsers → grant table.
@@ -162,7 +163,7 @@ latency() {
 		start_relaygate
 		load -target udp://127.0.0.1:$PORT -count 6000000 -rate 100000 -map "$WORK/pbs.cdb" -probes 600 -probe-every 97ms | tee "$BIN/load"
 		stop_relaygate
-		echo "run $r: relaygate received $(counter received_udp) of 6000600, grants at the end $(counter grants), evicted $(counter evicted)"
+		echo "run $r: relaygate received $(counter messages_received_udp) of 6000600, grants at the end $(counter grants), evicted $(counter grants_evicted)"
 		for f in isolated b2b load; do
 			grep -o 'p99 [0-9.]*[mµ]*s' "$BIN/$f" | awk '{v = $2; if (v ~ /ms$/) v = v + 0; else if (v ~ /µs$/) v = v / 1000; else v = v * 1000; print v}' >>"$BIN/lat-$f"
 		done
@@ -212,7 +213,7 @@ steady() {
 	load -target udp://127.0.0.1:$PORT -rate 100000 -count $((STEADY_SECONDS * 100000)) \
 		-rss-pid "$RG" -rss-every 5s -rss-out "$BIN/steady.csv" | tee "$BIN/steady.out"
 	stop_relaygate
-	echo "relaygate: received $(counter received_udp), grants $(counter grants), evicted $(counter evicted)"
+	echo "relaygate: received $(counter messages_received_udp), grants $(counter grants), evicted $(counter grants_evicted)"
 	echo "RESULT steady: $(grep '^rss' "$BIN/steady.out")"
 	echo "samples (seconds,KiB):"
 	awk 'NR == 1 || NR % 12 == 2' "$BIN/steady.csv" | paste -sd' '

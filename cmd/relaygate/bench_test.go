@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relaygate/relaygate/cdbwriter"
 	"github.com/rs/zerolog"
 )
 
@@ -82,38 +81,13 @@ func BenchmarkReceiveParse(b *testing.B) {
 		stream.Write(l)
 		stream.WriteByte('\n')
 	}
-	dir := b.TempDir()
-	cfg, err := parseServeFlags([]string{
-		"-udp", "", "-tcp", "127.0.0.1:0", "-map", filepath.Join(dir, "pbs.cdb"),
-		"-mynetworks", "none", "-grace", "10h", "-max-entries", "2000000",
-	}, io.Discard)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d, err := newDaemon(ctx, cfg, zerolog.Nop(), time.Now)
-	if err != nil {
-		cancel()
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
-	conn, err := net.Dial("tcp", d.recv.TCPAddr().String())
+	d := launchDaemon(b, zerolog.Nop(), "-udp", "", "-tcp", "127.0.0.1:0", "-map", filepath.Join(b.TempDir(), "pbs.cdb"),
+		"-mynetworks", "none", "-grace", "10h", "-max-entries", "2000000")
+	conn, err := net.Dial("tcp", d.TCPAddr().String())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	granted := func(a netip.Addr) bool {
-		reply := make(chan bool, 1)
-		d.mon.reads <- func(t *cdbwriter.Table) { _, ok := t.Lookup(a); reply <- ok }
-		return <-reply
-	}
 	b.SetBytes(int64(stream.Len()))
 	b.ResetTimer()
 	for i := range b.N {
@@ -125,7 +99,7 @@ func BenchmarkReceiveParse(b *testing.B) {
 		if _, err := io.WriteString(conn, login); err != nil {
 			b.Fatal(err)
 		}
-		for !granted(sentinel) {
+		for !d.Granted(sentinel) {
 			time.Sleep(50 * time.Microsecond)
 		}
 	}

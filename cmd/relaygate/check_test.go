@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/postfix"
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 // postfixConfig makes a throw-away Postfix configuration directory from the
@@ -19,22 +22,17 @@ import (
 // postconf -e, as an operator would. postconf -c needs no running Postfix.
 func postfixConfig(t *testing.T, settings ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("postconf"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("postconf not installed (apt-get install postfix postfix-cdb): %v", err)
-		}
-		t.Skip("postconf not installed")
-	}
+	testutil.RequireProgram(t, "postconf", "apt-get install postfix postfix-cdb")
 	dir := t.TempDir()
 	for _, f := range []string{"main.cf", "master.cf"} {
 		data, err := os.ReadFile(filepath.Join("/etc/postfix", f))
 		if err != nil {
-			if os.Getenv("CI") == "true" {
+			if testutil.InCI() {
 				t.Fatal(err)
 			}
 			t.Skipf("no Postfix configuration to copy: %v", err)
 		}
-		writeTestFile(t, filepath.Join(dir, f), string(data))
+		testutil.WriteFile(t, filepath.Join(dir, f), string(data), 0o644)
 	}
 	// Start from Debian's shipped relay restrictions whatever this machine
 	// has, so every case below means the same everywhere.
@@ -254,7 +252,7 @@ func TestCheckExamplePostfixConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeTestFile(t, main, string(data)+"\n"+string(example))
+	testutil.WriteFile(t, main, string(data)+"\n"+string(example), 0o644)
 	ageConfig(t, pf)
 	cmd := exec.Command("postconf", "-c", pf, "-n")
 	var stderr bytes.Buffer
@@ -262,9 +260,9 @@ func TestCheckExamplePostfixConfig(t *testing.T) {
 	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
 		t.Fatalf("postconf -n on the example: %v: %s", err, stderr.String())
 	}
-	findings := runChecks(context.Background(), checkOptions{mapPath: "/var/lib/relaygate/pop-before-smtp.cdb", postfixConfig: pf})
+	findings := postfix.Check(context.Background(), postfix.CheckOptions{MapPath: "/var/lib/relaygate/pop-before-smtp.cdb", PostfixConfig: pf})
 	for _, f := range findings {
-		if f.problem && f.id != "map-dir" {
+		if f.Problem && f.ID != "map-dir" {
 			t.Errorf("example: %s", f)
 		}
 	}

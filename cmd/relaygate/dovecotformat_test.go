@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/relaygate/relaygate/internal/daemon"
 	"github.com/relaygate/relaygate/parsers"
 )
 
@@ -46,7 +47,7 @@ func TestDovecotLogFormatOption(t *testing.T) {
 	if err := os.WriteFile(rules, []byte("dovecot_log_format: \"user=<%u> rip=%r %x\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := buildParsers(parserFlags{daemons: "all", rules: rules}); err == nil || !strings.Contains(err.Error(), "dovecot_log_format") {
+	if _, err := daemon.BuildParsers(daemon.ParserConfig{Daemons: "all", Rules: rules}); err == nil || !strings.Contains(err.Error(), "dovecot_log_format") {
 		t.Errorf("a bad format in the rules file (as SIGHUP rereads it): %v", err)
 	}
 }

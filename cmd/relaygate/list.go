@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/relaygate/relaygate/cdbwriter"
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // listCmd prints what Postfix sees (the map) joined with what relaygate
@@ -38,7 +39,7 @@ func listCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	grants, err := cdbwriter.LoadState(*statePath)
+	saved, err := cdbwriter.LoadState(*statePath)
 	var damage *cdbwriter.StateDamage
 	if err != nil && !errors.As(err, &damage) {
 		return err
@@ -46,8 +47,8 @@ func listCmd(args []string, stdout, stderr io.Writer) error {
 	if damage != nil {
 		fmt.Fprintln(stderr, "warning:", damage)
 	}
-	byAddr := make(map[string]cdbwriter.Grant, len(grants))
-	for _, g := range grants {
+	byAddr := make(map[string]grants.Grant, len(saved))
+	for _, g := range saved {
 		byAddr[cdbwriter.Key(g.Addr)] = g
 	}
 	if err := writeList(stdout, keys, byAddr, time.Now()); err != nil {
@@ -61,7 +62,7 @@ func listCmd(args []string, stdout, stderr io.Writer) error {
 
 // writeList prints the table of list: one row per map key, joined with
 // its grant from the state file if there is one.
-func writeList(w io.Writer, keys []string, byAddr map[string]cdbwriter.Grant, now time.Time) error {
+func writeList(w io.Writer, keys []string, byAddr map[string]grants.Grant, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ADDRESS\tEXPIRES\tLEFT\tUSER\tDAEMON\tHOST")
 	sortKeys(keys)

@@ -9,7 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/relaygate/relaygate/cdbwriter"
+	"github.com/relaygate/relaygate/internal/grants"
 )
 
 // Every text cell of list (and status) is text a sender chose: it is cut
@@ -57,7 +57,7 @@ func TestDashEscapesAndCuts(t *testing.T) {
 
 func TestListTableBounded(t *testing.T) {
 	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
-	grants := map[string]cdbwriter.Grant{
+	grants := map[string]grants.Grant{
 		"192.0.2.1": {Addr: netip.MustParseAddr("192.0.2.1"), Expires: now.Add(time.Hour), User: strings.Repeat("u", 3000) + "@example.org", Daemon: "dovecot", Host: "mx1"},
 		"192.0.2.2": {Addr: netip.MustParseAddr("192.0.2.2"), Expires: now.Add(time.Hour), User: "bob\x1b[2J\x1b[H", Daemon: "rule\u009b", Host: "mx\x1b]0;owned\x07" + strings.Repeat("h", 500)},
 	}

@@ -12,8 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relaygate/relaygate/internal/daemon"
 	"github.com/relaygate/relaygate/parsers"
-	"github.com/relaygate/relaygate/receiver"
+	"github.com/relaygate/relaygate/receiver/syslogmsg"
 )
 
 // parsedEvent is one line of `relaygate parse` output.
@@ -36,10 +37,10 @@ type parseTotals struct{ lines, events, refused int }
 func parseCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("relaygate parse", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var pf parserFlags
-	fs.StringVar(&pf.daemons, "daemons", "all", "comma-separated built-in `daemons` to use")
-	fs.StringVar(&pf.rules, "rules", "", "YAML `file` of custom rules")
-	fs.StringVar(&pf.dovecotFormat, "dovecot-log-format", "", "Dovecot's login_log_format_elements `format`, when the site changed it")
+	var pf daemon.ParserConfig
+	fs.StringVar(&pf.Daemons, "daemons", "all", "comma-separated built-in `daemons` to use")
+	fs.StringVar(&pf.Rules, "rules", "", "YAML `file` of custom rules")
+	fs.StringVar(&pf.DovecotFormat, "dovecot-log-format", "", "Dovecot's login_log_format_elements `format`, when the site changed it")
 	explain := fs.Bool("explain", false, "say for every line which parser matched and what it produced, or why nothing matched")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: relaygate parse [-explain] [-daemons LIST] [-rules FILE] [-dovecot-log-format F] [FILE...]   (stdin when no FILE or FILE is -)")
@@ -49,13 +50,12 @@ func parseCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	set, err := buildParsers(pf)
+	set, err := daemon.BuildParsers(pf)
 	if err != nil {
 		return err
 	}
 	p := &lineParser{
-		set:     set,
-		corr:    parsers.NewCorrelator(correlatorEntries, correlatorMaxAge),
+		pipe:    parsers.NewPipeline(set, daemon.NewCorrelator()),
 		out:     bufio.NewWriter(stdout),
 		explain: *explain,
 		multi:   len(fs.Args()) > 1,
@@ -88,9 +88,9 @@ func parseCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// lineParser runs lines through the daemon's pipeline step.
 type lineParser struct {
-	set     *parsers.Set
-	corr    *parsers.Correlator
+	pipe    *parsers.Pipeline
 	out     *bufio.Writer
 	explain bool
 	multi   bool
@@ -124,7 +124,7 @@ func (p *lineParser) scan(r io.Reader, name string) error {
 		if !p.explain && !tooLong {
 			// The common case on a whole mail log: a well-formed line of a
 			// program no parser handles, dropped before any string is made.
-			if sp, ok := receiver.FastSpans(trimEOL(raw)); ok && !p.set.KnowsBytes(sp.ProgramBytes(raw)) {
+			if sp, ok := syslogmsg.FastSpans(trimEOL(raw)); ok && !p.pipe.Parsers().KnowsBytes(sp.ProgramBytes(raw)) {
 				if errors.Is(err, io.EOF) {
 					return nil
 				}
@@ -154,7 +154,7 @@ func (p *lineParser) say(where, format string, args ...any) {
 }
 
 func (p *lineParser) line(enc *json.Encoder, raw []byte, where, name string, line int, now time.Time) error {
-	env, err := receiver.ParseEnvelope(raw)
+	env, err := syslogmsg.ParseEnvelope(raw)
 	if err != nil {
 		if len(strings.TrimSpace(string(raw))) == 0 {
 			p.say(where, "empty line")
@@ -163,38 +163,36 @@ func (p *lineParser) line(enc *json.Encoder, raw []byte, where, name string, lin
 		}
 		return nil
 	}
-	msg := toParserMessage(env.Host, env.Program, env.PID, env.Text)
+	msg := parsers.Message{Host: env.Host, Program: env.Program, PID: env.PID, Text: env.Text}
 	tag := env.Program
 	if env.PID != "" {
 		tag += "[" + env.PID + "]"
 	}
-	ev, err := p.set.Parse(msg)
-	var addrErr *parsers.AddrError
-	switch {
-	case errors.As(err, &addrErr):
+	res := p.pipe.Step(msg, now)
+	switch res.Outcome {
+	case parsers.Refused:
 		p.totals.refused++
-		if note := p.corr.Forget(msg); note != "" {
-			p.say(where, "%s: %s", tag, note)
+		if res.Note != "" {
+			p.say(where, "%s: %s", tag, res.Note)
 		}
 		if p.explain {
 			p.explainAttempts(where, tag, msg)
 		}
 		return nil
-	case err != nil:
+	case parsers.Unmatched:
 		if p.explain {
-			if !p.set.Knows(msg.Program) {
+			if !p.pipe.Parsers().Knows(msg.Program) {
 				p.say(where, "%s: no parser handles program %q", tag, env.Program)
 			} else {
 				p.explainAttempts(where, tag, msg)
 			}
 		}
 		return nil
-	}
-	out, ok, note := p.corr.Feed(msg, ev, now)
-	if !ok {
-		p.say(where, "%s (%s): %s", tag, ev.Daemon, note)
+	case parsers.Held:
+		p.say(where, "%s (%s): %s", tag, res.Parsed.Daemon, res.Note)
 		return nil
 	}
+	out := res.Event
 	p.totals.events++
 	pe := parsedEvent{Line: line, Kind: out.Kind.String(), User: out.User, Daemon: out.Daemon, Session: out.Session}
 	if out.Addr.IsValid() {
@@ -223,7 +221,7 @@ func (p *lineParser) line(enc *json.Encoder, raw []byte, where, name string, lin
 // explainAttempts says what each parser for the program made of the line.
 func (p *lineParser) explainAttempts(where, tag string, msg parsers.Message) {
 	var parts []string
-	for _, a := range p.set.Attempts(msg) {
+	for _, a := range p.pipe.Parsers().Attempts(msg) {
 		var addrErr *parsers.AddrError
 		switch {
 		case errors.As(a.Err, &addrErr):

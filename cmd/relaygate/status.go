@@ -11,53 +11,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/relaygate/relaygate/cdbwriter"
+	"github.com/relaygate/relaygate/internal/daemon"
 )
 
 // defaultMetrics is the -metrics address the docs and the package suggest,
 // and where `relaygate status` looks unless told otherwise.
 const defaultMetrics = "127.0.0.1:9725"
-
-// grantsReply is the JSON /grants serves and `relaygate status` reads.
-type grantsReply struct {
-	Now          time.Time   `json:"now"`
-	GraceSeconds float64     `json:"grace_seconds"`
-	Grants       []grantJSON `json:"grants"`
-}
-
-type grantJSON struct {
-	Addr    string    `json:"addr"`
-	User    string    `json:"user,omitempty"`
-	Daemon  string    `json:"daemon,omitempty"`
-	Host    string    `json:"host,omitempty"`
-	Expires time.Time `json:"expires"`
-	// LeftSeconds is the time until Expires. While a session is open the
-	// grant does not expire: it lasts until grace after the last logout.
-	LeftSeconds  float64 `json:"left_seconds"`
-	OpenSessions int     `json:"open_sessions"`
-	// SessionSince is when the oldest open session began.
-	SessionSince *time.Time `json:"session_since,omitempty"`
-}
-
-func newGrantsReply(s grantSnapshot) grantsReply {
-	r := grantsReply{Now: s.at, GraceSeconds: s.grace.Seconds(), Grants: make([]grantJSON, 0, len(s.grants))}
-	for _, g := range s.grants {
-		j := grantJSON{
-			Addr: cdbwriter.Key(g.Addr), User: g.User, Daemon: g.Daemon, Host: g.Host,
-			Expires:      g.Expires,
-			LeftSeconds:  max(g.Expires.Sub(s.at), 0).Seconds(),
-			OpenSessions: len(g.Sessions),
-		}
-		for _, opened := range g.Sessions {
-			if j.SessionSince == nil || opened.Before(*j.SessionSince) {
-				t := opened
-				j.SessionSince = &t
-			}
-		}
-		r.Grants = append(r.Grants, j)
-	}
-	return r
-}
 
 // statusCmd asks a running daemon for its live grants, which the state file
 // (relaygate list) only has as of the last save.
@@ -96,20 +55,20 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		_, err := stdout.Write(body)
 		return err
 	}
-	var reply grantsReply
+	var reply daemon.GrantsReply
 	if err := json.Unmarshal(body, &reply); err != nil {
 		return fmt.Errorf("GET %s: not relaygate's answer: %w", url, err)
 	}
 	return printGrants(stdout, reply)
 }
 
-func printGrants(w io.Writer, r grantsReply) error {
+func printGrants(w io.Writer, r daemon.GrantsReply) error {
 	grace := time.Duration(r.GraceSeconds * float64(time.Second))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ADDRESS\tUSER\tDAEMON\tHOST\tLEFT\tSESSION")
 	// sortKeys orders IPv4 before IPv6, numerically, as `relaygate list` does.
 	keys := make([]string, len(r.Grants))
-	byKey := make(map[string]grantJSON, len(r.Grants))
+	byKey := make(map[string]daemon.GrantInfo, len(r.Grants))
 	for i, g := range r.Grants {
 		keys[i], byKey[g.Addr] = g.Addr, g
 	}

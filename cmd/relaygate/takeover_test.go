@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/relaygate/relaygate/cdbwriter"
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 // TestRestartLosesNoDatagram (issue 11, point 9): a sender streams
@@ -41,7 +42,7 @@ func TestRestartLosesNoDatagram(t *testing.T) {
 		}
 		sent <- n
 	}()
-	waitFor(t, 10*time.Second, "a stream under way", func() bool { return count.Load() >= 1000 })
+	testutil.Eventually(t, 10*time.Second, "a stream under way", func() bool { return count.Load() >= 1000 })
 	second := startProc(t, append(args, "-udp", first.udp, "-takeover")...)
 	replaced.Store(true)
 	n := <-sent

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 // TestTwinTakeoverLosesNothing: two -takeover started at the same instant
@@ -35,7 +37,7 @@ func TestTwinTakeoverLosesNothing(t *testing.T) {
 		}
 		sent <- n
 	}()
-	waitFor(t, 10*time.Second, "a stream under way", func() bool { return count.Load() >= 500 })
+	testutil.Eventually(t, 10*time.Second, "a stream under way", func() bool { return count.Load() >= 500 })
 
 	type twin struct {
 		cmd  *exec.Cmd
@@ -87,7 +89,7 @@ func TestTwinTakeoverLosesNothing(t *testing.T) {
 	if loser.cmd.ProcessState.ExitCode() == 0 {
 		t.Error("the losing -takeover exited 0")
 	}
-	waitFor(t, 10*time.Second, "more logins after the loser gave up", func() bool { return count.Load() >= lostAt+2000 })
+	testutil.Eventually(t, 10*time.Second, "more logins after the loser gave up", func() bool { return count.Load() >= lostAt+2000 })
 	stopSending.Store(true)
 	n := <-sent
 	winner.cmd.Process.Signal(syscall.SIGTERM)

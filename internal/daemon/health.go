@@ -1,32 +1,10 @@
-package main
+package daemon
 
 import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/relaygate/relaygate/cdbwriter"
 )
-
-// published is the service's OnPublish hook: it times every successful
-// map write for the publish-duration histogram and keeps /healthz's view
-// of whether publishing works. It runs on the goroutine that owns the
-// table, at startup before the monitor serves anything.
-func (m *monitor) published(now time.Time, took time.Duration, err error) {
-	if err != nil {
-		m.health.failed(now)
-		return
-	}
-	m.publishSeconds.Observe(took.Seconds())
-	m.health.succeeded()
-}
-
-// grantSnapshot is the grant table at one moment, for /grants.
-type grantSnapshot struct {
-	at     time.Time
-	grace  time.Duration
-	grants []cdbwriter.Grant
-}
 
 // publishHealth is what /healthz reports: healthy unless the latest map
 // publish failed. A failed publish keeps the previous map in place, so

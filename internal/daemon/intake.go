@@ -1,10 +1,10 @@
-package main
+package daemon
 
 import (
 	"context"
 	"sync"
 
-	"github.com/relaygate/relaygate/cdbwriter"
+	"github.com/relaygate/relaygate/internal/grants"
 	"github.com/relaygate/relaygate/receiver"
 )
 
@@ -20,22 +20,22 @@ const maxStartupEvents = 1 << 19
 // maxStartupEvents); after, straight to the service.
 type intake struct {
 	cancel  context.CancelFunc
-	events  chan cdbwriter.Event
-	done    chan struct{}          // closed when the service is about to run
-	queued  chan []cdbwriter.Event // what the startup queue held then
+	events  chan grants.Event
+	done    chan struct{}       // closed when the service is about to run
+	queued  chan []grants.Event // what the startup queue held then
 	readers sync.WaitGroup
 }
 
-func (d *daemon) startIntake(ctx context.Context) *intake {
+func (d *Daemon) startIntake(ctx context.Context) *intake {
 	ctx, cancel := context.WithCancel(ctx)
 	in := &intake{
 		cancel: cancel,
 		// Room for the logins of a second at 100,000 messages a second: a
 		// map publish of a million grants takes about half that, and the
 		// receiver must not stop reading while it runs (UDP would drop).
-		events: make(chan cdbwriter.Event, 16384),
+		events: make(chan grants.Event, 16384),
 		done:   make(chan struct{}),
-		queued: make(chan []cdbwriter.Event, 1),
+		queued: make(chan []grants.Event, 1),
 	}
 	msgs := make(chan receiver.Message, 4096)
 	in.readers.Add(2)
@@ -47,7 +47,7 @@ func (d *daemon) startIntake(ctx context.Context) *intake {
 	go func() {
 		defer in.readers.Done()
 		defer close(in.events)
-		d.pipeline(msgs, in.events)
+		d.runPipeline(msgs, in.events)
 	}()
 	go in.hold()
 	return in
@@ -55,7 +55,7 @@ func (d *daemon) startIntake(ctx context.Context) *intake {
 
 // hold queues the events of the startup until done.
 func (in *intake) hold() {
-	var q []cdbwriter.Event
+	var q []grants.Event
 	events := in.events
 	for {
 		if len(q) >= maxStartupEvents {
@@ -80,7 +80,7 @@ func (in *intake) hold() {
 // closed when the receiver and parsers stop. The caller applies the queue
 // itself rather than through a goroutine that would stand between every
 // later event and the service for the life of the process.
-func (in *intake) running() ([]cdbwriter.Event, <-chan cdbwriter.Event) {
+func (in *intake) running() ([]grants.Event, <-chan grants.Event) {
 	close(in.done)
 	return <-in.queued, in.events
 }

@@ -1,18 +1,16 @@
-package main
+package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/relaygate/relaygate/cdbwriter"
+	"github.com/relaygate/relaygate/internal/grants"
 	"github.com/rs/zerolog"
 )
 
@@ -23,33 +21,41 @@ type monitor struct {
 	publishSeconds prometheus.Histogram
 	health         publishHealth
 	now            func() time.Time
-	reads          chan func(*cdbwriter.Table) // served by the grant service, which owns the table
-	stopped        chan struct{}               // closed when the grant service has returned
-	ln             net.Listener                // nil without -metrics
+	reads          chan func(*grants.Table) // served by the grant service, which owns the table
+	stopped        chan struct{}            // closed when the grant service has returned
+	ln             net.Listener             // nil without -metrics
 	srv            *http.Server
 	served         chan struct{} // closed when srv.Serve has returned
 }
 
-// newMonitor binds -metrics (if set) so a bad address fails at startup like
-// the syslog listeners do; serving starts with start.
-func newMonitor(d *daemon) (*monitor, error) {
+// newMonitor binds addr (if set) so a bad address fails at startup like
+// the syslog listeners do; serveMetrics sets up what it serves, and start
+// serves it.
+func newMonitor(addr string, now func() time.Time) (*monitor, error) {
 	m := &monitor{
 		publishSeconds: newPublishHistogram(),
-		now:            d.now,
-		reads:          make(chan func(*cdbwriter.Table)),
+		now:            now,
+		reads:          make(chan func(*grants.Table)),
 		stopped:        make(chan struct{}),
 		served:         make(chan struct{}),
 	}
-	if d.cfg.metrics == "" {
+	if addr == "" {
 		close(m.served)
 		return m, nil
 	}
-	ln, err := net.Listen("tcp", d.cfg.metrics)
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("-metrics: %w", err)
 	}
 	m.ln = ln
-	reg := newRegistry(d, m.publishSeconds)
+	return m, nil
+}
+
+// serveMetrics builds the HTTP server of a bound endpoint around reg.
+func (m *monitor) serveMetrics(reg *prometheus.Registry) {
+	if m.ln == nil {
+		return
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", m.healthz)
@@ -64,7 +70,6 @@ func newMonitor(d *daemon) (*monitor, error) {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 	}
-	return m, nil
 }
 
 // addr is the bound -metrics address, or "off".
@@ -107,6 +112,19 @@ func (m *monitor) closeUnstarted() {
 	}
 }
 
+// published is the service's OnPublish hook: it times every successful
+// map write for the publish-duration histogram and keeps /healthz's view
+// of whether publishing works. It runs on the goroutine that owns the
+// table, at startup before the monitor serves anything.
+func (m *monitor) published(now time.Time, took time.Duration, err error) {
+	if err != nil {
+		m.health.failed(now)
+		return
+	}
+	m.publishSeconds.Observe(took.Seconds())
+	m.health.succeeded()
+}
+
 // healthz answers 200 while the map is being published; 503 with the
 // reason once the latest publish failed, until one succeeds again.
 func (m *monitor) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -117,40 +135,4 @@ func (m *monitor) healthz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ok")
-}
-
-// grants serves the live grant table as JSON for `relaygate status`. It
-// names users, so it answers loopback clients only: a metrics port opened
-// to a Prometheus server elsewhere must not hand out who logged in from
-// where.
-func (m *monitor) grants(w http.ResponseWriter, r *http.Request) {
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().Unmap().IsLoopback() {
-		http.Error(w, "/grants names users and answers loopback clients only", http.StatusForbidden)
-		return
-	}
-	reply := make(chan grantSnapshot, 1)
-	read := func(t *cdbwriter.Table) {
-		reply <- grantSnapshot{at: m.now(), grace: t.Grace(), grants: t.Grants()}
-	}
-	select {
-	case m.reads <- read:
-	case <-m.stopped:
-		http.Error(w, "relaygate is shutting down", http.StatusServiceUnavailable)
-		return
-	case <-r.Context().Done():
-		return
-	}
-	var snap grantSnapshot
-	select {
-	case snap = <-reply:
-	case <-r.Context().Done():
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(newGrantsReply(snap)); err != nil {
-		// The client went away; nothing to tell it.
-		return
-	}
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"fmt"
@@ -18,20 +18,18 @@ const (
 	correlatorMaxAge  = 2 * time.Minute
 )
 
-// parserFlags selects the parsers serve and parse use.
-type parserFlags struct {
-	daemons string // comma-separated built-in names, or "all"
-	rules   string // YAML rules file, optional
-	// dovecotFormat is the site's login_log_format_elements; "" takes the
-	// rules file's dovecot_log_format, else Dovecot's default.
-	dovecotFormat string
+// NewCorrelator returns the two-line correlator the daemon and
+// `relaygate parse` use, bounded as above.
+func NewCorrelator() *parsers.Correlator {
+	return parsers.NewCorrelator(correlatorEntries, correlatorMaxAge)
 }
 
-// buildParsers returns the dispatcher: custom rules first (an operator's
+// BuildParsers returns the dispatcher: custom rules first (an operator's
 // rule wins over a built-in for the same line), then the selected built-ins.
-func buildParsers(f parserFlags) (*parsers.Set, error) {
+// Its errors name the flag or file to fix.
+func BuildParsers(f ParserConfig) (*parsers.Set, error) {
 	var names []string
-	for _, n := range strings.Split(f.daemons, ",") {
+	for _, n := range strings.Split(f.Daemons, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			names = append(names, n)
 		}
@@ -44,21 +42,21 @@ func buildParsers(f parserFlags) (*parsers.Set, error) {
 		}
 		list = builtin
 	}
-	dovecotFormat, formatFrom := f.dovecotFormat, "-dovecot-log-format"
-	if f.rules != "" {
-		data, err := os.ReadFile(f.rules)
+	dovecotFormat, formatFrom := f.DovecotFormat, "-dovecot-log-format"
+	if f.Rules != "" {
+		data, err := os.ReadFile(f.Rules)
 		if err != nil {
 			return nil, fmt.Errorf("-rules: %w", err)
 		}
-		conf, err := parsers.ParseRulesConfig(data, f.rules)
+		conf, err := parsers.ParseRulesConfig(data, f.Rules)
 		if err != nil {
 			return nil, fmt.Errorf("-rules: %w", err)
 		}
 		if conf.DovecotLogFormat != "" {
 			if dovecotFormat != "" && dovecotFormat != conf.DovecotLogFormat {
-				return nil, fmt.Errorf("-dovecot-log-format %q and dovecot_log_format %q in %s differ: set it in one place", dovecotFormat, conf.DovecotLogFormat, f.rules)
+				return nil, fmt.Errorf("-dovecot-log-format %q and dovecot_log_format %q in %s differ: set it in one place", dovecotFormat, conf.DovecotLogFormat, f.Rules)
 			}
-			dovecotFormat, formatFrom = conf.DovecotLogFormat, f.rules+": dovecot_log_format"
+			dovecotFormat, formatFrom = conf.DovecotLogFormat, f.Rules+": dovecot_log_format"
 		}
 		custom := make([]parsers.Parser, len(conf.Rules))
 		for i, r := range conf.Rules {
@@ -81,8 +79,4 @@ func buildParsers(f parserFlags) (*parsers.Set, error) {
 		return nil, fmt.Errorf("-daemons none and no -rules: nothing could ever grant")
 	}
 	return parsers.NewSet(list...), nil
-}
-
-func toParserMessage(host, program, pid, text string) parsers.Message {
-	return parsers.Message{Host: host, Program: program, PID: pid, Text: text}
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -40,9 +40,9 @@ func takeoverTurn(mapPath string) (*cdbwriter.Lock, error) {
 // process, stops the lock holder with SIGTERM (it reads what its sockets
 // still hold, writes its journal and exits) and waits for the lock. With
 // no holder it simply takes the lock.
-func (d *daemon) takeOver(ctx context.Context) (*cdbwriter.Lock, error) {
+func (d *Daemon) takeOver(ctx context.Context) (*cdbwriter.Lock, error) {
 	var held *cdbwriter.LockedError
-	lock, err := cdbwriter.AcquireLock(d.cfg.mapPath, d.cfg.statePath)
+	lock, err := cdbwriter.AcquireLock(d.cfg.MapPath, d.cfg.StatePath)
 	if !errors.As(err, &held) {
 		if err == nil {
 			d.log.Info().Msg("takeover: no relaygate held the map; starting as usual")
@@ -66,7 +66,7 @@ func (d *daemon) takeOver(ctx context.Context) (*cdbwriter.Lock, error) {
 		return nil, fmt.Errorf("takeover: stop relaygate process %d: %w", held.PID, err)
 	}
 	d.log.Info().Int("pid", held.PID).Msg("takeover: receiving; asked the running relaygate to stop")
-	deadline := time.NewTimer(d.cfg.takeoverTimeout)
+	deadline := time.NewTimer(d.cfg.TakeoverTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -77,10 +77,10 @@ func (d *daemon) takeOver(ctx context.Context) (*cdbwriter.Lock, error) {
 			return nil, ctx.Err()
 		case <-deadline.C:
 			d.recv.Unsteer()
-			return nil, fmt.Errorf("takeover: relaygate process %d, sent SIGTERM, still holds %s after -takeover-timeout %s", held.PID, held.For, d.cfg.takeoverTimeout)
+			return nil, fmt.Errorf("takeover: relaygate process %d, sent SIGTERM, still holds %s after -takeover-timeout %s", held.PID, held.For, d.cfg.TakeoverTimeout)
 		case <-tick.C:
 		}
-		lock, err = cdbwriter.AcquireLock(d.cfg.mapPath, d.cfg.statePath)
+		lock, err = cdbwriter.AcquireLock(d.cfg.MapPath, d.cfg.StatePath)
 		var now *cdbwriter.LockedError
 		if !errors.As(err, &now) {
 			if err == nil {

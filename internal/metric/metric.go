@@ -21,16 +21,19 @@ const (
 )
 
 // Sample is one value of one series. Label and LabelValue are both empty
-// for a series without a label; no series has more than one label, and a
-// label value always comes from a fixed set (a transport, a reason, a
-// parser name), never from message text.
+// for a series without a label; Label2 and LabelValue2 likewise for a
+// series with at most one (only relaygate_events_total, by daemon and kind,
+// has two). A label value always comes from a fixed set (a transport, a
+// reason, a parser name), never from message text.
 type Sample struct {
-	Name       string // full Prometheus name, e.g. "relaygate_messages_received_total"
-	Help       string
-	Kind       Kind
-	Label      string
-	LabelValue string
-	Value      float64
+	Name        string // full Prometheus name, e.g. "relaygate_messages_received_total"
+	Help        string
+	Kind        Kind
+	Label       string
+	LabelValue  string
+	Value       float64
+	Label2      string // a second label, set only together with Label
+	LabelValue2 string
 }
 
 // Source is anything that can describe its current counts.
@@ -48,12 +51,15 @@ func (f SourceFunc) Samples(yield func(Sample)) { f(yield) }
 const Prefix = "relaygate_"
 
 // LogKey is the sample's name in the shutdown log line: the Prometheus name
-// without the namespace and without "_total", and the label value appended.
+// without the namespace and without "_total", and the label values appended.
 // relaygate_messages_received_total{transport="udp"} is messages_received_udp.
 func (s Sample) LogKey() string {
 	k := strings.TrimSuffix(strings.TrimPrefix(s.Name, Prefix), "_total")
 	if s.LabelValue != "" {
 		k += "_" + s.LabelValue
+	}
+	if s.LabelValue2 != "" {
+		k += "_" + s.LabelValue2
 	}
 	return k
 }

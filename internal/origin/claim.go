@@ -106,17 +106,17 @@ func MentionsElement(text, sdID string) bool {
 // trusted whether its sender may add one; text is the message's text.
 func Judge(present bool, params []Param, trusted bool, text, sdID string) Claim {
 	if MentionsElement(text, sdID) {
-		return Claim{State: InText, Origin: Unknown}
+		return Refuse(InText)
 	}
 	if !present {
-		return Claim{State: None, Origin: Unknown}
+		return Claim{}
 	}
 	if !trusted {
-		return Claim{State: Untrusted, Origin: Unknown}
+		return Refuse(Untrusted)
 	}
 	o, err := ParseElement(params)
 	if err != nil {
-		return Claim{State: Malformed, Origin: Unknown}
+		return Refuse(Malformed)
 	}
-	return Claim{State: Verified, Origin: o}
+	return Verify(o)
 }

@@ -56,10 +56,42 @@ func (s State) String() string {
 	return "state(" + strconv.Itoa(int(s)) + ")"
 }
 
-// Claim is what one message says about its writer.
+// Claim is what one message says about its writer. The zero Claim says
+// nothing (None); a Verified claim is made only by Verify, so no literal can
+// vouch for a writer by accident (the zero Origin would read as root).
 type Claim struct {
-	State  State
-	Origin Origin // meaningful when State is Verified
+	state  State
+	origin Origin
+}
+
+// State says what kind of claim this is.
+func (c Claim) State() State { return c.state }
+
+// Origin is the verified writer; Unknown unless State is Verified.
+func (c Claim) Origin() Origin {
+	if c.state != Verified {
+		return Unknown
+	}
+	return c.origin
+}
+
+// Verify makes the claim of a line whose writer the kernel vouched for, on
+// a path relaygate trusts. An origin without a uid proves nothing and
+// makes a Malformed claim.
+func Verify(o Origin) Claim {
+	if o.UID < 0 {
+		return Claim{state: Malformed}
+	}
+	return Claim{state: Verified, origin: o}
+}
+
+// Refuse makes a claim of state s that vouches for nobody (Untrusted,
+// Malformed, InText, or None).
+func Refuse(s State) Claim {
+	if s == Verified {
+		s = Malformed
+	}
+	return Claim{state: s}
 }
 
 // String renders an origin for logs: only fields that are known.

@@ -82,11 +82,11 @@ func TestJudge(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got := Judge(c.present, c.params, c.trusted, c.text, DefaultSDID)
-			if got.State != c.want {
-				t.Fatalf("state %v, want %v", got.State, c.want)
+			if got.State() != c.want {
+				t.Fatalf("state %v, want %v", got.State(), c.want)
 			}
-			if got.State != Verified && got.Origin != Unknown {
-				t.Fatalf("origin %+v carried by a %v claim", got.Origin, got.State)
+			if got.State() != Verified && got.Origin() != Unknown {
+				t.Fatalf("origin %+v carried by a %v claim", got.Origin(), got.State())
 			}
 		})
 	}
@@ -94,7 +94,7 @@ func TestJudge(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	verified := func(uid int64, unit, exe, comm string) Claim {
-		return Claim{State: Verified, Origin: Origin{UID: uid, GID: -1, PID: -1, Unit: unit, Exe: exe, Comm: comm}}
+		return Verify(Origin{UID: uid, GID: -1, PID: -1, Unit: unit, Exe: exe, Comm: comm})
 	}
 	pins := map[string]Pin{
 		"dovecot": {Units: []string{"dovecot.service"}, Exes: []string{"/usr/lib/dovecot/log"}},
@@ -109,26 +109,27 @@ func TestCheck(t *testing.T) {
 		ok     bool
 		reason string
 	}{
-		{"verify none", Verify, "uw", Claim{State: None, Origin: Unknown}, true, ""},
-		{"require none", Require, "uw", Claim{State: None, Origin: Unknown}, false, ReasonNoOrigin},
-		{"off untrusted", Off, "uw", Claim{State: Untrusted, Origin: Unknown}, true, ""},
-		{"verify untrusted", Verify, "uw", Claim{State: Untrusted, Origin: Unknown}, false, ReasonUntrusted},
-		{"verify malformed", Verify, "uw", Claim{State: Malformed, Origin: Unknown}, false, ReasonMalformed},
-		{"verify in text", Verify, "uw", Claim{State: InText, Origin: Unknown}, false, ReasonInText},
-		{"unknown state", Verify, "uw", Claim{State: State(99), Origin: Unknown}, false, ReasonMalformed},
-		{"root", Require, "uw", verified(0, "", "", ""), true, ""},
-		{"system account", Require, "uw", verified(999, "", "", ""), true, ""},
-		{"first login uid", Require, "uw", verified(1000, "", "", ""), false, ReasonLoginUser},
-		{"nobody", Verify, "uw", verified(65534, "", "", ""), false, ReasonLoginUser},
-		{"uid unknown", Verify, "uw", verified(-1, "", "", ""), false, ReasonNoUID},
-		{"pinned unit and exe", Require, "dovecot", verified(0, "dovecot.service", "/usr/lib/dovecot/log", "log"), true, ""},
-		{"pinned unit wrong", Require, "dovecot", verified(0, "user@1000.service", "/usr/lib/dovecot/log", "log"), false, ReasonUnit},
-		{"pinned exe wrong", Require, "dovecot", verified(0, "dovecot.service", "/usr/bin/logger", "logger"), false, ReasonExe},
-		{"pinned, login uid still refused", Require, "dovecot", verified(1000, "dovecot.service", "/usr/lib/dovecot/log", "log"), false, ReasonLoginUser},
-		{"pinned uid allows a login-range uid", Require, "courier", verified(5000, "", "", ""), true, ""},
-		{"pinned uid refuses root", Require, "courier", verified(0, "", "", ""), false, ReasonUID},
-		{"pinned comm", Require, "cyrus", verified(100, "", "", "pop3d"), true, ""},
-		{"pinned comm wrong", Require, "cyrus", verified(100, "", "", "logger"), false, ReasonComm},
+		{"verify none", ModeVerify, "uw", Claim{}, true, ""},
+		{"require none", ModeRequire, "uw", Claim{}, false, ReasonNoOrigin},
+		{"off untrusted", ModeOff, "uw", Refuse(Untrusted), true, ""},
+		{"verify untrusted", ModeVerify, "uw", Refuse(Untrusted), false, ReasonUntrusted},
+		{"verify malformed", ModeVerify, "uw", Refuse(Malformed), false, ReasonMalformed},
+		{"verify in text", ModeVerify, "uw", Refuse(InText), false, ReasonInText},
+		{"unknown state", ModeVerify, "uw", Claim{state: State(99)}, false, ReasonMalformed},
+		{"root", ModeRequire, "uw", verified(0, "", "", ""), true, ""},
+		{"system account", ModeRequire, "uw", verified(999, "", "", ""), true, ""},
+		{"first login uid", ModeRequire, "uw", verified(1000, "", "", ""), false, ReasonLoginUser},
+		{"nobody", ModeVerify, "uw", verified(65534, "", "", ""), false, ReasonLoginUser},
+		{"uid unknown", ModeVerify, "uw", verified(-1, "", "", ""), false, ReasonMalformed},
+		{"zero claim", ModeRequire, "uw", Claim{}, false, ReasonNoOrigin},
+		{"pinned unit and exe", ModeRequire, "dovecot", verified(0, "dovecot.service", "/usr/lib/dovecot/log", "log"), true, ""},
+		{"pinned unit wrong", ModeRequire, "dovecot", verified(0, "user@1000.service", "/usr/lib/dovecot/log", "log"), false, ReasonUnit},
+		{"pinned exe wrong", ModeRequire, "dovecot", verified(0, "dovecot.service", "/usr/bin/logger", "logger"), false, ReasonExe},
+		{"pinned, login uid still refused", ModeRequire, "dovecot", verified(1000, "dovecot.service", "/usr/lib/dovecot/log", "log"), false, ReasonLoginUser},
+		{"pinned uid allows a login-range uid", ModeRequire, "courier", verified(5000, "", "", ""), true, ""},
+		{"pinned uid refuses root", ModeRequire, "courier", verified(0, "", "", ""), false, ReasonUID},
+		{"pinned comm", ModeRequire, "cyrus", verified(100, "", "", "pop3d"), true, ""},
+		{"pinned comm wrong", ModeRequire, "cyrus", verified(100, "", "", "logger"), false, ReasonComm},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -232,15 +233,15 @@ func FuzzJudge(f *testing.F) {
 	f.Add("gid", "0", "exe", "", true, false, "x")
 	f.Fuzz(func(t *testing.T, n1, v1, n2, v2 string, present, trusted bool, text string) {
 		c := Judge(present, []Param{{n1, v1}, {n2, v2}}, trusted, text, DefaultSDID)
-		if c.State == Verified {
-			if !present || !trusted || MentionsElement(text, DefaultSDID) || c.Origin.UID < 0 {
+		if c.State() == Verified {
+			if !present || !trusted || MentionsElement(text, DefaultSDID) || c.Origin().UID < 0 {
 				t.Fatalf("verified: %+v (present %v trusted %v text %q)", c, present, trusted, text)
 			}
-		} else if c.Origin != Unknown {
-			t.Fatalf("%v claim carries %+v", c.State, c.Origin)
+		} else if c.Origin() != Unknown {
+			t.Fatalf("%v claim carries %+v", c.State(), c.Origin())
 		}
-		if strings.Contains(strings.ToLower(text), "[relaygate@32473") && c.State != InText {
-			t.Fatalf("text %q mentions the element, state %v", text, c.State)
+		if strings.Contains(strings.ToLower(text), "[relaygate@32473") && c.State() != InText {
+			t.Fatalf("text %q mentions the element, state %v", text, c.State())
 		}
 	})
 }

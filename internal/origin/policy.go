@@ -9,17 +9,17 @@ import (
 type Mode uint8
 
 const (
-	// Verify (the default): a line that carries an origin grants only if
+	// ModeVerify (the default): a line that carries an origin grants only if
 	// the origin is allowed for its daemon; a line without one is judged
 	// as before.
-	Verify Mode = iota
-	// Require: a line without a verified, allowed origin never grants.
-	Require
-	// Off: origins are not looked at.
-	Off
+	ModeVerify Mode = iota
+	// ModeRequire: a line without a verified, allowed origin never grants.
+	ModeRequire
+	// ModeOff: origins are not looked at.
+	ModeOff
 )
 
-var modeNames = [...]string{Verify: "verify", Require: "require", Off: "off"}
+var modeNames = [...]string{ModeVerify: "verify", ModeRequire: "require", ModeOff: "off"}
 
 func (m Mode) String() string {
 	if int(m) < len(modeNames) {
@@ -53,8 +53,8 @@ type Pin struct {
 	Comms []string
 }
 
-// Policy is the origin check of one configuration. The zero value is Mode
-// Verify with no pins and DefaultUIDMin; callers set UIDMin from
+// Policy is the origin check of one configuration. The zero value is
+// ModeVerify with no pins and DefaultUIDMin; callers set UIDMin from
 // login.defs (LoadUIDMin).
 type Policy struct {
 	Mode   Mode
@@ -82,12 +82,12 @@ var Reasons = []string{ReasonNoOrigin, ReasonUntrusted, ReasonMalformed, ReasonI
 // Check says whether a login line of daemon with claim c may grant, and if
 // not, why.
 func (p *Policy) Check(daemon string, c Claim) (ok bool, reason string) {
-	if p.Mode == Off {
+	if p.Mode == ModeOff {
 		return true, ""
 	}
-	switch c.State {
+	switch c.State() {
 	case None:
-		if p.Mode == Require {
+		if p.Mode == ModeRequire {
 			return false, ReasonNoOrigin
 		}
 		return true, ""
@@ -101,7 +101,7 @@ func (p *Policy) Check(daemon string, c Claim) (ok bool, reason string) {
 	default:
 		return false, ReasonMalformed
 	}
-	o := c.Origin
+	o := c.Origin()
 	if o.UID < 0 {
 		return false, ReasonNoUID
 	}

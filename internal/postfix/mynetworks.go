@@ -1,89 +1,84 @@
-package main
+package postfix
 
 import (
 	"bufio"
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
-	"time"
 )
 
-// mynetworksResult is what -mynetworks resolved to, with what was skipped.
-type mynetworksResult struct {
-	prefixes []netip.Prefix
-	source   string   // "postconf", "flag", "none", "postconf not installed"
-	ignored  []string // entries that are not networks (type:table, !negation)
+// Mynetworks is what -mynetworks resolved to, with what was skipped.
+type Mynetworks struct {
+	Prefixes []netip.Prefix
+	Source   string   // "postconf", "flag", "none", "postconf not installed"
+	Ignored  []string // entries that are not networks (type:table, !negation)
 }
 
-// resolveMynetworks turns -mynetworks into networks never to grant: an
-// address Postfix already trusts gains nothing from a grant, and a grant for
-// it would only hide a misconfiguration.
-func resolveMynetworks(ctx context.Context, mode, postfixConfig string) (mynetworksResult, error) {
+// ResolveMynetworks turns -mynetworks (auto, none, or CIDRs) into networks
+// never to grant: an address Postfix already trusts gains nothing from a
+// grant, and a grant for it would only hide a misconfiguration. auto asks
+// postconf, in configDir when set.
+func ResolveMynetworks(ctx context.Context, mode, configDir string) (Mynetworks, error) {
 	switch mode {
 	case "none":
-		return mynetworksResult{source: "none"}, nil
+		return Mynetworks{Source: "none"}, nil
 	case "auto":
 	default:
-		p, err := parsePrefixes(mode)
-		return mynetworksResult{prefixes: p, source: "flag"}, err
+		p, err := ParsePrefixes(mode)
+		return Mynetworks{Prefixes: p, Source: "flag"}, err
 	}
-	postconf, err := exec.LookPath("postconf")
+	pc, err := newPostconf(configDir)
+	switch {
+	case errors.Is(err, errNoPostconf) && configDir == "":
+		return Mynetworks{Source: "postconf not installed"}, nil
+	case errors.Is(err, errNoPostconf):
+		return Mynetworks{}, fmt.Errorf("-postfix-config %s given but postconf is not installed", configDir)
+	case err != nil:
+		return Mynetworks{}, err
+	}
+	out, err := pc.run(ctx, "-x", "-h", "mynetworks")
 	if err != nil {
-		if postfixConfig != "" {
-			return mynetworksResult{}, fmt.Errorf("-postfix-config %s given but postconf is not installed", postfixConfig)
-		}
-		return mynetworksResult{source: "postconf not installed"}, nil
+		return Mynetworks{}, fmt.Errorf("%w (use -mynetworks none or a CIDR list to skip postconf)", err)
 	}
-	args := []string{"-x", "-h"}
-	if postfixConfig != "" {
-		args = append(args, "-c", postfixConfig)
-	}
-	args = append(args, "mynetworks")
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, postconf, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return mynetworksResult{}, fmt.Errorf("postconf %s: %w: %s (use -mynetworks none or a CIDR list to skip postconf)",
-			strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	res := mynetworksResult{source: "postconf"}
-	if err := addMynetworks(&res, string(out), 0); err != nil {
-		return mynetworksResult{}, fmt.Errorf("postconf mynetworks: %w", err)
+	res := Mynetworks{Source: "postconf"}
+	if err := res.add(out, 0); err != nil {
+		return Mynetworks{}, fmt.Errorf("postconf mynetworks: %w", err)
 	}
 	return res, nil
 }
 
-// addMynetworks reads a mynetworks value: CIDRs, bare addresses, [v6]/len,
+// parseMynetworks reads a mynetworks value as Postfix does (see add).
+func parseMynetworks(value string) (Mynetworks, error) {
+	var res Mynetworks
+	err := res.add(value, 0)
+	return res, err
+}
+
+// add reads a mynetworks value: CIDRs, bare addresses, [v6]/len,
 // /file/name entries (read like Postfix does), type:table lookups (ignored:
 // relaygate cannot enumerate them) and !negations (ignored, which only makes
 // relaygate exclude more, never grant more).
-func addMynetworks(res *mynetworksResult, value string, depth int) error {
-	for _, f := range strings.FieldsFunc(value, func(r rune) bool {
-		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
-	}) {
+func (res *Mynetworks) add(value string, depth int) error {
+	for _, f := range listFields(value) {
 		switch {
 		case strings.HasPrefix(f, "!"):
-			res.ignored = append(res.ignored, f)
+			res.Ignored = append(res.Ignored, f)
 		case strings.HasPrefix(f, "/"):
 			if depth > 4 {
 				return fmt.Errorf("%s: files nested too deep", f)
 			}
-			if err := addMynetworksFile(res, f, depth+1); err != nil {
+			if err := res.addFile(f, depth+1); err != nil {
 				return err
 			}
 		default:
-			p, err := parsePrefix(f)
+			p, err := ParsePrefix(f)
 			if err == nil {
-				res.prefixes = append(res.prefixes, p)
+				res.Prefixes = append(res.Prefixes, p)
 			} else if isTableRef(f) {
-				res.ignored = append(res.ignored, f)
+				res.Ignored = append(res.Ignored, f)
 			} else {
 				return err
 			}
@@ -107,7 +102,7 @@ func isTableRef(s string) bool {
 	return true
 }
 
-func addMynetworksFile(res *mynetworksResult, path string, depth int) error {
+func (res *Mynetworks) addFile(path string, depth int) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -119,7 +114,7 @@ func addMynetworksFile(res *mynetworksResult, path string, depth int) error {
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
 		}
-		if err := addMynetworks(res, line, depth); err != nil {
+		if err := res.add(line, depth); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 	}

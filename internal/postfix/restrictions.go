@@ -1,8 +1,7 @@
-package main
+package postfix
 
 import (
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,12 +16,6 @@ func rejectsUnauth(token string) bool {
 		return true
 	}
 	return false
-}
-
-// restrictionTokens splits a restriction list as Postfix does: commas and
-// white space separate, so "check_client_access cdb:/x" is two tokens.
-func restrictionTokens(value string) []string {
-	return strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' })
 }
 
 // mapRef is how Postfix names the map: cdb: and the path without ".cdb".
@@ -79,9 +72,9 @@ func withMapBefore(tokens []string, at int, mapPath string) []string {
 // that list rejects or defers an unauthorised destination before it reaches
 // the map, the client gets "454 Relay access denied" whatever the
 // recipient restrictions say (Debian's default is exactly that trap).
-func checkRestrictions(p postconf, mapPath, relayValue, rcptValue string) finding {
+func checkRestrictions(p postconf, mapPath, relayValue, rcptValue string) Finding {
 	ref := mapRef(mapPath)
-	relay, rcpt := restrictionTokens(relayValue), restrictionTokens(rcptValue)
+	relay, rcpt := listFields(relayValue), listFields(rcptValue)
 	relayRef, relayOthers := findMapRef(relay, mapPath)
 	rcptRef, rcptOthers := findMapRef(rcpt, mapPath)
 	relayRej, rcptRej := firstReject(relay), firstReject(rcpt)
@@ -91,26 +84,26 @@ func checkRestrictions(p postconf, mapPath, relayValue, rcptValue string) findin
 	}
 	switch {
 	case relayRef >= 0 && (relayRej < 0 || relayRef < relayRej):
-		return finding{id: "restrictions", msg: fmt.Sprintf("smtpd_relay_restrictions consults %s before refusing to relay", ref)}
+		return Finding{ID: "restrictions", Msg: fmt.Sprintf("smtpd_relay_restrictions consults %s before refusing to relay", ref)}
 	case relayRef >= 0:
-		return finding{id: "after-reject", problem: true,
-			msg: fmt.Sprintf("smtpd_relay_restrictions consults %s only after %s, which refuses first", ref, relay[relayRej]),
-			fix: p.editCommand("smtpd_relay_restrictions", withMapBefore(relay, relayRej, mapPath))}
+		return Finding{ID: "after-reject", Problem: true,
+			Msg: fmt.Sprintf("smtpd_relay_restrictions consults %s only after %s, which refuses first", ref, relay[relayRej]),
+			Fix: p.editCommand("smtpd_relay_restrictions", withMapBefore(relay, relayRej, mapPath))}
 	case relayRej >= 0 && rcptRef >= 0:
-		return finding{id: "454-trap", problem: true,
-			msg: fmt.Sprintf("smtpd_relay_restrictions (%s) ends in %s and runs before smtpd_recipient_restrictions, so clients get \"454 Relay access denied\" before %s is consulted",
+		return Finding{ID: "454-trap", Problem: true,
+			Msg: fmt.Sprintf("smtpd_relay_restrictions (%s) ends in %s and runs before smtpd_recipient_restrictions, so clients get \"454 Relay access denied\" before %s is consulted",
 				strings.Join(relay, " "), relay[relayRej], ref),
-			fix: p.editCommand("smtpd_relay_restrictions", withMapBefore(relay, relayRej, mapPath)) + " (or set it empty: the recipient restrictions then decide)"}
+			Fix: p.editCommand("smtpd_relay_restrictions", withMapBefore(relay, relayRej, mapPath)) + " (or set it empty: the recipient restrictions then decide)"}
 	case relayRej >= 0:
-		return finding{id: "not-referenced", problem: true,
-			msg: fmt.Sprintf("Postfix does not consult %s in smtpd_relay_restrictions or smtpd_recipient_restrictions%s", ref, hint),
-			fix: p.editCommand("smtpd_relay_restrictions", withMapBefore(relay, relayRej, mapPath))}
+		return Finding{ID: "not-referenced", Problem: true,
+			Msg: fmt.Sprintf("Postfix does not consult %s in smtpd_relay_restrictions or smtpd_recipient_restrictions%s", ref, hint),
+			Fix: p.editCommand("smtpd_relay_restrictions", withMapBefore(relay, relayRej, mapPath))}
 	case rcptRef >= 0 && (rcptRej < 0 || rcptRef < rcptRej):
-		return finding{id: "restrictions", msg: fmt.Sprintf("smtpd_recipient_restrictions consults %s before refusing to relay", ref)}
+		return Finding{ID: "restrictions", Msg: fmt.Sprintf("smtpd_recipient_restrictions consults %s before refusing to relay", ref)}
 	case rcptRef >= 0:
-		return finding{id: "after-reject", problem: true,
-			msg: fmt.Sprintf("smtpd_recipient_restrictions consults %s only after %s, which refuses first", ref, rcpt[rcptRej]),
-			fix: p.editCommand("smtpd_recipient_restrictions", withMapBefore(rcpt, rcptRej, mapPath))}
+		return Finding{ID: "after-reject", Problem: true,
+			Msg: fmt.Sprintf("smtpd_recipient_restrictions consults %s only after %s, which refuses first", ref, rcpt[rcptRej]),
+			Fix: p.editCommand("smtpd_recipient_restrictions", withMapBefore(rcpt, rcptRej, mapPath))}
 	}
 	var fixed []string
 	switch {
@@ -121,50 +114,7 @@ func checkRestrictions(p postconf, mapPath, relayValue, rcptValue string) findin
 	default:
 		fixed = append(slices.Clone(rcpt), "check_client_access "+ref, "reject_unauth_destination")
 	}
-	return finding{id: "not-referenced", problem: true,
-		msg: fmt.Sprintf("Postfix does not consult %s in smtpd_relay_restrictions or smtpd_recipient_restrictions%s", ref, hint),
-		fix: p.editCommand("smtpd_recipient_restrictions", fixed)}
-}
-
-// Networks wider than these let a whole ISP or the Internet relay without
-// any login, which makes POP-before-SMTP pointless (and relaygate never
-// grants inside mynetworks).
-const (
-	wideIPv4Bits = 16
-	wideIPv6Bits = 48
-)
-
-func checkMynetworks(value string) []finding {
-	var res mynetworksResult
-	if err := addMynetworks(&res, value, 0); err != nil {
-		return []finding{{id: "mynetworks", problem: true, msg: fmt.Sprintf("mynetworks %q: %v", value, err),
-			fix: "correct mynetworks (postconf mynetworks shows it)"}}
-	}
-	var out []finding
-	for _, p := range res.prefixes {
-		if p.Addr().IsLoopback() {
-			continue // 127.0.0.0/8 and ::1: the machine itself
-		}
-		limit := wideIPv6Bits
-		if p.Addr().Is4() {
-			limit = wideIPv4Bits
-		}
-		if p.Bits() < limit {
-			out = append(out, finding{id: "mynetworks", problem: true,
-				msg: fmt.Sprintf("mynetworks includes %s, wider than /%d: every host there may relay without logging in, and relaygate never grants inside mynetworks", p, limit),
-				fix: "narrow mynetworks to the hosts that really submit mail unauthenticated, e.g. postconf -e 'mynetworks = 127.0.0.0/8 [::1]/128'"})
-		}
-	}
-	if len(out) == 0 {
-		msg := fmt.Sprintf("mynetworks (%s) is narrow", strings.Join(restrictionTokens(value), " "))
-		if slices.ContainsFunc(res.prefixes, func(p netip.Prefix) bool { return p.Contains(netip.MustParseAddr("127.0.0.1")) }) {
-			msg += "; it holds 127.0.0.0/8, so relaygate's -mynetworks auto never grants loopback (tests from localhost need -mynetworks none)"
-		}
-		out = append(out, finding{id: "mynetworks", msg: msg})
-	}
-	if len(res.ignored) > 0 {
-		out = append(out, finding{id: "mynetworks-tables",
-			msg: fmt.Sprintf("mynetworks entries not checked (tables and negations): %s", strings.Join(res.ignored, " "))})
-	}
-	return out
+	return Finding{ID: "not-referenced", Problem: true,
+		Msg: fmt.Sprintf("Postfix does not consult %s in smtpd_relay_restrictions or smtpd_recipient_restrictions%s", ref, hint),
+		Fix: p.editCommand("smtpd_recipient_restrictions", fixed)}
 }

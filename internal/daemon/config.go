@@ -1,0 +1,49 @@
+package daemon
+
+import (
+	"net/netip"
+	"os"
+	"time"
+)
+
+// Config is everything `relaygate serve` is told on its command line,
+// already checked: the fields are named after the flags they come from.
+type Config struct {
+	UDP, TCP, TLS, Unix string // listen addresses; "" disables
+	TLSCert, TLSKey     string
+	TLSClientCA         string
+	UnixMode            os.FileMode
+	UnixGroup           string
+	Allow               []netip.Prefix
+	AllowHosts          []string
+	MaxConns            int
+	MaxConnsPerHost     int
+	IdleTimeout         time.Duration
+	UDPReadBuf          int  // receive buffer of the UDP and unix sockets, bytes
+	Takeover            bool // replace the relaygate running on this map without closing its ports
+	TakeoverTimeout     time.Duration
+
+	Parsers       ParserConfig
+	Grace         time.Duration
+	MaxSession    time.Duration
+	MaxEntries    int
+	Exclude       []netip.Prefix
+	ExcludeFile   string // re-read on Reload
+	Mynetworks    string // auto (ask postconf, re-asked on Reload), none, or CIDRs
+	PostfixConfig string // postconf -c for -mynetworks auto
+
+	MapPath   string // with .cdb
+	StatePath string
+	Flush     time.Duration
+	Metrics   string // HTTP address for /metrics, /healthz and /grants; "" disables
+	Version   string // relaygate_build_info's label
+}
+
+// ParserConfig selects the parsers the daemon and `relaygate parse` use.
+type ParserConfig struct {
+	Daemons string // comma-separated built-in names, "all" or "none"
+	Rules   string // YAML rules file, optional
+	// DovecotFormat is the site's login_log_format_elements; "" takes the
+	// rules file's dovecot_log_format, else Dovecot's default.
+	DovecotFormat string
+}

@@ -1,0 +1,59 @@
+package daemon
+
+import (
+	"github.com/relaygate/relaygate/internal/grants"
+	"github.com/relaygate/relaygate/parsers"
+	"github.com/relaygate/relaygate/receiver"
+)
+
+// runPipeline is the pipeline goroutine: it runs every message through the
+// pipeline step and applies reloads between two messages, until msgs is
+// closed. It is the only goroutine that touches the parser set and the
+// correlator.
+func (d *Daemon) runPipeline(msgs <-chan receiver.Message, events chan<- grants.Event) {
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return
+			}
+			if ev, ok := d.handle(m); ok {
+				events <- ev
+			}
+		case r := <-d.reloads:
+			d.pipe.SetParsers(r.parsers)
+			d.known.Store(r.parsers)
+			events <- grants.Event{Kind: grants.EventExclude, Exclude: r.exclude, At: d.clock.Now()}
+		}
+	}
+}
+
+// handle runs one message through the pipeline step; it reports a grant
+// table event, if any.
+func (d *Daemon) handle(m receiver.Message) (grants.Event, bool) {
+	msg := parsers.Message{Host: m.Host, Program: m.Program, PID: m.PID, Text: m.Text}
+	res := d.pipe.Step(msg, m.Received)
+	switch res.Outcome {
+	case parsers.Refused:
+		d.log.Debug().Str("program", m.Program).Str("host", m.Host).Err(res.Err).Msg("login not granted")
+		return grants.Event{}, false
+	case parsers.Accepted:
+	default:
+		return grants.Event{}, false
+	}
+	ev := res.Event
+	host := m.Host
+	if host == "" {
+		host = m.Peer
+	}
+	out := grants.Event{
+		Kind:    grants.EventLogin,
+		Grant:   grants.Grant{Addr: ev.Addr, User: ev.User, Daemon: ev.Daemon, Host: host},
+		Session: ev.Session,
+		At:      m.Received,
+	}
+	if ev.Kind == parsers.Logout {
+		out.Kind = grants.EventLogout
+	}
+	return out, true
+}

@@ -1,0 +1,52 @@
+package parsers
+
+import "testing"
+
+func TestCyrus(t *testing.T) {
+	runCases(t, cyrus{}, []parseCase{
+		{"real", "cyrus/imap", "login: [127.0.0.2] bob plaintext User logged in SESSIONID=<cyrus-866-1-1>", "login|127.0.0.2|bob|cyrus-866-1-1"},
+		{"host space", "imap", "login: localhost [127.0.0.1] alice plaintext User logged in SESSIONID=<s>", "login|127.0.0.1|alice|s"},
+		{"host glued", "imapd", "login: client.example.net[198.51.100.20] carol plaintext User logged in", "login|198.51.100.20|carol|"},
+		{"mapped", "pop3", "login: [::ffff:192.0.2.30] d PLAIN User logged in", "login|192.0.2.30|d|"},
+		{"v6", "pop3s", "login: h.example [2001:DB8::25] e PLAIN+TLS User logged in", "login|2001:db8::25|e|"},
+		{"unknown", "imap", "login: [unknown] a plaintext User logged in", "refused"},
+		{"zone", "imap", "login: [fe80::1%eth0] a plaintext User logged in", "refused"},
+		{"anonymous", "imap", "login: [192.0.2.1] anonymous guest", "nomatch"},
+		{"anonymous shaped", "imap", "login: [192.0.2.1] anonymous x plaintext User logged in", "nomatch"},
+		{"Anonymous", "imap", "login: [192.0.2.1] Anonymous PLAIN User logged in", "nomatch"},
+		{"badlogin", "imap", "badlogin: [192.0.2.1] plaintext (a) [SASL(-13): authentication failure: checkpass failed]", "nomatch"},
+		{"two host tokens", "imap", "login: a b [192.0.2.1] u PLAIN User logged in", "nomatch"},
+		{"user with address", "imap", "login: [192.0.2.1] x [203.0.113.66] plaintext User logged in", "nomatch"},
+		{"trailing text", "imap", "login: [192.0.2.1] a plaintext User logged in now", "nomatch"},
+		{"unterminated session", "imap", "login: [192.0.2.1] a plaintext User logged in SESSIONID=<s", "nomatch"},
+		{"no mech", "imap", "login: [192.0.2.1] a User logged in", "nomatch"},
+		{"missing bracket", "imap", "login: [192.0.2.1 a plaintext User logged in", "nomatch"},
+
+		{"logfmt quoted host", "imap", `event=login.good session_id=s1 r.clienthost="client.example.net [192.0.2.10]" u.username=alice login.mech=PLAIN login.tls=1`, "login|192.0.2.10|alice|s1"},
+		{"logfmt bare host", "pop3", `event=login.good session_id=s2 r.clienthost=[198.51.100.50] u.username=bob login.mech=plaintext login.tls=0`, "login|198.51.100.50|bob|s2"},
+		{"logfmt v6", "imap", `event=login.good r.clienthost=[2001:db8::51] u.username=c login.mech=PLAIN`, "login|2001:db8::51|c|"},
+		{"logfmt r.sessionid", "imap", `event=login.good r.sessionid=s3 r.clienthost=[192.0.2.1] u.username=c`, "login|192.0.2.1|c|s3"},
+		{"logfmt quoted user", "imap", `event=login.good r.clienthost=[192.0.2.1] u.username="john smith" login.mech=PLAIN`, "login|192.0.2.1|john smith|"},
+		{"logfmt escapes", "imap", `event=login.good r.clienthost=[192.0.2.1] u.username="a\"b\\c\x{41}\n" login.mech=PLAIN`, "login|192.0.2.1|a\"b\\cA\n|"},
+		{"logfmt trailing space", "imap", `event=login.good r.clienthost=[192.0.2.1] u.username=c `, "login|192.0.2.1|c|"},
+		{"logfmt anonymous 0", "imap", `event=login.good r.clienthost=[192.0.2.1] u.username=c login.anonymous=0`, "login|192.0.2.1|c|"},
+		{"logfmt anonymous", "imap", `event=login.good r.clienthost=[192.0.2.1] login.mech=ANONYMOUS login.anonymous=1 login.password="x"`, "nomatch"},
+		{"logfmt anonymous with user", "imap", `event=login.good r.clienthost=[192.0.2.1] u.username=c login.anonymous=1`, "nomatch"},
+		{"logfmt bad", "imap", `event=login.bad r.clienthost=[192.0.2.1] u.username=c error="authentication failure"`, "nomatch"},
+		{"logfmt goodbye", "imap", `event=login.goodbye r.clienthost=[192.0.2.1] u.username=c`, "nomatch"},
+		{"logfmt not first", "imap", `session_id=s event=login.good r.clienthost=[192.0.2.1] u.username=c`, "nomatch"},
+		{"logfmt two events", "imap", `event=login.good event=login.good r.clienthost=[192.0.2.1] u.username=c`, "nomatch"},
+		{"logfmt two users", "imap", `event=login.good r.clienthost=[192.0.2.1] u.username=c u.username=d`, "nomatch"},
+		{"logfmt null user", "imap", `event=login.good r.clienthost=[192.0.2.1] u.username=~null~`, "nomatch"},
+		{"logfmt injected host", "imap", `event=login.good u.username="x r.clienthost=[203.0.113.66]" login.mech=PLAIN`, "refused"},
+		{"logfmt two hosts", "imap", `event=login.good r.clienthost=[203.0.113.66] r.clienthost=[192.0.2.1] u.username=c`, "refused"},
+		{"logfmt host without address", "imap", `event=login.good r.clienthost=client.example.net u.username=c`, "refused"},
+		{"logfmt host trailing", "imap", `event=login.good r.clienthost="[192.0.2.1] x" u.username=c`, "refused"},
+		{"logfmt unterminated", "imap", `event=login.good r.clienthost="[192.0.2.1] u.username=c`, "nomatch"},
+		{"logfmt bad escape", "imap", `event=login.good r.clienthost=[192.0.2.1] u.username="a\q"`, "nomatch"},
+		{"logfmt bad hex", "imap", `event=login.good r.clienthost=[192.0.2.1] u.username="a\x{4g}"`, "nomatch"},
+		{"logfmt glued quote", "imap", `event=login.good r.clienthost="[192.0.2.1]"u.username=c`, "nomatch"},
+		{"logfmt bare equals", "imap", `event=login.good r.clienthost=[192.0.2.1] u.username=c=d`, "nomatch"},
+		{"logfmt no key", "imap", `event=login.good =x r.clienthost=[192.0.2.1] u.username=c`, "nomatch"},
+	})
+}
