@@ -126,3 +126,30 @@ func TestRefusalReasonStyle(t *testing.T) {
 		t.Errorf("only %d refusals in the fixtures", seen)
 	}
 }
+
+// TestDaemonsNameEveryEvent: Set.Daemons is what an origin file's daemon
+// names are checked against, so every event any fixture line makes must
+// carry one of its names.
+func TestDaemonsNameEveryEvent(t *testing.T) {
+	set := NewSet(builtin()...)
+	names := map[string]bool{}
+	for _, d := range set.Daemons() {
+		names[d] = true
+	}
+	for _, path := range fixtures(t) {
+		for _, fl := range readFixture(t, path) {
+			ev, err := set.parse(fl.Msg)
+			if err == nil && !names[ev.Daemon] {
+				t.Errorf("%s: event daemon %q is not in Set.Daemons() %v", path, ev.Daemon, set.Daemons())
+			}
+		}
+	}
+	rules, err := ParseRulesConfig([]byte("rules:\n  - name: r1\n    daemon: mydaemon\n    programs: [x]\n    regex: '^login (?P<addr>\\S+)$'\n"), "rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := NewSet(rules.Rules[0])
+	if got := with.Daemons(); len(got) != 1 || got[0] != "mydaemon" {
+		t.Errorf("a rule's daemon: %v", got)
+	}
+}

@@ -171,6 +171,24 @@ func NewSet(ps ...Parser) *Set {
 // Parsers returns the parsers in the set, in dispatch order.
 func (s *Set) Parsers() []Parser { return s.parsers }
 
+// Daemons lists the daemon names the set's events can carry: each
+// built-in parser's name and each rule's daemon, once each, in set order.
+func (s *Set) Daemons() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range s.parsers {
+		name := p.Name()
+		if r, ok := p.(interface{ Daemon() string }); ok {
+			name = r.Daemon()
+		}
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // Knows reports whether any parser in the set handles program.
 func (s *Set) Knows(program string) bool {
 	_, ok := s.byProgram[normalizeProgram(program)]

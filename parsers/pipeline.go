@@ -13,7 +13,8 @@ const (
 	// Most of any mail log ends here; it is counted, never logged.
 	Unmatched Outcome = iota
 	// Refused: a parser recognised the message but refused it (an
-	// *AddrError); the correlator forgot the process.
+	// *AddrError), or StepAdmit's check did (an *AdmitError); the
+	// correlator forgot the process.
 	Refused
 	// Held: recognised, but nothing for the grant table yet (a two-line
 	// daemon's address or failure line, an Auth without its address line);
@@ -40,7 +41,7 @@ func (o Outcome) String() string {
 // Result is one message's way through the pipeline.
 type Result struct {
 	Outcome Outcome
-	Parsed  Event  // the parser's own event, before the correlator (zero unless Held or Accepted)
+	Parsed  Event  // the parser's own event, before the correlator (set when Held, Accepted, or refused by admission)
 	Event   Event  // what the grant table gets, when Outcome is Accepted
 	Err     error  // the parse error, when Unmatched or Refused
 	Note    string // the correlator's note (Held; Accepted and Refused when it had something to say)
@@ -76,6 +77,28 @@ func NewPipeline(set *Set, corr *Correlator) *Pipeline {
 // parse` did before this step replaced their copies (the golden tests'
 // copy already refused on any error; their output is unchanged).
 func (p *Pipeline) Step(msg Message, at time.Time) Result {
+	return p.StepAdmit(msg, at, nil)
+}
+
+// AdmitError is a recognised message the caller's admission check refused
+// (its writer was not the mail daemon, say); Reason is the check's word.
+type AdmitError struct {
+	Daemon, Reason string
+}
+
+func (e *AdmitError) Error() string {
+	return "not admitted for " + e.Daemon + ": " + e.Reason
+}
+
+// StepAdmit is Step with an admission check: admit, if not nil, is asked
+// about every message a parser recognised, before the correlator sees it,
+// and returns "" to admit or a reason to refuse. A refused message is
+// treated like a refused address line (Refused, the correlator forgets the
+// process), so a two-line login needs both of its lines admitted: a forged
+// address line can't be joined with a genuine success line of the same PID.
+// Refusals by admit are not counted as refused logins; the caller counts
+// them by its reason.
+func (p *Pipeline) StepAdmit(msg Message, at time.Time, admit func(daemon string) string) Result {
 	ev, err := p.set.parse(msg)
 	if err != nil {
 		if errors.Is(err, errNoMatch) {
@@ -86,6 +109,11 @@ func (p *Pipeline) Step(msg Message, at time.Time) Result {
 		return Result{Outcome: Refused, Err: err, Note: p.corr.forget(msg)}
 	}
 	p.stats.events.add(ev.Daemon, ev.Kind)
+	if admit != nil {
+		if reason := admit(ev.Daemon); reason != "" {
+			return Result{Outcome: Refused, Parsed: ev, Err: &AdmitError{Daemon: ev.Daemon, Reason: reason}, Note: p.corr.forget(msg)}
+		}
+	}
 	out, ok, note := p.corr.feed(msg, ev, at)
 	if !ok || (out.Kind != Login && out.Kind != Logout) {
 		return Result{Outcome: Held, Parsed: ev, Note: note}

@@ -32,6 +32,9 @@ func (r *Rule) Name() string { return r.name }
 // Programs implements Parser.
 func (r *Rule) Programs() []string { return r.programs }
 
+// Daemon is the daemon name the rule's events carry.
+func (r *Rule) Daemon() string { return r.daemon }
+
 // Parse implements Parser.
 func (r *Rule) Parse(m Message) (Event, error) {
 	sub := r.re.FindStringSubmatch(m.Text)

@@ -46,6 +46,17 @@ type Config struct {
 	// socket's permissions and TLSClientCA decide who may send.
 	AllowHosts []string
 
+	// OriginFrom lists the senders trusted to add an origin element (the
+	// writer's kernel credentials, in STRUCTURED-DATA) to their messages;
+	// OriginFromTLS trusts every TLS sender with a certificate verified by
+	// TLSClientCA. From anyone else an origin element is not believed and
+	// the message says so (origin.Untrusted). The unix socket's senders
+	// are never trusted with it: a datagram does not say who wrote it.
+	OriginFrom    []netip.Prefix
+	OriginFromTLS bool
+	// OriginSDID is the origin element's SD-ID; origin.DefaultSDID if "".
+	OriginSDID string
+
 	// Wanted, when set, says whether any parser handles a program tag.
 	// Messages of other programs — nearly all of a busy host's log — are
 	// counted and dropped before any string is made or anything queued. It

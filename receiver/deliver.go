@@ -82,6 +82,7 @@ func (r *Receiver) deliver(ctx context.Context, raw []byte, src source, out chan
 		return true
 	}
 	m := Message{Envelope: env, Received: r.cfg.Now(), Transport: src.transport, Peer: src.name(), TLSPeer: src.tlsPeer}
+	m.Origin = r.claim(env, src)
 	select {
 	case out <- m:
 		return true

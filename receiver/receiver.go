@@ -35,6 +35,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/relaygate/relaygate/internal/origin"
+
 	"github.com/relaygate/relaygate/receiver/syslogmsg"
 	"github.com/rs/zerolog"
 )
@@ -49,6 +51,9 @@ type Message struct {
 	// CN, or its first DNS name when the CN is empty. Set only on "tls"
 	// with TLSClientCA; empty otherwise.
 	TLSPeer string
+	// Origin is what the message says about its writer (see Config's
+	// OriginFrom); the zero Claim says nothing.
+	Origin origin.Claim
 }
 
 // Receiver owns the bound sockets.

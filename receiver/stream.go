@@ -67,7 +67,7 @@ func (r *Receiver) accept(ctx context.Context, wg *sync.WaitGroup, ln *net.TCPLi
 		go func() {
 			defer wg.Done()
 			defer r.untrack(conn)
-			src := source{transport: transport, peer: ap.String()}
+			src := source{transport: transport, peer: ap.String(), addr: ap}
 			if transport == "tls" {
 				r.serveTLS(ctx, conn, src, out)
 				return

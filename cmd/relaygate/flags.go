@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relaygate/relaygate/internal/origin"
+
 	"github.com/relaygate/relaygate/internal/daemon"
 	"github.com/relaygate/relaygate/internal/grants"
 	"github.com/relaygate/relaygate/internal/postfix"
@@ -44,6 +46,8 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 		allow, exclude string
 		allowHosts     string
 		unixMode       string
+		originMode     string
+		originFrom     string
 		fs             = flag.NewFlagSet("relaygate serve", flag.ContinueOnError)
 	)
 	fs.SetOutput(stderr)
@@ -69,6 +73,9 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	fs.StringVar(&c.Parsers.Daemons, "daemons", "all", "comma-separated built-in `daemons` to recognise (all, none, dovecot, courier, …)")
 	fs.StringVar(&c.Parsers.Rules, "rules", "", "YAML `file` of custom login/logout rules")
 	fs.StringVar(&c.Parsers.DovecotFormat, "dovecot-log-format", "", "Dovecot's login_log_format_elements `format`, as doveconf prints it, when the site changed it (default: Dovecot's default); login lines are read by this grammar")
+	fs.StringVar(&originMode, "origin", "verify", "`mode` of the origin check, for lines that say who wrote them (the journal; rsyslog's trusted properties in a "+origin.DefaultSDID+" element): verify (a line that carries its writer grants only if the writer is the mail daemon: root, a system account below UID_MIN, or what -origin-file pins), require (a line without a verified writer never grants), off")
+	fs.StringVar(&c.Origin.File, "origin-file", "", "YAML `file` pinning who may write each daemon's login lines (uids, units, exes, comms) and uid_min; re-read on SIGHUP")
+	fs.StringVar(&originFrom, "origin-from", "tls", "syslog senders trusted to add a "+origin.DefaultSDID+" element: comma-separated `CIDRs`, and tls for any sender with a client certificate verified by -tls-client-ca; from others the element is refused")
 	fs.StringVar(&allow, "allow", defaultAllow, "comma-separated `CIDRs` UDP/TCP syslog senders must come from")
 	fs.StringVar(&exclude, "exclude", "", "comma-separated `CIDRs` never to grant")
 	fs.StringVar(&c.ExcludeFile, "exclude-file", "", "`file` of CIDRs never to grant, one per line, # comments; re-read on SIGHUP")
@@ -106,6 +113,20 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 		return c, fmt.Errorf("-flush %s: must be positive", c.Flush)
 	}
 	var err error
+	if c.Origin.Mode, err = origin.ParseMode(originMode); err != nil {
+		return c, err
+	}
+	var fromCIDRs []string
+	for _, f := range strings.Split(originFrom, ",") {
+		if f = strings.TrimSpace(f); f == "tls" {
+			c.Origin.FromTLS = true
+		} else if f != "" {
+			fromCIDRs = append(fromCIDRs, f)
+		}
+	}
+	if c.Origin.From, err = postfix.ParsePrefixes(strings.Join(fromCIDRs, ",")); err != nil {
+		return c, fmt.Errorf("-origin-from: %w (want CIDRs and tls)", err)
+	}
 	if c.Allow, err = postfix.ParsePrefixes(allow); err != nil {
 		return c, fmt.Errorf("-allow: %w", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"os"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/origin"
 )
 
 // Config is everything `relaygate serve` is told on its command line,
@@ -23,6 +25,7 @@ type Config struct {
 	Takeover            bool // replace the relaygate running on this map without closing its ports
 	TakeoverTimeout     time.Duration
 
+	Origin        OriginConfig
 	Parsers       ParserConfig
 	Grace         time.Duration
 	MaxSession    time.Duration
@@ -46,4 +49,20 @@ type ParserConfig struct {
 	// DovecotFormat is the site's login_log_format_elements; "" takes the
 	// rules file's dovecot_log_format, else Dovecot's default.
 	DovecotFormat string
+}
+
+// OriginConfig is how much a grant depends on who wrote its line: -origin,
+// -origin-file and -origin-from.
+type OriginConfig struct {
+	Mode origin.Mode
+	// File holds per-daemon pins and uid_min; re-read on Reload. "" pins
+	// nothing.
+	File string
+	// From lists the syslog senders trusted to add an origin element;
+	// FromTLS trusts every sender with a verified client certificate.
+	From    []netip.Prefix
+	FromTLS bool
+	// LoginDefs is where UID_MIN is read when File does not set uid_min;
+	// origin.LoginDefs if "".
+	LoginDefs string
 }

@@ -36,6 +36,7 @@ type Daemon struct {
 	recv    *receiver.Receiver
 	svc     *cdbwriter.Service
 	pipe    *parsers.Pipeline           // Step belongs to the pipeline goroutine once the intake runs
+	origin  *originGate                 // the pipeline goroutine's, like pipe
 	known   atomic.Pointer[parsers.Set] // what the receiver's program filter asks
 	rstats  receiver.Stats
 	wstats  cdbwriter.Stats
@@ -99,6 +100,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger, clock cdbwriter.Cl
 			Msg("mynetworks entries that are not networks are ignored; list them in -exclude if they must never be granted")
 	}
 	d.pipe = parsers.NewPipeline(conf.parsers, NewCorrelator())
+	d.origin = newOriginGate(conf.origin, log)
 	d.known.Store(conf.parsers)
 	d.intake = d.startIntake(ctx)
 	cleanup = append(cleanup, d.intake.abort)
@@ -148,6 +150,8 @@ func (d *Daemon) listen() (*receiver.Receiver, error) {
 		UDPReadBuf:      cfg.UDPReadBuf,
 		IdleTimeout:     cfg.IdleTimeout,
 		Takeover:        cfg.Takeover,
+		OriginFrom:      cfg.Origin.From,
+		OriginFromTLS:   cfg.Origin.FromTLS,
 		// The receiver drops messages of programs no parser handles before
 		// parsing them; the set can change on a reload, hence the pointer.
 		// Nothing is read before the intake starts, once it is set.

@@ -22,6 +22,7 @@ func (d *Daemon) runPipeline(msgs <-chan receiver.Message, events chan<- grants.
 			}
 		case r := <-d.reloads:
 			d.pipe.SetParsers(r.parsers)
+			d.origin.policy = r.origin
 			d.known.Store(r.parsers)
 			events <- grants.Event{Kind: grants.EventExclude, Exclude: r.exclude, At: d.clock.Now()}
 		}
@@ -32,7 +33,7 @@ func (d *Daemon) runPipeline(msgs <-chan receiver.Message, events chan<- grants.
 // table event, if any.
 func (d *Daemon) handle(m receiver.Message) (grants.Event, bool) {
 	msg := parsers.Message{Host: m.Host, Program: m.Program, PID: m.PID, Text: m.Text}
-	res := d.pipe.Step(msg, m.Received)
+	res := d.pipe.StepAdmit(msg, m.Received, func(daemon string) string { return d.origin.admit(&m, daemon, m.Received) })
 	switch res.Outcome {
 	case parsers.Refused:
 		d.log.Debug().Str("program", m.Program).Str("host", m.Host).Err(res.Err).Msg("login not granted")

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/relaygate/relaygate/internal/origin"
+
 	"github.com/relaygate/relaygate/internal/postfix"
 	"github.com/relaygate/relaygate/parsers"
 )
@@ -19,6 +21,7 @@ type reloadable struct {
 	parsers *parsers.Set
 	exclude []netip.Prefix
 	mynet   postfix.Mynetworks
+	origin  origin.Policy
 }
 
 // reloadStats counts reloads by outcome and remembers the last one's.
@@ -79,6 +82,9 @@ func loadReloadable(ctx context.Context, cfg Config) (reloadable, error) {
 			errs = append(errs, fmt.Errorf("-exclude-file: %w", err))
 		}
 		r.exclude = append(r.exclude, fromFile...)
+	}
+	if r.origin, err = loadOriginPolicy(cfg.Origin, r.parsers); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return reloadable{}, joinErrors(errs)
