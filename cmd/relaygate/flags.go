@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -97,21 +96,6 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags go before arguments; see -h)", fs.Arg(0))
 	}
-	if c.TakeoverTimeout <= 0 {
-		return c, fmt.Errorf("-takeover-timeout %s: must be positive", c.TakeoverTimeout)
-	}
-	if c.Grace <= 0 {
-		return c, fmt.Errorf("-grace %s: must be positive", c.Grace)
-	}
-	if c.MaxEntries <= 0 {
-		return c, fmt.Errorf("-max-entries %d: must be positive", c.MaxEntries)
-	}
-	if c.MaxSession <= 0 {
-		return c, fmt.Errorf("-max-session %s: must be positive", c.MaxSession)
-	}
-	if c.Flush <= 0 {
-		return c, fmt.Errorf("-flush %s: must be positive", c.Flush)
-	}
 	var err error
 	if c.Origin.Mode, err = origin.ParseMode(originMode); err != nil {
 		return c, err
@@ -143,53 +127,18 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	if c.PostfixConfig != "" && c.Mynetworks != "auto" {
 		return c, errors.New("-postfix-config is only used with -mynetworks auto")
 	}
-	if c.UDP == "" && c.TCP == "" && c.Unix == "" && c.TLS == "" {
-		return c, errors.New("-udp, -tcp, -tls and -unix are all empty: nothing to listen on")
-	}
-	if c.UDPReadBuf <= 0 {
-		return c, fmt.Errorf("-udp-rcvbuf %d: must be positive", c.UDPReadBuf)
-	}
-	if c.MaxConns <= 0 {
-		return c, fmt.Errorf("-max-conns %d: must be positive", c.MaxConns)
-	}
-	switch {
-	case c.MaxConnsPerHost < 0:
-		return c, fmt.Errorf("-max-conns-per-host %d: must not be negative (0 chooses from -max-conns)", c.MaxConnsPerHost)
-	case c.MaxConnsPerHost > c.MaxConns:
-		return c, fmt.Errorf("-max-conns-per-host %d: more than -max-conns %d", c.MaxConnsPerHost, c.MaxConns)
-	case c.MaxConnsPerHost == 0:
-		c.MaxConnsPerHost = receiver.DefaultMaxConnsPerHost(c.MaxConns)
-	}
 	mode, err := strconv.ParseUint(unixMode, 8, 32)
 	if err != nil || mode == 0 || mode > 0o777 {
 		return c, fmt.Errorf("-unix-mode %q: want octal permission bits from 0001 to 0777, such as 0660 or 0600", unixMode)
 	}
 	c.UnixMode = os.FileMode(mode)
-	if c.UnixGroup != "" && c.Unix == "" {
-		return c, errors.New("-unix-group is only used with -unix")
-	}
-	if c.IdleTimeout < 0 {
-		return c, fmt.Errorf("-idle-timeout %s: must not be negative", c.IdleTimeout)
-	}
 	for _, h := range strings.Split(allowHosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {
 			c.AllowHosts = append(c.AllowHosts, h)
 		}
 	}
-	if c.MapPath == "" {
-		return c, errors.New("-map: empty path")
-	}
-	if c.Metrics != "" {
-		if _, _, err := net.SplitHostPort(c.Metrics); err != nil {
-			return c, fmt.Errorf("-metrics %q: want host:port, such as 127.0.0.1:9725: %w", c.Metrics, err)
-		}
-	}
-	if !strings.HasSuffix(c.MapPath, ".cdb") {
-		// Postfix opens cdb:NAME as NAME.cdb, so that is the file to write.
-		c.MapPath += ".cdb"
-	}
-	if c.StatePath == "" {
-		c.StatePath = strings.TrimSuffix(c.MapPath, ".cdb") + ".state"
+	if err := c.Config.Check(); err != nil {
+		return c, err
 	}
 	switch c.logLevel {
 	case "debug", "info", "warn", "error":
