@@ -85,7 +85,7 @@ const readmeText = `# Hostile syslog corpus
 
 {{N}} syslog messages that are hostile, broken or deceptive. None of them may
 grant anything, alone or in any order with the others. ` + "`TestHostileCorpus`" + `
-(cmd/relaygate/hardening_test.go) sends each one to a running relaygate over
+(cmd/relaygate/hostile_test.go) sends each one to a running relaygate over
 UDP (one datagram each, except those over 65,507 bytes), over TCP with
 newline framing, and over TCP with RFC 6587 octet counting, then checks that
 relaygate is still up, granted nothing, and counted the messages. It also runs
