@@ -31,11 +31,11 @@ const (
 func (a appleMail) Parse(m Message) (Event, error) {
 	rest, ok := strings.CutPrefix(cutAppleMailPrefix(m.Text), appleMailUser)
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	j := strings.LastIndex(rest, appleMailOK)
 	if j < 0 {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	// The user name is quoted but not escaped. The address must end the
 	// line, so a name carrying the success words is followed by its own

@@ -38,7 +38,7 @@ func (c courier) Parse(m Message) (Event, error) {
 			return c.logout(elems)
 		}
 	}
-	return Event{}, errNoMatch
+	return Event{}, ErrNoMatch
 }
 
 // courierSessionEnds are the lines that end a logged-in session; they carry
@@ -93,7 +93,7 @@ func (f courierFields) session(a netip.Addr) string {
 func (c courier) login(elems string) (Event, error) {
 	f, ok := readCourierFields(elems)
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	// Courier logs the user name bare, so a name containing ", ip=[...]"
 	// splits into an extra ip= element. Counting them all turns such a line
@@ -120,15 +120,15 @@ func (c courier) logout(elems string) (Event, error) {
 	// Without user= the connection never logged in (the login front end's
 	// own LOGOUT); with more than one ip= the line is not to be trusted.
 	if !ok || f.users != 1 || f.ips != 1 {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	a, err := parseAddr(f.ip)
 	if err != nil {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	session := f.session(a)
 	if session == "" {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	return Event{Kind: Logout, Addr: a, User: f.user, Daemon: c.Name(), Session: session}, nil
 }

@@ -31,12 +31,12 @@ func (c cucipop) Parse(m Message) (Event, error) {
 		n++
 	}
 	if rest != "" || n != len(f) || f[0] == "" {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	if !cucipopNumber(f[2], "", ",") || !cucipopNumber(f[3], "", "") ||
 		!cucipopNumber(f[4], "(", "),") || !cucipopNumber(f[5], "", "") ||
 		!cucipopNumber(f[6], "(", ")") {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	a, err := parseAddr(f[1])
 	if err != nil {

@@ -38,7 +38,7 @@ func (c cyrus) Parse(m Message) (Event, error) {
 	if strings.HasPrefix(m.Text, "event=login.good ") {
 		return c.parseLogfmt(m.Text)
 	}
-	return Event{}, errNoMatch
+	return Event{}, ErrNoMatch
 }
 
 const cyrusLoggedIn = "User logged in"
@@ -50,28 +50,28 @@ const cyrusLoggedIn = "User logged in"
 func (c cyrus) parseProse(s string) (Event, error) {
 	addr, rest, ok := cutClientHost(s)
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	rest, ok = strings.CutPrefix(rest, " ")
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	user, rest, ok := strings.Cut(rest, " ")
 	if !ok || user == "" || strings.EqualFold(user, "anonymous") {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	mech, rest, ok := strings.Cut(rest, " ")
 	if !ok || mech == "" {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	ev := Event{Kind: Login, User: user, Daemon: c.Name()}
 	if rest != cyrusLoggedIn {
 		sid, ok := strings.CutPrefix(rest, cyrusLoggedIn+" SESSIONID=<")
 		if !ok {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		if sid, ok = strings.CutSuffix(sid, ">"); !ok {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		ev.Session = sid
 	}
@@ -99,14 +99,14 @@ func (c cyrus) parseLogfmt(s string) (Event, error) {
 		}
 		key, val, rest, ok := nextLogfmtPair(s)
 		if !ok {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		s = rest
 		switch key {
 		case "event":
 			events++
 			if val != "login.good" {
-				return Event{}, errNoMatch
+				return Event{}, ErrNoMatch
 			}
 		case "r.clienthost":
 			hosts++
@@ -116,7 +116,7 @@ func (c cyrus) parseLogfmt(s string) (Event, error) {
 			ev.User = val
 		case "login.anonymous":
 			if val != "0" {
-				return Event{}, errNoMatch
+				return Event{}, ErrNoMatch
 			}
 		case "session_id":
 			sessionID = val
@@ -126,7 +126,7 @@ func (c cyrus) parseLogfmt(s string) (Event, error) {
 	}
 	// Anonymous logins have no u.username; "~null~" is logfmt's NULL.
 	if events != 1 || users != 1 || ev.User == "" || ev.User == "~null~" || strings.EqualFold(ev.User, "anonymous") {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	ev.Session = sessionID
 	if ev.Session == "" {

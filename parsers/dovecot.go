@@ -29,7 +29,7 @@ func (d Dovecot) Parse(m Message) (Event, error) {
 	text := strings.TrimPrefix(m.Text, "Info: ")
 	if strings.HasPrefix(text, "imap(") || strings.HasPrefix(text, "pop3(") {
 		if m.Program != "dovecot" {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		return d.sessionEnd(text)
 	}
@@ -41,13 +41,13 @@ func (d Dovecot) Parse(m Message) (Event, error) {
 		var ok bool
 		if text, ok = strings.CutPrefix(text, "imap-login: "); !ok {
 			if text, ok = strings.CutPrefix(text, "pop3-login: "); !ok {
-				return Event{}, errNoMatch
+				return Event{}, ErrNoMatch
 			}
 		}
 		text = strings.TrimPrefix(text, "Info: ")
 	case "imap-login", "pop3-login":
 	default:
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	// The verdict is the word right after the process prefix. Failure lines
 	// carry the same elements (and a reason the client may shape), so they
@@ -55,7 +55,7 @@ func (d Dovecot) Parse(m Message) (Event, error) {
 	elems, ok := strings.CutPrefix(text, "Login: ")
 	if !ok {
 		if elems, ok = strings.CutPrefix(text, "Logged in: "); !ok {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 	}
 	return d.login(elems)
@@ -77,7 +77,7 @@ func (d Dovecot) login(elems string) (Event, error) {
 	case sum.anon:
 		// ANONYMOUS logs in as anonymous_username without any
 		// credential, so it proves nothing about the client.
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	case sum.tainted:
 		return Event{}, &AddrError{Addr: sum.first.rip, Reason: "the user name contains " + quoteForError(f.ripKey) + " (user name injection?)"}
 	case sum.ripMixed:
@@ -135,7 +135,7 @@ func (d Dovecot) sessionEnd(text string) (Event, error) {
 		return e.Session, e, ok
 	})
 	if err != nil || readings == 0 {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	ev.Daemon = d.Name()
 	return ev, nil

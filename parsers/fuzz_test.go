@@ -65,8 +65,8 @@ func FuzzSetParse(f *testing.F) {
 		ev, err := set.parse(m)
 		if err != nil {
 			var ae *AddrError
-			if !errors.Is(err, errNoMatch) && !errors.As(err, &ae) {
-				t.Fatalf("Parse(%q, %q): error %T %v is neither errNoMatch nor *AddrError", program, text, err, err)
+			if !errors.Is(err, ErrNoMatch) && !errors.As(err, &ae) {
+				t.Fatalf("Parse(%q, %q): error %T %v is neither ErrNoMatch nor *AddrError", program, text, err, err)
 			}
 			if ev != (Event{}) {
 				t.Fatalf("Parse(%q, %q): error %v with non-zero event %+v", program, text, err, ev)

@@ -63,7 +63,7 @@ func (g gnuPop3d) Parse(m Message) (Event, error) {
 		text == "Rejecting connection from unknown address" {
 		return Event{Kind: Fail, Daemon: g.Name()}, nil
 	}
-	return Event{}, errNoMatch
+	return Event{}, ErrNoMatch
 }
 
 // parseUser reads what follows "User " or "user ": the name as one word
@@ -71,20 +71,20 @@ func (g gnuPop3d) Parse(m Message) (Event, error) {
 func (g gnuPop3d) parseUser(s string) (Event, error) {
 	tok, tail, ok := strings.Cut(s, " ")
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	if tail == "authentication failed" && strings.HasSuffix(tok, ":") {
 		return Event{Kind: Fail, Daemon: g.Name()}, nil
 	}
 	user, ok := gnuUnquote(tok)
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	switch {
 	case tail == "nonexistent", strings.HasPrefix(tail, "tried to log in"):
 		return Event{Kind: Fail, Daemon: g.Name()}, nil
 	case !strings.HasPrefix(tail, gnuLoggedIn) || len(tail) == len(gnuLoggedIn):
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	mailbox := tail[len(gnuLoggedIn):]
 	if i := strings.LastIndex(mailbox, " from "); i >= 0 {

@@ -71,7 +71,7 @@ func TestPop3dTagShared(t *testing.T) {
 		m := Message{Host: "mx1", Program: "pop3d", PID: "1", Text: tt.text}
 		ev, err := set.parse(m)
 		if tt.daemon == "" {
-			if !errors.Is(err, errNoMatch) {
+			if !errors.Is(err, ErrNoMatch) {
 				t.Errorf("%q: got %+v, %v; want no match", tt.text, ev, err)
 			}
 		} else if err != nil || ev.Daemon != tt.daemon {
@@ -81,8 +81,8 @@ func TestPop3dTagShared(t *testing.T) {
 			if p.Name() == tt.daemon {
 				continue
 			}
-			if ev, err := p.Parse(m); !errors.Is(err, errNoMatch) {
-				t.Errorf("%s.Parse(%q) = %+v, %v; want errNoMatch", p.Name(), tt.text, ev, err)
+			if ev, err := p.Parse(m); !errors.Is(err, ErrNoMatch) {
+				t.Errorf("%s.Parse(%q) = %+v, %v; want ErrNoMatch", p.Name(), tt.text, ev, err)
 			}
 		}
 	}

@@ -32,7 +32,7 @@ func outcome(t *testing.T, ev Event, err error) string {
 		}
 		return strings.Join([]string{ev.Kind.String(), addr, ev.User, ev.Session}, "|")
 	}
-	if errors.Is(err, errNoMatch) {
+	if errors.Is(err, ErrNoMatch) {
 		return "nomatch"
 	}
 	var ae *AddrError

@@ -66,9 +66,9 @@ type Event struct {
 	Session string     // daemon session id where one is logged, else ""
 }
 
-// errNoMatch means the message is not an event of this parser. It is the
+// ErrNoMatch means the message is not an event of this parser. It is the
 // common case (most of a mail log is noise) and is counted, never logged.
-var errNoMatch = errors.New("no match")
+var ErrNoMatch = errors.New("no match")
 
 // AddrError means a message has a daemon's success shape but the address in
 // it cannot be granted. It is not "no match", so callers can count and
@@ -94,7 +94,7 @@ type Parser interface {
 	// Programs lists the lower-case syslog program tags the daemon logs under.
 	// Through a Set, Parse is only ever called with one of them, lower-cased.
 	Programs() []string
-	// Parse returns the event in m, errNoMatch, or an *AddrError.
+	// Parse returns the event in m, ErrNoMatch, or an *AddrError.
 	Parse(m Message) (Event, error)
 }
 
@@ -232,21 +232,21 @@ func (s *Set) parse(m Message) (Event, error) {
 		if err == nil {
 			return ev, nil
 		}
-		if !errors.Is(err, errNoMatch) && firstErr == nil {
+		if !errors.Is(err, ErrNoMatch) && firstErr == nil {
 			firstErr = err
 		}
 	}
 	if firstErr != nil {
 		return Event{}, firstErr
 	}
-	return Event{}, errNoMatch
+	return Event{}, ErrNoMatch
 }
 
 // Attempt is what one parser made of a message.
 type Attempt struct {
 	Parser string
 	Event  Event
-	Err    error // nil, "no match" (errNoMatch) or an *AddrError
+	Err    error // nil, "no match" (ErrNoMatch) or an *AddrError
 }
 
 // Attempts runs every parser registered for m's program and reports each

@@ -41,7 +41,7 @@ var perditionKeys = [...]string{
 func (p perdition) Parse(m Message) (Event, error) {
 	rest, ok := strings.CutPrefix(m.Text, "Auth:")
 	if !ok || !strings.HasSuffix(rest, perditionOK) {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	// Without a peer (inetd on a non-socket) the host pair is empty and
 	// the line goes straight on to " client-secure=...".
@@ -93,7 +93,7 @@ func (p perdition) Parse(m Message) (Event, error) {
 			newForm = true
 		case "protocol":
 			if strings.EqualFold(val, "MANAGESIEVE") {
-				return Event{}, errNoMatch
+				return Event{}, ErrNoMatch
 			}
 		}
 	}

@@ -67,12 +67,12 @@ func NewPipeline(set *Set, corr *Correlator) *Pipeline {
 
 // Step runs msg, received at at, through the parsers and the correlator.
 //
-// Every error that is not errNoMatch refuses the message and makes the
+// Every error that is not ErrNoMatch refuses the message and makes the
 // correlator forget the process, not only an *AddrError: the Set itself
 // treats any such error as "recognised", and forgetting can never grant,
 // while keeping an address line after its process's own line was refused
 // could join a reused PID with a stale address. Parsers only return
-// errNoMatch or an *AddrError (FuzzSetParse checks it), so for them this is
+// ErrNoMatch or an *AddrError (FuzzSetParse checks it), so for them this is
 // the same as refusing on *AddrError alone, which the daemon and `relaygate
 // parse` did before this step replaced their copies (the golden tests'
 // copy already refused on any error; their output is unchanged).
@@ -101,7 +101,7 @@ func (e *AdmitError) Error() string {
 func (p *Pipeline) StepAdmit(msg Message, at time.Time, admit func(daemon string) string) Result {
 	ev, err := p.set.parse(msg)
 	if err != nil {
-		if errors.Is(err, errNoMatch) {
+		if errors.Is(err, ErrNoMatch) {
 			p.stats.unmatched.Add(1)
 			return Result{Outcome: Unmatched, Err: err}
 		}

@@ -46,7 +46,7 @@ func TestPipelineStep(t *testing.T) {
 		}
 		switch r.Outcome {
 		case Unmatched:
-			if !errors.Is(r.Err, errNoMatch) || r.Parsed != (Event{}) || r.Event != (Event{}) {
+			if !errors.Is(r.Err, ErrNoMatch) || r.Parsed != (Event{}) || r.Event != (Event{}) {
 				t.Errorf("step %d: unmatched with %v %+v %+v", i, r.Err, r.Parsed, r.Event)
 			}
 		case Refused:
@@ -71,7 +71,7 @@ func TestPipelineStep(t *testing.T) {
 }
 
 // oddParser breaks the Parser contract with an error that is neither
-// errNoMatch nor an *AddrError.
+// ErrNoMatch nor an *AddrError.
 type oddParser struct{}
 
 func (oddParser) Name() string       { return "odd" }
@@ -80,11 +80,11 @@ func (oddParser) Parse(m Message) (Event, error) {
 	if m.Text == "odd" {
 		return Event{}, errors.New("odd")
 	}
-	return Event{}, errNoMatch
+	return Event{}, ErrNoMatch
 }
 
 // TestPipelineRefusesAnyOtherError pins the choice between the three copies
-// the pipeline replaced: any error that is not errNoMatch refuses the line
+// the pipeline replaced: any error that is not ErrNoMatch refuses the line
 // and forgets the process, not only an *AddrError.
 func TestPipelineRefusesAnyOtherError(t *testing.T) {
 	p := NewPipeline(NewSet(popa3d{}, oddParser{}), NewCorrelator(10, time.Minute))

@@ -50,7 +50,7 @@ func (p popa3d) Parse(m Message) (Event, error) {
 		// "user@domain".
 		user, tail, patched := strings.Cut(text[len(popa3dPassed):], " ")
 		if user == "" {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		if !patched {
 			return Event{Kind: Auth, User: user, Daemon: p.Name()}, nil
@@ -71,5 +71,5 @@ func (p popa3d) Parse(m Message) (Event, error) {
 		strings.HasSuffix(text, ": per source limit reached"):
 		return Event{Kind: Fail, Daemon: p.Name()}, nil
 	}
-	return Event{}, errNoMatch
+	return Event{}, ErrNoMatch
 }

@@ -37,14 +37,14 @@ func (q qpopper) Parse(m Message) (Event, error) {
 	if strings.HasPrefix(m.Text, "(v") {
 		return q.login(m.Text)
 	}
-	return Event{}, errNoMatch
+	return Event{}, ErrNoMatch
 }
 
 func (q qpopper) login(text string) (Event, error) {
 	// "(v4.0.9) Servicing request from ..." shares the version prefix.
 	i := strings.Index(text, qpopperLoginBy)
 	if i < 0 || strings.IndexByte(text[:i], ' ') >= 0 {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	rest := text[i+len(qpopperLoginBy):]
 	// qpopper splits commands at spaces, so a real user name never contains
@@ -52,11 +52,11 @@ func (q qpopper) login(text string) (Event, error) {
 	// host and address; refuse instead of guessing which is real.
 	j := strings.Index(rest, qpopperAt)
 	if j < 0 {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	user, rest := rest[:j], rest[j+len(qpopperAt):]
 	if user == "" {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	if strings.Contains(rest, qpopperAt) {
 		return Event{}, &AddrError{Addr: rest, Reason: `"at (" appears more than once (user name injection?)`}
@@ -82,11 +82,11 @@ func (q qpopper) stats(rest string) (Event, error) {
 		n++
 	}
 	if rest != "" || n < 5 || n > 7 || f[0] == "" {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	for _, c := range f[1:5] {
 		if !allDigits(c) {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 	}
 	if n == 5 {

@@ -39,7 +39,7 @@ func (r *Rule) Daemon() string { return r.daemon }
 func (r *Rule) Parse(m Message) (Event, error) {
 	sub := r.re.FindStringSubmatch(m.Text)
 	if sub == nil {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	ev := Event{Kind: r.kind, Daemon: r.daemon}
 	if r.user >= 0 {
@@ -51,13 +51,13 @@ func (r *Rule) Parse(m Message) (Event, error) {
 	a, err := parseAddr(sub[r.addr])
 	if err != nil {
 		if r.kind == Logout {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		return Event{}, err
 	}
 	ev.Addr = a
 	if r.kind == Logout && ev.Session == "" {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	return ev, nil
 }

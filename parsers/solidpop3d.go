@@ -43,14 +43,14 @@ func (s solidPop3d) Parse(m Message) (Event, error) {
 		// address and refuses the line.
 		user, tail, ok := strings.Cut(text[len("user "):], " ")
 		if !ok || user == "" {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		if tail == "authenticated" {
 			return Event{Kind: Auth, User: user, Daemon: s.Name()}, nil
 		}
 		addr, ok := strings.CutPrefix(tail, "authenticated - ")
 		if !ok {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		a, err := parseAddrToEnd(addr)
 		if err != nil {
@@ -64,5 +64,5 @@ func (s solidPop3d) Parse(m Message) (Event, error) {
 		strings.HasPrefix(text, "can't find APOP secret"):
 		return Event{Kind: Fail, Daemon: s.Name()}, nil
 	}
-	return Event{}, errNoMatch
+	return Event{}, ErrNoMatch
 }

@@ -25,7 +25,7 @@ func (t teapop) Parse(m Message) (Event, error) {
 	// the other lines with addresses.
 	rest, ok := strings.CutPrefix(m.Text, "Successful login for ")
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	// The line is read from the right: everything after the user name is
 	// written by teapop, so a user name cannot move the last bracket.

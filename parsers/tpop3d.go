@@ -31,11 +31,11 @@ const tpop3dBegan = ": began session for `"
 func (t tpop3d) Parse(m Message) (Event, error) {
 	rest, ok := strings.CutPrefix(m.Text, "fork_child: [")
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	end := strings.IndexByte(rest, ']')
 	if end < 0 || !allDigits(rest[:end]) {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	rest = rest[end+1:]
 	// The line ends in "' with <driver>; child PID is <n>", which tpop3d
@@ -43,11 +43,11 @@ func (t tpop3d) Parse(m Message) (Event, error) {
 	// "' with " or "; child PID is ".
 	head, pid, ok := cutLast(rest, "; child PID is ")
 	if !ok || !allDigits(pid) {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	head, driver, ok := cutLast(head, "' with ")
 	if !ok || driver == "" || strings.ContainsAny(driver, " `'") {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	// head is "<id>: began session for `<user>", and in 1.5 the id holds
 	// the user name too ("[fd]user(address)"), which the client chose and
@@ -57,7 +57,7 @@ func (t tpop3d) Parse(m Message) (Event, error) {
 	// the same one.
 	id, _, ok := strings.Cut(head, tpop3dBegan)
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	addr := tpop3dIDAddr(id) // the first split's, for the error if none reads
 	type reading struct{ addr, user string }

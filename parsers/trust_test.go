@@ -45,7 +45,7 @@ func TestTagCaseEveryParser(t *testing.T) {
 		if ks.Knows(prog) || ks.KnowsBytes([]byte(prog)) {
 			t.Errorf("%q is known as kd", prog)
 		}
-		if _, err := ks.parse(Message{Program: prog, Text: "ok 192.0.2.1"}); !errors.Is(err, errNoMatch) {
+		if _, err := ks.parse(Message{Program: prog, Text: "ok 192.0.2.1"}); !errors.Is(err, ErrNoMatch) {
 			t.Errorf("%q parses: %v", prog, err)
 		}
 	}

@@ -48,11 +48,11 @@ func (u uw) Parse(m Message) (Event, error) {
 	// field is unambiguous.
 	i := strings.Index(rest, uwHost)
 	if i < 0 {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	user, host := rest[:i], rest[i+len(uwHost):]
 	if user == "" {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	if strings.Contains(host, uwHost) {
 		return Event{}, &AddrError{Addr: host, Reason: "host= appears more than once (user name injection?)"}
@@ -63,7 +63,7 @@ func (u uw) Parse(m Message) (Event, error) {
 		return Event{}, &AddrError{Addr: host, Reason: "host= has no complete bracketed address"}
 	}
 	if tail != "" {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	a, err := parseAddr(addr)
 	if err != nil {
@@ -89,12 +89,12 @@ func (u uw) logout(m Message) (Event, error) {
 		}
 		session := uwSession(m)
 		if session == "" {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		user, _, _ := strings.Cut(rest, uwHost)
 		return Event{Kind: Logout, User: user, Daemon: u.Name(), Session: session}, nil
 	}
-	return Event{}, errNoMatch
+	return Event{}, ErrNoMatch
 }
 
 // trimNmsgs removes the " nmsgs=N/M" ipop3d appends after the host.

@@ -48,7 +48,7 @@ func (v vmPop3d) Parse(m Message) (Event, error) {
 	case strings.HasPrefix(text, vmSessionEnded):
 		return v.parseEnded(text[len(vmSessionEnded):]), nil
 	}
-	return Event{}, errNoMatch
+	return Event{}, ErrNoMatch
 }
 
 // parseUser reads "'u'[ of 'dom'] logged in[ from <ip>[, nmsgs=N]]" and
@@ -57,7 +57,7 @@ func (v vmPop3d) parseUser(s string) (Event, error) {
 	tok, rest, _ := strings.Cut(s, " ")
 	user, ok := vmUnquote(tok)
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	if strings.HasPrefix(rest, "- ") {
 		return Event{Kind: Fail, Daemon: v.Name()}, nil
@@ -67,10 +67,10 @@ func (v vmPop3d) parseUser(s string) (Event, error) {
 		dom, rest, _ = strings.Cut(r, " ")
 		// The virtual-domain form always quotes both names.
 		if !strings.HasPrefix(tok, "'") || !strings.HasPrefix(dom, "'") {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		if dom, ok = vmUnquote(dom); !ok {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		user += "@" + dom
 	}
@@ -79,7 +79,7 @@ func (v vmPop3d) parseUser(s string) (Event, error) {
 	}
 	addr, ok := strings.CutPrefix(rest, "logged in from ")
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	// DirectAdmin's build appends ", nmsgs=N".
 	addr, _, _ = strings.Cut(addr, ",")

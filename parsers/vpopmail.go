@@ -28,7 +28,7 @@ func (vpopmail) Programs() []string { return []string{"vpopmail", "vchkpw"} }
 func (v vpopmail) Parse(m Message) (Event, error) {
 	name, msg, ok := strings.Cut(m.Text, ": ")
 	if !ok || !vpopmailGrantingName(name) {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	// Every failure ("password fail", "vpopmail user not found", "null
 	// password given", "pop access denied", "invalid user/domain
@@ -49,13 +49,13 @@ func (v vpopmail) Parse(m Message) (Event, error) {
 		// "(PLAIN) ", "(APOP) ", "(CRAM-MD5) "
 		end := strings.Index(msg, ") ")
 		if end < 2 || strings.IndexByte(msg[:end], ' ') >= 0 {
-			return Event{}, errNoMatch
+			return Event{}, ErrNoMatch
 		}
 		msg = msg[end+2:]
 	}
 	rest, ok := strings.CutPrefix(msg, "login success ")
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	// "user@domain:address". parse_email() splits the login name at its
 	// first '@' and the domain must exist, so the user holds no '@' and the
@@ -80,7 +80,7 @@ func (v vpopmail) oldLogin(rest string) (Event, error) {
 	const from = "] from "
 	i := strings.LastIndex(rest, from)
 	if i < 0 {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	if strings.Count(rest, from) > 1 {
 		return Event{}, &AddrError{Addr: rest[i+len(from):], Reason: `"] from" appears more than once (user name injection?)`}

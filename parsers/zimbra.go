@@ -29,7 +29,7 @@ func (z zimbra) Parse(m Message) (Event, error) {
 	// mailbox.log is mostly other traffic: one substring search drops it
 	// before the context block is walked.
 	if !strings.Contains(text, zimbraAuthenticated) {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	// The log4j date and time ("2018-09-18 00:21:18,787 ") are there when
 	// the file is forwarded line by line.
@@ -39,41 +39,41 @@ func (z zimbra) Parse(m Message) (Event, error) {
 	}
 	level, text, ok := strings.Cut(text, " ")
 	if !ok || level != "INFO" {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	text = strings.TrimLeft(text, " ") // %-5p pads INFO with a space
 	if !strings.HasPrefix(text, "[") {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	end := strings.IndexByte(text, ']') // the thread: ImapServer-138, Pop3SSLServer-4
 	if end < 0 {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	text, ok = strings.CutPrefix(text[end+1:], " [")
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	ctx, ok := readZimbraContext(text)
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	text, ok = strings.CutPrefix(text[ctx.end:], " ")
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	category, msg, ok := strings.Cut(text, " - ")
 	if !ok || (category != "imap" && category != "pop") {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	// "authentication failed for [u] (...)" and everything else the imap
 	// and pop loggers write start differently.
 	msg, ok = strings.CutPrefix(msg, "user ")
 	if !ok {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	i := strings.Index(msg, zimbraAuthenticated)
 	if i <= 0 || strings.IndexByte(msg[:i], ' ') >= 0 {
-		return Event{}, errNoMatch
+		return Event{}, ErrNoMatch
 	}
 	ev := Event{Kind: Login, User: msg[:i], Daemon: z.Name()}
 	if !ctx.hasOIP {

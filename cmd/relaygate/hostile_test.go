@@ -364,6 +364,7 @@ func TestHostileCorpus(t *testing.T) {
 	if keys, err := mapKeys(mapPath); err != nil || !slices.Equal(keys, barriers) {
 		t.Errorf("map after shutdown: %v, %v; want exactly %v", keys, err, barriers)
 	}
+	checkMapWithPostmap(t, postmap, mapPath, barriers)
 
 	// Counting. relaygate must have counted every hostile input.
 	line := stopped(t, p)

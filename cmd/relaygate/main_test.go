@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"slices"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -32,9 +34,15 @@ const (
 
 func loginLine(addr string) string { return fmt.Sprintf(dovecotLogin, addr) }
 
-// inMap asks the real Postfix whether key is in the map.
+// inMap asks the real Postfix whether key is in the map. Without postmap,
+// outside CI (where it must be installed), the Go reader answers, so the
+// README's `go test ./...` checks the daemon on a machine without Postfix.
 func inMap(t testing.TB, mapPath, key string) bool {
 	t.Helper()
+	if _, err := exec.LookPath("postmap"); err != nil && !testutil.InCI() {
+		keys, err := cdbwriter.ReadMap(mapPath)
+		return err == nil && slices.Contains(keys, key)
+	}
 	v, ok := testutil.PostmapQuery(t, "", mapPath, key)
 	return ok && v == "OK"
 }
