@@ -227,9 +227,7 @@ func (r *Receiver) Serve(ctx context.Context, out chan<- Message) error {
 // handshakes in progress; Serve returns soon after.
 func (r *Receiver) Close() {
 	if r.udp != nil {
-		// Another socket may bind the address next (a takeover's): its
-		// drops are not this receiver's.
-		r.stats.udpSocket.Store(nil)
+		r.stats.closeUDP()
 		r.udp.Close()
 	}
 	if r.tcp != nil {

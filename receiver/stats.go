@@ -28,6 +28,9 @@ type Stats struct {
 	// udpSocket is the bound UDP address from Listen to Close: the kernel
 	// counts that socket's drops, which no counter here can see.
 	udpSocket atomic.Pointer[netip.AddrPort]
+	// udpDropsAtClose is the socket's drop count read as Close let go of
+	// it (nil before), so the shutdown line still reports it.
+	udpDropsAtClose atomic.Pointer[int64]
 }
 
 // Help texts of the labelled families; each is one text for every label
@@ -71,10 +74,25 @@ func (s *Stats) Samples(yield func(metric.Sample)) {
 	counter(metric.Prefix+"receiver_idle_closed_total", "TCP and TLS connections closed after -idle-timeout without a message.", &s.idleClosed)
 	counter(metric.Prefix+"receiver_tls_refused_total", "TLS handshakes that failed: no or untrusted client certificate, not TLS, or no handshake within the timeout.", &s.tlsRefused)
 
+	drops, ok := int64(0), false
 	if ap := s.udpSocket.Load(); ap != nil {
+		drops, ok = udpSocketDrops(*ap)
+	} else if d := s.udpDropsAtClose.Load(); d != nil {
+		drops, ok = *d, true
+	}
+	if ok {
+		yield(metric.Sample{Name: metric.Prefix + "udp_socket_drops_total", Kind: metric.Counter, Value: float64(drops),
+			Help: "Datagrams the kernel dropped because the UDP socket's receive buffer was full (from /proc/net/udp)."})
+	}
+}
+
+// closeUDP latches the UDP socket's drop count and forgets the socket:
+// another socket may bind the address next (a takeover's), and its drops
+// are not this receiver's.
+func (s *Stats) closeUDP() {
+	if ap := s.udpSocket.Swap(nil); ap != nil {
 		if drops, ok := udpSocketDrops(*ap); ok {
-			yield(metric.Sample{Name: metric.Prefix + "udp_socket_drops_total", Kind: metric.Counter, Value: float64(drops),
-				Help: "Datagrams the kernel dropped because the UDP socket's receive buffer was full (from /proc/net/udp)."})
+			s.udpDropsAtClose.Store(&drops)
 		}
 	}
 }

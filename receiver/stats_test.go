@@ -128,3 +128,21 @@ func TestParseProcAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestUDPDropsOutliveClose: the shutdown line is made after the receiver
+// closed its sockets, so the UDP socket's drop count is read as Close lets
+// go of it and reported from then on.
+func TestUDPDropsOutliveClose(t *testing.T) {
+	h := start(t, Config{UDP: "127.0.0.1:0"})
+	has := func() bool {
+		_, ok := samples(h.stats)["relaygate_udp_socket_drops_total"]
+		return ok
+	}
+	if !has() {
+		t.Fatal("no drop series while the socket is open")
+	}
+	h.r.Close()
+	if !has() {
+		t.Fatal("the drop series vanished at Close")
+	}
+}
