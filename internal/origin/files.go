@@ -121,7 +121,7 @@ func ParseFile(data []byte, known func(string) bool) (FileConfig, error) {
 			errs = append(errs, fmt.Errorf("daemons: %q is not a daemon any parser or rule names", name))
 			continue
 		}
-		pin := Pin{UIDs: spec.UIDs, Units: spec.Units, Exes: spec.Exes, Comms: spec.Comms}
+		pin := Pin(spec)
 		for _, uid := range spec.UIDs {
 			if uid < 0 || uid > 1<<32-1 {
 				errs = append(errs, fmt.Errorf("daemons: %s: uid %d out of range", name, uid))
