@@ -175,6 +175,10 @@ func (s *Service) apply(ev grants.Event) {
 		s.setExclude(ev.Exclude)
 	case grants.EventLogin:
 		s.login(ev.Grant, ev.Session, ev.At)
+	case grants.EventMark:
+		// Nothing to change; durable at once if nothing else waits for a
+		// sync, else with the sync that is already due.
+		s.noteChange(s.lastNow)
 	}
 }
 

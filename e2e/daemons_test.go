@@ -48,6 +48,9 @@ type stackOpts struct {
 	// mailServer, when set, starts the POP3/IMAP server instead of Dovecot
 	// (Courier, Cyrus).
 	mailServer func(s *stack)
+	// beforeRelaygate, when set, runs before relaygate starts (journald,
+	// which relaygate -journal reads from its start).
+	beforeRelaygate func(s *stack)
 }
 
 func newStack(t *testing.T, o stackOpts) *stack {
@@ -86,6 +89,9 @@ func newStack(t *testing.T, o stackOpts) *stack {
 	if o.udp == "-" {
 		o.udp = ""
 	}
+	if o.tcp == "-" {
+		o.tcp = ""
+	}
 	if o.grace == "" {
 		o.grace = "30m"
 	}
@@ -108,6 +114,9 @@ func newStack(t *testing.T, o stackOpts) *stack {
 	// lines for a TCP target that refused its first connection); the
 	// syslog daemon before Postfix, whose commands report errors only
 	// through syslog.
+	if o.beforeRelaygate != nil {
+		o.beforeRelaygate(s)
+	}
 	s.startRelaygate(o.tcp)
 	if o.syslogd != nil {
 		o.syslogd(s)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Syntax-checks the examples with the real programs (CI runs it from .ci/run;
 # "task examples" too):
-#   rsyslog-*.conf    rsyslogd -N1 -f FILE
+#   rsyslog-*.conf    rsyslogd -N1 -f FILE (the origin example also with its
+#                     commented TLS action in place of the TCP one)
+#   dovecot-*.conf    doveconf -n (included by a minimal dovecot.conf)
 #   syslog-ng-*.conf  syslog-ng --syntax-only, run chrooted in the syslog-ng
 #                     layer .ci/e2e-prepare builds (syslog-ng conflicts with
 #                     rsyslog as a package, so it is never on the host)
@@ -20,12 +22,30 @@ missing() {
 
 if command -v rsyslogd >/dev/null; then
   for f in examples/rsyslog-*.conf; do
+    if [[ $f == *-relp.conf ]] && ! compgen -G '/usr/lib/*/rsyslog/omrelp.so' >/dev/null; then missing "rsyslogd -N1 $f: omrelp not installed (apt-get install rsyslog-relp)"; continue; fi
     if out=$(rsyslogd -N1 -f "$f" 2>&1); then
       echo "ok: rsyslogd -N1 $f"
     else
       echo "FAIL: rsyslogd -N1 $f"; echo "$out"; failed=1
     fi
   done
+  # The origin example's commented TLS action, uncommented in place of its
+  # TCP action (the e2e suite runs it so, too).
+  f=examples/rsyslog-relaygate-origin.conf
+  tls=$(mktemp)
+  awk '/^    action\(type="omfwd" target="127\.0\.0\.1"/ { skip = 1 }
+       skip { if (/\)$/) skip = 0; next }
+       /^    # action\(type="omfwd"/ { on = 1 }
+       on { sub(/^    # /, "    "); sub(/^    #/, "   "); if (/\)$/) on = 0 }
+       { print }' "$f" >"$tls"
+  if ! grep -q '^    action(type="omfwd" target="relaygate.example.org"' "$tls"; then
+    echo "FAIL: $f: its TLS action could not be uncommented"; failed=1
+  elif out=$(rsyslogd -N1 -f "$tls" 2>&1); then
+    echo "ok: rsyslogd -N1 $f (its TLS action)"
+  else
+    echo "FAIL: rsyslogd -N1 $f (its TLS action)"; echo "$out"; failed=1
+  fi
+  rm -f "$tls"
 else
   missing "rsyslogd not installed (apt-get install rsyslog)"
 fi
@@ -74,6 +94,24 @@ if [ -x "$layer/usr/sbin/syslog-ng" ] && [ "$(id -u)" = 0 ]; then
   fi
 else
   missing "syslog-ng layer not prepared or not root (sudo .ci/e2e-prepare syslog-ng)"
+fi
+
+if command -v doveconf >/dev/null; then
+  for f in examples/dovecot-*.conf; do
+    # Included by a minimal main config, as conf.d would include it;
+    # doveconf refuses unknown settings and a policy server without
+    # auth_policy_hash_nonce.
+    d=$(mktemp -d)
+    printf '!include %s\n' "$PWD/$f" >"$d/dovecot.conf"
+    if out=$(doveconf -n -c "$d/dovecot.conf" 2>&1) && grep -q '^auth_policy_server_url = ' <<<"$out"; then
+      echo "ok: doveconf -n $f"
+    else
+      echo "FAIL: doveconf -n $f"; echo "$out"; failed=1
+    fi
+    rm -rf "$d"
+  done
+else
+  missing "doveconf not installed (apt-get install dovecot-core)"
 fi
 
 if command -v systemd-analyze >/dev/null; then

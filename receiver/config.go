@@ -183,9 +183,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Unix == "" && cfg.UnixGroup != "" {
 		return cfg, errors.New("-unix-group needs -unix (the socket path)")
 	}
-	if cfg.UDP == "" && cfg.TCP == "" && cfg.TLS == "" && cfg.Unix == "" {
-		return cfg, errors.New("no listener configured: set at least one of -udp, -tcp, -tls, -unix")
-	}
+	// No listener at all is allowed: the daemon then reads only the
+	// journal, and Serve waits for its context without reading anything.
 	return cfg, nil
 }
 

@@ -18,6 +18,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -65,7 +66,7 @@ type config struct {
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var c config
 	fs := flag.NewFlagSet("relaygate-load", flag.ContinueOnError)
-	fs.StringVar(&c.target, "target", "udp://127.0.0.1:5514", "where to send: udp://HOST:PORT, tcp://HOST:PORT (newline framing), or file://PATH (a log file for relaygate parse)")
+	fs.StringVar(&c.target, "target", "udp://127.0.0.1:5514", "where to send: udp://HOST:PORT, tcp://HOST:PORT (newline framing), file://PATH (a log file for relaygate parse), or unixgram://PATH (a local syslog socket such as journald's /run/systemd/journal/dev-log; the HOSTNAME is left out, as syslog(3) writes)")
 	fs.IntVar(&c.count, "count", 100000, "messages to send")
 	fs.IntVar(&c.rate, "rate", 0, "messages per second; 0 sends flat out")
 	fs.Float64Var(&c.loginPct, "logins", 4, "percent of messages that are successful logins")
@@ -83,8 +84,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	network, addr, ok := strings.Cut(c.target, "://")
-	if !ok || (network != "udp" && network != "tcp" && network != "file") {
-		return fmt.Errorf("-target %q: want udp://HOST:PORT, tcp://HOST:PORT or file://PATH", c.target)
+	if !ok || (network != "udp" && network != "tcp" && network != "file" && network != "unixgram") {
+		return fmt.Errorf("-target %q: want udp://HOST:PORT, tcp://HOST:PORT, file://PATH or unixgram://PATH", c.target)
 	}
 	if c.count < 0 || (c.count == 0 && c.measure.probes == 0) {
 		return errors.New("-count must be positive (or 0 with -probes: probe logins only)")
@@ -123,7 +124,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var w io.Writer = conn
 	var bw *bufio.Writer
-	if network != "udp" {
+	if network == "unixgram" {
+		w = localSyslog{conn}
+	} else if network != "udp" {
 		bw = bufio.NewWriterSize(conn, 256<<10)
 		w = bw
 	}
@@ -131,7 +134,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	gen := newGenerator(c)
 	m := startMeasures(c.measure)
 	start := time.Now()
-	sent, err := send(ctx, c, gen, m.probes, w, network == "udp")
+	sent, err := send(ctx, c, gen, m.probes, w, network == "udp" || network == "unixgram")
 	if bw != nil {
 		if ferr := bw.Flush(); err == nil {
 			err = ferr
@@ -287,4 +290,21 @@ func (r *referenceReceiver) wait() int64 {
 	<-r.done
 	r.conn.Close()
 	return r.count.Load()
+}
+
+// localSyslog writes each message as syslog(3) does to a local socket:
+// "<PRI>TIMESTAMP TAG: TEXT", without the HOSTNAME the stream carries
+// (journald would read it as the program tag).
+type localSyslog struct{ w io.Writer }
+
+func (l localSyslog) Write(msg []byte) (int, error) {
+	// The generator's lines are "<PRI>Mmm dd hh:mm:ss HOST TAG…".
+	if i := bytes.IndexByte(msg, '>'); i > 0 && len(msg) > i+17 && msg[i+16] == ' ' {
+		if j := bytes.IndexByte(msg[i+17:], ' '); j > 0 {
+			out := append(append(make([]byte, 0, len(msg)), msg[:i+17]...), msg[i+18+j:]...)
+			_, err := l.w.Write(out)
+			return len(msg), err
+		}
+	}
+	return l.w.Write(msg)
 }

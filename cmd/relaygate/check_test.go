@@ -60,14 +60,15 @@ func ageConfig(t *testing.T, dir string) {
 }
 
 // runCheck runs `relaygate check` and returns its exit code, its output and
-// its PROBLEM lines; every line must be an ok: or a PROBLEM: with a fix.
+// its PROBLEM lines; every line must be an ok:, a note: or a PROBLEM: with
+// a fix.
 func runCheck(t *testing.T, args ...string) (int, string, []string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), append([]string{"check"}, args...), nil, &out, &errOut)
 	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		if !strings.HasPrefix(line, "ok: ") && !strings.HasPrefix(line, "PROBLEM: ") {
-			t.Errorf("output line %q is neither ok: nor PROBLEM:", line)
+		if !strings.HasPrefix(line, "ok: ") && !strings.HasPrefix(line, "note: ") && !strings.HasPrefix(line, "PROBLEM: ") {
+			t.Errorf("output line %q is neither ok:, note: nor PROBLEM:", line)
 		}
 		if strings.HasPrefix(line, "PROBLEM: ") && !strings.Contains(line, " — fix: ") {
 			t.Errorf("problem without a fix: %q", line)
@@ -305,5 +306,52 @@ func TestCheckReadOnlyMount(t *testing.T) {
 	want := "PROBLEM: root cannot create files in the map directory " + dir + ": read-only file system — fix: put the map on a writable file system"
 	if !strings.Contains(string(out), want) {
 		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
+
+// TestCheckOrigin: the serve flags after "--" reach the origin checks (and
+// give check its -map), and -rsyslog-config is read: an rsyslog that
+// forwards without the origin element to a relaygate with -origin require
+// is a problem, the shipped origin example is not.
+func TestCheckOrigin(t *testing.T) {
+	mapDir := t.TempDir()
+	pf := postfixConfig(t,
+		"smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, check_client_access cdb:"+filepath.Join(mapDir, "pbs")+", reject_unauth_destination")
+	conf := func(example string) string {
+		data, err := os.ReadFile("../../examples/" + example)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), "rsyslog.conf")
+		testutil.WriteFile(t, p, string(data), 0o644)
+		return p
+	}
+	serve := []string{"--", "-map", filepath.Join(mapDir, "pbs.cdb"), "-postfix-config", pf, "-origin", "require", "-origin-from", "127.0.0.1/32"}
+
+	code, out, problems := runCheck(t, append([]string{"-rsyslog-config", conf("rsyslog-relaygate-origin.conf")}, serve...)...)
+	if code != 0 || len(problems) != 0 {
+		t.Fatalf("origin example: exit %d, problems %q:\n%s", code, problems, out)
+	}
+	for _, want := range []string{"ok: smtpd_relay_restrictions consults cdb:" + filepath.Join(mapDir, "pbs"),
+		"ok: -origin require: a line's writer is believed from syslog senders in 127.0.0.1/32",
+		"note: -origin-from trusts 127.0.0.1/32", "with the origin element (template RelaygateOrigin)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, problems = runCheck(t, append([]string{"-rsyslog-config", conf("rsyslog-relaygate-tcp.conf")}, serve...)...)
+	if code != 1 || len(problems) != 1 || !strings.Contains(problems[0], "without an origin element: with -origin require its login lines never grant") {
+		t.Fatalf("plain TCP example: exit %d, problems %q:\n%s", code, problems, out)
+	}
+
+	code, out, problems = runCheck(t, "-rsyslog-config", "", "--", "-map", filepath.Join(mapDir, "pbs.cdb"), "-postfix-config", pf, "-origin", "require")
+	if code != 1 || len(problems) != 1 || !strings.Contains(problems[0], "-origin require, but relaygate believes no log path's origin") {
+		t.Fatalf("nothing trusted: exit %d, problems %q:\n%s", code, problems, out)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"check", "--", "-origin", "sometimes"}, nil, &stdout, &stderr); code == 0 ||
+		!strings.Contains(stderr.String(), "serve flags after --") {
+		t.Errorf("a bad serve flag: exit %d:\n%s%s", code, stdout.String(), stderr.String())
 	}
 }

@@ -21,8 +21,8 @@ const usage = `usage: relaygate [serve] [flags]      run the daemon (default)
        relaygate list [-map PATH] [-state PATH]
                                       print the grants in the map (from the state file)
        relaygate status [-metrics ADDR]  print the running daemon's live grants
-       relaygate check [-map PATH] [-postfix-config DIR] [-user NAME]
-                                      check the map directory and Postfix's setup
+       relaygate check [-map PATH] [-postfix-config DIR] [-user NAME] [-- SERVE-FLAGS]
+                                      check the map directory, Postfix's setup and origin
        relaygate version
 
 Run "relaygate serve -h" for the daemon's flags.

@@ -29,7 +29,18 @@ func (c *Config) Check() error {
 		return fmt.Errorf("-flush %s: must be positive", c.Flush)
 	}
 	if c.UDP == "" && c.TCP == "" && c.Unix == "" && c.TLS == "" {
-		return errors.New("-udp, -tcp, -tls and -unix are all empty: nothing to listen on")
+		if !c.Journal.On && c.DovecotPolicy.Addr == "" {
+			return errors.New("-udp, -tcp, -tls and -unix are all empty and -journal is off: nothing to read logins from")
+		}
+		if c.Takeover {
+			return errors.New("-takeover replaces a running relaygate's listeners, and none is set (with -journal alone no takeover is needed: the journal keeps what is logged while relaygate restarts)")
+		}
+	}
+	if c.Journal.Dir != "" && !c.Journal.On {
+		return errors.New("-journal-dir is only used with -journal")
+	}
+	if err := c.DovecotPolicy.check(c.Origin.Mode); err != nil {
+		return err
 	}
 	if c.UDPReadBuf <= 0 {
 		return fmt.Errorf("-udp-rcvbuf %d: must be positive", c.UDPReadBuf)

@@ -26,6 +26,8 @@ type Config struct {
 	TakeoverTimeout     time.Duration
 
 	Origin        OriginConfig
+	DovecotPolicy DovecotPolicyConfig // -dovecot-policy: Dovecot reports its authentications over HTTP
+	Journal       JournalConfig       // -journal: follow the systemd journal
 	Parsers       ParserConfig
 	Grace         time.Duration
 	MaxSession    time.Duration

@@ -25,6 +25,7 @@ import (
 	"github.com/relaygate/relaygate/internal/postfix"
 	"github.com/relaygate/relaygate/parsers"
 	"github.com/relaygate/relaygate/receiver"
+	"github.com/relaygate/relaygate/receiver/journal"
 )
 
 // Daemon is a wired relaygate: New binds and publishes, Run serves until
@@ -45,6 +46,11 @@ type Daemon struct {
 	mon     *monitor        // -metrics endpoint, publish health, grant snapshots
 	lock    *cdbwriter.Lock // the map and state are this process's until Run returns
 	intake  *intake         // receiver and parsers, running from before the state load
+	journal *journal.Reader // -journal; nil without
+	jin     *journalIn      // the pipeline goroutine's journal entries and pending mark
+
+	policy       *policyEndpoint  // -dovecot-policy
+	policyLogins chan policyLogin // from the endpoint's handlers to the pipeline goroutine
 }
 
 // New binds the listeners and publishes the initial map. When it returns
@@ -61,6 +67,8 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger, clock cdbwriter.Cl
 	d := &Daemon{
 		cfg: cfg, log: log, clock: clock,
 		reloads: make(chan reloadable, 1),
+
+		policyLogins: make(chan policyLogin, policyQueue),
 	}
 	var cleanup []func()
 	defer func() {
@@ -102,6 +110,10 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger, clock cdbwriter.Cl
 	d.pipe = parsers.NewPipeline(conf.parsers, NewCorrelator())
 	d.origin = newOriginGate(conf.origin, log)
 	d.known.Store(conf.parsers)
+	if err := d.newJournal(conf.parsers); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, d.closeJournal)
 	d.intake = d.startIntake(ctx)
 	cleanup = append(cleanup, d.intake.abort)
 	if cfg.Takeover {
@@ -110,6 +122,9 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger, clock cdbwriter.Cl
 		}
 		cleanup = append(cleanup, func() { d.lock.Release() })
 	}
+	// The map and state are this process's now (a predecessor's final
+	// journal cursor is saved): the journal may be read.
+	d.journalGo()
 	table := grants.NewTable(grants.TableConfig{
 		Grace: cfg.Grace, MaxSession: cfg.MaxSession, MaxEntries: cfg.MaxEntries, Exclude: conf.exclude,
 	})
@@ -119,6 +134,11 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger, clock cdbwriter.Cl
 		return nil, err
 	}
 	cleanup = append(cleanup, d.mon.closeUnstarted)
+	// After the lock too, for the same reason.
+	if d.policy, err = d.startDovecotPolicy(); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, d.policy.close)
 	d.svc = cdbwriter.NewService(cdbwriter.Config{
 		MapPath:   cfg.MapPath,
 		StatePath: cfg.StatePath,
@@ -126,6 +146,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger, clock cdbwriter.Cl
 		Logger:    log,
 		Stats:     &d.wstats,
 		OnPublish: d.mon.published,
+		OnDurable: d.journalDurable,
 		Grantable: parsers.Grantable,
 	}, table)
 	if err := d.svc.Start(clock.Now()); err != nil {
@@ -192,6 +213,7 @@ func (d *Daemon) logListening(conf reloadable, grants int) {
 		Str("tcp", listen(d.recv.TCPAddr())).
 		Str("tls", listen(d.recv.TLSAddr())).
 		Str("unix", unix).
+		Str("journal", d.journalDesc()).
 		Str("map", d.cfg.MapPath).
 		Str("postfix", "check_client_access cdb:"+strings.TrimSuffix(d.cfg.MapPath, ".cdb")).
 		Str("state", d.cfg.StatePath).
@@ -217,8 +239,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.svc.Apply(ev)
 	}
 	err := d.svc.Run(events, d.mon.reads, d.clock)
+	d.policy.close()
 	close(d.mon.stopped)
 	d.intake.wait()
+	d.closeJournal() // after the final sync: the cursor of the last durable entry
 	d.mon.stop()
 	d.lock.Release()
 	if err != nil {

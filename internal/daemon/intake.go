@@ -49,6 +49,7 @@ func (d *Daemon) startIntake(ctx context.Context) *intake {
 		defer close(in.events)
 		d.runPipeline(msgs, in.events)
 	}()
+	d.startJournal(ctx, in)
 	go in.hold()
 	return in
 }

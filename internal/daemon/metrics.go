@@ -10,7 +10,7 @@ import (
 // sources is everything the daemon counts, each package describing its own
 // series: /metrics and the shutdown log line are both made from it.
 func (d *Daemon) sources() []metric.Source {
-	return []metric.Source{&d.rstats, d.pipe, d.origin, &d.wstats, metric.SourceFunc(d.samples)}
+	return []metric.Source{&d.rstats, d.pipe, d.origin, d.policy, d.journalSource(), &d.wstats, metric.SourceFunc(d.samples)}
 }
 
 // samples describes the daemon's own series: whether publishing works, and

@@ -11,19 +11,26 @@ import (
 // closed. It is the only goroutine that touches the parser set and the
 // correlator.
 func (d *Daemon) runPipeline(msgs <-chan receiver.Message, events chan<- grants.Event) {
+	journal := d.journalEntries() // nil without -journal
 	for {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
+				d.flushJournalMark(events, d.clock.Now())
 				return
 			}
 			if ev, ok := d.handle(m); ok {
 				events <- ev
 			}
+		case e := <-journal:
+			d.handleJournal(e, events)
+		case l := <-d.policyLogins:
+			events <- policyEvent(l)
 		case r := <-d.reloads:
 			d.pipe.SetParsers(r.parsers)
 			d.origin.policy = r.origin
 			d.known.Store(r.parsers)
+			d.journalReload(r.parsers)
 			events <- grants.Event{Kind: grants.EventExclude, Exclude: r.exclude, At: d.clock.Now()}
 		}
 	}
@@ -32,15 +39,21 @@ func (d *Daemon) runPipeline(msgs <-chan receiver.Message, events chan<- grants.
 // handle runs one message through the pipeline step; it reports a grant
 // table event, if any.
 func (d *Daemon) handle(m receiver.Message) (grants.Event, bool) {
+	ev, ok, _ := d.step(m)
+	return ev, ok
+}
+
+// step is handle, also returning what the pipeline step made of m.
+func (d *Daemon) step(m receiver.Message) (grants.Event, bool, parsers.Result) {
 	msg := parsers.Message{Host: m.Host, Program: m.Program, PID: m.PID, Text: m.Text}
 	res := d.pipe.StepAdmit(msg, m.Received, func(daemon string) string { return d.origin.admit(&m, daemon, m.Received) })
 	switch res.Outcome {
 	case parsers.Refused:
 		d.log.Debug().Str("program", m.Program).Str("host", m.Host).Err(res.Err).Msg("login not granted")
-		return grants.Event{}, false
+		return grants.Event{}, false, res
 	case parsers.Accepted:
 	default:
-		return grants.Event{}, false
+		return grants.Event{}, false, res
 	}
 	ev := res.Event
 	host := m.Host
@@ -56,5 +69,5 @@ func (d *Daemon) handle(m receiver.Message) (grants.Event, bool) {
 	if ev.Kind == parsers.Logout {
 		out.Kind = grants.EventLogout
 	}
-	return out, true
+	return out, true, res
 }

@@ -59,6 +59,10 @@ const (
 	EventLogout
 	// EventExclude replaces the excluded networks (a SIGHUP reload).
 	EventExclude
+	// EventMark changes nothing: only its Seq matters, so that a caller
+	// numbering its input learns when everything before it is durable
+	// (the journal source acknowledges entries that made no event).
+	EventMark
 )
 
 // Event is one instruction for the grant table, received at At

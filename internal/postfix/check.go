@@ -13,20 +13,26 @@ import (
 	"syscall"
 )
 
-// Finding is one result of `relaygate check`: a passed check, or a problem
-// with the command or setting that fixes it.
+// Finding is one result of `relaygate check`: a passed check, a problem
+// with the command or setting that fixes it, or a note: something that
+// works as configured but that the operator should know (what a local user
+// can still do, say).
 type Finding struct {
 	ID      string // stable name, for tests and scripts: "map-dir", "454-trap", …
 	Problem bool
+	Note    bool // not a problem; printed "note:"
 	Msg     string
 	Fix     string
 }
 
 func (f Finding) String() string {
-	if !f.Problem {
-		return "ok: " + f.Msg
+	switch {
+	case f.Problem:
+		return "PROBLEM: " + f.Msg + " — fix: " + f.Fix
+	case f.Note:
+		return "note: " + f.Msg
 	}
-	return "PROBLEM: " + f.Msg + " — fix: " + f.Fix
+	return "ok: " + f.Msg
 }
 
 // CheckOptions is what `relaygate check` is told.
