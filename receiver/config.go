@@ -49,11 +49,16 @@ type Config struct {
 	// OriginFrom lists the senders trusted to add an origin element (the
 	// writer's kernel credentials, in STRUCTURED-DATA) to their messages;
 	// OriginFromTLS trusts every TLS sender with a certificate verified by
-	// TLSClientCA. From anyone else an origin element is not believed and
-	// the message says so (origin.Untrusted). The unix socket's senders
-	// are never trusted with it: a datagram does not say who wrote it.
-	OriginFrom    []netip.Prefix
-	OriginFromTLS bool
+	// TLSClientCA. OriginFromUnix lists the uids whose datagrams on the
+	// unix socket are trusted with one: the kernel tells the receiver each
+	// datagram's sender (SCM_CREDENTIALS), which no local user can forge,
+	// so rsyslog running as root can vouch for what it forwards there
+	// while a local user writing to the same socket cannot. From anyone
+	// else an origin element is not believed and the message says so
+	// (origin.Untrusted).
+	OriginFrom     []netip.Prefix
+	OriginFromTLS  bool
+	OriginFromUnix []uint32
 	// OriginSDID is the origin element's SD-ID; origin.DefaultSDID if "".
 	OriginSDID string
 

@@ -78,8 +78,12 @@ func (r *Receiver) readUnix(ctx context.Context, conn *net.UnixConn, out chan<- 
 	// it, and one more, so an over-long datagram is seen as such rather than
 	// parsed truncated.
 	buf := make([]byte, r.cfg.maxMessage+3)
+	var oob []byte
+	if len(r.cfg.OriginFromUnix) > 0 {
+		oob = make([]byte, credOOBSize())
+	}
 	for {
-		n, addr, err := conn.ReadFrom(buf)
+		n, oobn, _, addr, err := conn.ReadMsgUnix(buf, oob)
 		if err != nil {
 			if r.readFailed(ctx, conn, err, "unix") {
 				return
@@ -87,9 +91,12 @@ func (r *Receiver) readUnix(ctx context.Context, conn *net.UnixConn, out chan<- 
 			continue
 		}
 		r.draining(conn, true)
-		src := source{transport: "unix", peer: r.cfg.Unix}
+		src := source{transport: "unix", peer: r.cfg.Unix, uid: -1}
 		if addr != nil && addr.String() != "" {
 			src.peer = addr.String()
+		}
+		if oob != nil {
+			src.uid = senderUID(oob[:oobn])
 		}
 		if !r.datagram(ctx, buf[:n], src, out) {
 			return

@@ -19,6 +19,7 @@ type source struct {
 	peer      string         // set for streams and the unix socket
 	addr      netip.AddrPort // UDP: made into peer only if needed
 	tlsPeer   string
+	uid       int64 // unix: the sender's uid as the kernel told it; -1 unknown
 }
 
 // name is the sender, for the message and the log. A UDP sender's address

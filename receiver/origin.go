@@ -50,7 +50,15 @@ func (r *Receiver) originTrusted(src source) bool {
 	if src.transport == "tls" && src.tlsPeer != "" && r.cfg.OriginFromTLS {
 		return true
 	}
-	if src.transport == "unix" || !src.addr.IsValid() {
+	if src.transport == "unix" {
+		for _, uid := range r.cfg.OriginFromUnix {
+			if src.uid >= 0 && int64(uid) == src.uid {
+				return true
+			}
+		}
+		return false
+	}
+	if !src.addr.IsValid() {
 		return false
 	}
 	a := src.addr.Addr().Unmap()

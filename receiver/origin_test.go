@@ -4,6 +4,9 @@ import (
 	"crypto/tls"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/relaygate/relaygate/internal/origin"
@@ -91,5 +94,48 @@ func TestOriginFromTLS(t *testing.T) {
 			t.Errorf("OriginFromTLS %v: claim %v, want %v", trust, m.Origin.State(), want)
 		}
 		c.Close()
+	}
+}
+
+// TestOriginFromUnixCredentials: on the unix socket the kernel names each
+// datagram's sender; with OriginFromUnix an origin element is believed
+// from those uids only. The same element written to the same socket by
+// uid 65534 (with the real logger, as a local user would) is Untrusted.
+func TestOriginFromUnixCredentials(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if testutil.InCI() {
+			t.Fatal("needs root to send as another user")
+		}
+		t.Skip("needs root to send as another user")
+	}
+	logger := testutil.RequireProgram(t, "logger", "apt-get install bsdutils")
+	setpriv := testutil.RequireProgram(t, "setpriv", "apt-get install util-linux")
+	dir, err := os.MkdirTemp("", "relaygate-unixcred-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "log")
+	h := start(t, Config{Unix: path, UnixMode: 0o666, OriginFromUnix: []uint32{0}})
+	send := func(asNobody bool) Message {
+		t.Helper()
+		args := []string{"-u", path, "--rfc5424=notq", "-t", "dovecot", "--sd-id", "relaygate@32473", "--sd-param", `uid="0"`, originText}
+		cmd := exec.Command(logger, args...)
+		if asNobody {
+			cmd = exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", logger}, args...)...)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", cmd.Args, err, out)
+		}
+		return h.expect(t, "dovecot", originText)
+	}
+	if m := send(false); m.Origin.State() != origin.Verified || m.Origin.Origin().UID != 0 {
+		t.Errorf("root's element: %v", m.Origin.State())
+	}
+	if m := send(true); m.Origin.State() != origin.Untrusted {
+		t.Errorf("uid 65534's element: %v, want untrusted", m.Origin.State())
 	}
 }

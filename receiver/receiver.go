@@ -26,6 +26,7 @@ package receiver
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -144,6 +145,15 @@ func Listen(cfg Config) (*Receiver, error) {
 		}
 		r.unixIno = inode(cfg.Unix)
 		r.sizeReadBuffer(r.unix, "unix")
+		if len(cfg.OriginFromUnix) > 0 {
+			if err := passCredentials(r.unix); err != nil {
+				r.Close()
+				return nil, fmt.Errorf("unix socket %s: senders' credentials (for -origin-from unix): %w", cfg.Unix, err)
+			}
+		}
+	} else if len(cfg.OriginFromUnix) > 0 {
+		r.Close()
+		return nil, errors.New("-origin-from unix needs -unix (the socket path)")
 	}
 	return r, nil
 }

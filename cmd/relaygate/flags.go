@@ -74,7 +74,7 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	fs.StringVar(&c.Parsers.DovecotFormat, "dovecot-log-format", "", "Dovecot's login_log_format_elements `format`, as doveconf prints it, when the site changed it (default: Dovecot's default); login lines are read by this grammar")
 	fs.StringVar(&originMode, "origin", "verify", "`mode` of the origin check, for lines that say who wrote them (the journal; rsyslog's trusted properties in a "+origin.DefaultSDID+" element): verify (a line that carries its writer grants only if the writer is the mail daemon: root, a system account below UID_MIN, or what -origin-file pins), require (a line without a verified writer never grants), off")
 	fs.StringVar(&c.Origin.File, "origin-file", "", "YAML `file` pinning who may write each daemon's login lines (uids, units, exes, comms) and uid_min; re-read on SIGHUP")
-	fs.StringVar(&originFrom, "origin-from", "tls", "syslog senders trusted to add a "+origin.DefaultSDID+" element: comma-separated `CIDRs`, and tls for any sender with a client certificate verified by -tls-client-ca; from others the element is refused")
+	fs.StringVar(&originFrom, "origin-from", "tls", "syslog senders trusted to add a "+origin.DefaultSDID+" element, comma-separated: `CIDRs`; tls for any sender with a client certificate verified by -tls-client-ca; unix for root writing to the -unix socket, unix:USER for another user (the kernel names each datagram's sender); from others the element is refused")
 	fs.StringVar(&c.DovecotPolicy.Addr, "dovecot-policy", "", "HTTP `address` (host:port, or a port on 127.0.0.1) of the Dovecot auth policy endpoint (auth_policy_server_url = http://ADDRESS/): Dovecot reports each authentication, and a successful IMAP or POP3 one grants its client; empty disables (docs/DOVECOT-POLICY.md)")
 	fs.StringVar(&c.DovecotPolicy.SecretFile, "dovecot-policy-secret-file", "", "`file` holding Dovecot's auth_policy_server_api_header value (Name:secret, or a secret sent as X-API-Key; no newline), which every request must carry; required off loopback and with -origin require")
 	fs.BoolVar(&c.Journal.On, "journal", false, "follow the local systemd journal (journalctl) for the parsers' program tags, with or without the syslog listeners (-udp \"\" -tcp \"\" for the journal alone); every journal line carries its verified writer for -origin; resumes after <state>.journal-cursor (docs/JOURNAL.md)")
@@ -104,16 +104,8 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	if c.Origin.Mode, err = origin.ParseMode(originMode); err != nil {
 		return c, err
 	}
-	var fromCIDRs []string
-	for _, f := range strings.Split(originFrom, ",") {
-		if f = strings.TrimSpace(f); f == "tls" {
-			c.Origin.FromTLS = true
-		} else if f != "" {
-			fromCIDRs = append(fromCIDRs, f)
-		}
-	}
-	if c.Origin.From, err = postfix.ParsePrefixes(strings.Join(fromCIDRs, ",")); err != nil {
-		return c, fmt.Errorf("-origin-from: %w (want CIDRs and tls)", err)
+	if c.Origin, err = daemon.ParseOriginFrom(c.Origin, originFrom); err != nil {
+		return c, err
 	}
 	if c.Allow, err = postfix.ParsePrefixes(allow); err != nil {
 		return c, fmt.Errorf("-allow: %w", err)

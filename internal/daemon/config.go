@@ -61,9 +61,12 @@ type OriginConfig struct {
 	// nothing.
 	File string
 	// From lists the syslog senders trusted to add an origin element;
-	// FromTLS trusts every sender with a verified client certificate.
+	// FromTLS trusts every sender with a verified client certificate;
+	// FromUnix the uids whose datagrams on the -unix socket may carry one
+	// (the kernel names each datagram's sender).
 	From    []netip.Prefix
-	FromTLS bool
+	FromTLS  bool
+	FromUnix []uint32
 	// LoginDefs is where UID_MIN is read when File does not set uid_min;
 	// origin.LoginDefs if "".
 	LoginDefs string

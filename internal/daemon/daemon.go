@@ -173,6 +173,7 @@ func (d *Daemon) listen() (*receiver.Receiver, error) {
 		Takeover:        cfg.Takeover,
 		OriginFrom:      cfg.Origin.From,
 		OriginFromTLS:   cfg.Origin.FromTLS,
+		OriginFromUnix:  cfg.Origin.FromUnix,
 		// The receiver drops messages of programs no parser handles before
 		// parsing them; the set can change on a reload, hence the pointer.
 		// Nothing is read before the intake starts, once it is set.

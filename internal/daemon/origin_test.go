@@ -107,3 +107,21 @@ func TestOriginFileReloaded(t *testing.T) {
 		return d.Granted(netip.MustParseAddr("192.0.2.20"))
 	})
 }
+
+func TestParseOriginFrom(t *testing.T) {
+	o, err := ParseOriginFrom(OriginConfig{}, " 127.0.0.1/32, tls,unix, unix:0 ,unix:4242")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.FromTLS || len(o.From) != 1 || o.From[0].String() != "127.0.0.1/32" || fmt.Sprint(o.FromUnix) != "[0 0 4242]" {
+		t.Fatalf("%+v", o)
+	}
+	if o, err := ParseOriginFrom(OriginConfig{}, "unix:root"); err != nil || fmt.Sprint(o.FromUnix) != "[0]" {
+		t.Fatalf("unix:root: %+v %v", o, err)
+	}
+	for _, bad := range []string{"unix:no-such-user-here", "10.0.0.0/33", "tlsx", "unix:-1"} {
+		if _, err := ParseOriginFrom(OriginConfig{}, bad); err == nil || !strings.Contains(err.Error(), "-origin-from") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

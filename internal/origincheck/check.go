@@ -26,6 +26,8 @@ type Setup struct {
 	Mode        origin.Mode
 	From        []netip.Prefix // -origin-from CIDRs
 	FromTLS     bool           // -origin-from tls
+	FromUnix    []uint32       // -origin-from unix, unix:USER
+	Unix        string         // -unix
 	TLSClientCA string         // -tls-client-ca
 	Journal     bool           // -journal
 	// Listeners: -udp, -tcp and -tls addresses ("" when off).
@@ -35,6 +37,7 @@ type Setup struct {
 // SetupOf is the Setup of relaygate serve's configuration c.
 func SetupOf(c daemon.Config) Setup {
 	return Setup{Mode: c.Origin.Mode, From: c.Origin.From, FromTLS: c.Origin.FromTLS, TLSClientCA: c.TLSClientCA,
+		FromUnix: c.Origin.FromUnix, Unix: c.Unix,
 		Journal: c.Journal.On, UDP: c.UDP, TCP: c.TCP, TLS: c.TLS}
 }
 
@@ -76,6 +79,13 @@ func checkSetup(s Setup) []postfix.Finding {
 	}
 	if s.tlsTrusted() {
 		paths = append(paths, "TLS senders with a client certificate of -tls-client-ca")
+	}
+	if len(s.FromUnix) > 0 && s.Unix != "" {
+		uids := make([]string, len(s.FromUnix))
+		for i, u := range s.FromUnix {
+			uids[i] = fmt.Sprint(u)
+		}
+		paths = append(paths, "uid "+strings.Join(uids, ", ")+" writing to the -unix socket "+s.Unix)
 	}
 	var out []postfix.Finding
 	switch {
