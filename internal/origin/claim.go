@@ -8,9 +8,8 @@ import (
 // DefaultSDID is the STRUCTURED-DATA element that carries a line's origin
 // from rsyslog to relaygate (examples/rsyslog-relaygate-origin.conf writes
 // it). 32473 is the documentation enterprise number of RFC 5612: relaygate
-// has none of its own, and a site that has one may choose another SD-ID
-// with -origin-sd-id. An SD-ID without "@" would be one of IANA's (RFC 5424
-// §7 registers "origin" for something else).
+// has none of its own. An SD-ID without "@" would be one of IANA's (RFC
+// 5424 §7 registers "origin" for something else).
 const DefaultSDID = "relaygate@32473"
 
 // Param is one PARAM-NAME="PARAM-VALUE" of an SD element, unescaped.

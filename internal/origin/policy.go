@@ -69,7 +69,6 @@ const (
 	ReasonMalformed = "malformed"
 	ReasonInText    = "in_text"
 	ReasonLoginUser = "login_user"
-	ReasonNoUID     = "uid_unknown"
 	ReasonUID       = "uid_not_pinned"
 	ReasonUnit      = "unit_not_pinned"
 	ReasonExe       = "exe_not_pinned"
@@ -77,7 +76,7 @@ const (
 )
 
 // Reasons lists every refusal reason, for metrics that are exported at 0.
-var Reasons = []string{ReasonNoOrigin, ReasonUntrusted, ReasonMalformed, ReasonInText, ReasonLoginUser, ReasonNoUID, ReasonUID, ReasonUnit, ReasonExe, ReasonComm}
+var Reasons = []string{ReasonNoOrigin, ReasonUntrusted, ReasonMalformed, ReasonInText, ReasonLoginUser, ReasonUID, ReasonUnit, ReasonExe, ReasonComm}
 
 // Check says whether a login line of daemon with claim c may grant, and if
 // not, why.
@@ -101,10 +100,7 @@ func (p *Policy) Check(daemon string, c Claim) (ok bool, reason string) {
 	default:
 		return false, ReasonMalformed
 	}
-	o := c.Origin()
-	if o.UID < 0 {
-		return false, ReasonNoUID
-	}
+	o := c.Origin() // Verify made sure it has a uid
 	uidMin := p.UIDMin
 	if uidMin <= 0 {
 		uidMin = DefaultUIDMin
