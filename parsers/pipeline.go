@@ -13,8 +13,8 @@ const (
 	// Most of any mail log ends here; it is counted, never logged.
 	Unmatched Outcome = iota
 	// Refused: a parser recognised the message but refused it (an
-	// *AddrError), or StepAdmit's check did (an *AdmitError); the
-	// correlator forgot the process.
+	// *AddrError; the correlator forgot the process), or StepAdmit's
+	// check did (an *AdmitError; the correlator is left as it was).
 	Refused
 	// Held: recognised, but nothing for the grant table yet (a two-line
 	// daemon's address or failure line, an Auth without its address line);
@@ -92,12 +92,14 @@ func (e *AdmitError) Error() string {
 
 // StepAdmit is Step with an admission check: admit, if not nil, is asked
 // about every message a parser recognised, before the correlator sees it,
-// and returns "" to admit or a reason to refuse. A refused message is
-// treated like a refused address line (Refused, the correlator forgets the
-// process), so a two-line login needs both of its lines admitted: a forged
-// address line can't be joined with a genuine success line of the same PID.
-// Refusals by admit are not counted as refused logins; the caller counts
-// them by its reason.
+// and returns "" to admit or a reason to refuse. A refused message never
+// reaches the correlator, so a two-line login needs both of its lines
+// admitted (a forged address line is never remembered, so it can't be
+// joined with a genuine success line of the same PID), and it leaves the
+// correlator as it was: the PID in a line is whatever its writer chose, so
+// a forger's refused line must not make the correlator forget a genuine
+// address line and cancel that user's login. Refusals by admit are not
+// counted as refused logins; the caller counts them by its reason.
 func (p *Pipeline) StepAdmit(msg Message, at time.Time, admit func(daemon string) string) Result {
 	ev, err := p.set.parse(msg)
 	if err != nil {
@@ -111,7 +113,7 @@ func (p *Pipeline) StepAdmit(msg Message, at time.Time, admit func(daemon string
 	p.stats.events.add(ev.Daemon, ev.Kind)
 	if admit != nil {
 		if reason := admit(ev.Daemon); reason != "" {
-			return Result{Outcome: Refused, Parsed: ev, Err: &AdmitError{Daemon: ev.Daemon, Reason: reason}, Note: p.corr.forget(msg)}
+			return Result{Outcome: Refused, Parsed: ev, Err: &AdmitError{Daemon: ev.Daemon, Reason: reason}}
 		}
 	}
 	out, ok, note := p.corr.feed(msg, ev, at)

@@ -139,18 +139,12 @@ func Listen(cfg Config) (*Receiver, error) {
 		}
 	}
 	if cfg.Unix != "" {
-		if r.unix, err = listenUnix(cfg.Unix, cfg.UnixMode, cfg.UnixGroup); err != nil {
+		if r.unix, err = listenUnix(cfg.Unix, cfg.UnixMode, cfg.UnixGroup, len(cfg.OriginFromUnix) > 0); err != nil {
 			r.Close()
 			return nil, err
 		}
 		r.unixIno = inode(cfg.Unix)
 		r.sizeReadBuffer(r.unix, "unix")
-		if len(cfg.OriginFromUnix) > 0 {
-			if err := passCredentials(r.unix); err != nil {
-				r.Close()
-				return nil, fmt.Errorf("unix socket %s: senders' credentials (for -origin-from unix): %w", cfg.Unix, err)
-			}
-		}
 	} else if len(cfg.OriginFromUnix) > 0 {
 		r.Close()
 		return nil, errors.New("-origin-from unix needs -unix (the socket path)")

@@ -26,7 +26,9 @@ func passCredentials(conn *net.UnixConn) error {
 func credOOBSize() int { return syscall.CmsgSpace(syscall.SizeofUcred) }
 
 // senderUID reads the sender's uid from a datagram's control messages; -1
-// when the kernel attached none.
+// when the kernel attached none, or attached the empty credentials it
+// gives a datagram sent before SO_PASSCRED was set (pid 0, the overflow
+// uid): those say nothing about the sender.
 func senderUID(oob []byte) int64 {
 	msgs, err := syscall.ParseSocketControlMessage(oob)
 	if err != nil {
@@ -34,6 +36,9 @@ func senderUID(oob []byte) int64 {
 	}
 	for i := range msgs {
 		if cred, err := syscall.ParseUnixCredentials(&msgs[i]); err == nil {
+			if cred.Pid == 0 {
+				return -1
+			}
 			return int64(cred.Uid)
 		}
 	}

@@ -22,7 +22,7 @@ import (
 // maxSunPath is the size of sockaddr_un's sun_path on Linux, NUL included.
 const maxSunPath = 108
 
-func listenUnix(path string, mode os.FileMode, group string) (*net.UnixConn, error) {
+func listenUnix(path string, mode os.FileMode, group string, passCred bool) (*net.UnixConn, error) {
 	gid, err := lookupGID(group)
 	if err != nil {
 		return nil, err
@@ -44,6 +44,15 @@ func listenUnix(path string, mode os.FileMode, group string) (*net.UnixConn, err
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: tmp, Net: "unixgram"})
 	if err != nil {
 		return nil, fmt.Errorf("listen unixgram %s (created as %s before the rename): %w", path, tmp, err)
+	}
+	if passCred {
+		// Before anyone can reach the socket: a datagram queued before
+		// SO_PASSCRED carries no credentials, which the kernel reports as
+		// the overflow uid.
+		if err := passCredentials(conn); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("unix socket %s: senders' credentials (for -origin-from unix): %w", path, err)
+		}
 	}
 	// Lchown and Chmod reach the socket itself: nothing else can have
 	// replaced it inside the private directory.

@@ -119,7 +119,7 @@ func TestParseOriginFrom(t *testing.T) {
 	if o, err := ParseOriginFrom(OriginConfig{}, "unix:root"); err != nil || fmt.Sprint(o.FromUnix) != "[0]" {
 		t.Fatalf("unix:root: %+v %v", o, err)
 	}
-	for _, bad := range []string{"unix:no-such-user-here", "10.0.0.0/33", "tlsx", "unix:-1"} {
+	for _, bad := range []string{"unix:no-such-user-here", "10.0.0.0/33", "tlsx", "unix:-1", "unix:65534", "unix:nobody"} {
 		if _, err := ParseOriginFrom(OriginConfig{}, bad); err == nil || !strings.Contains(err.Error(), "-origin-from") {
 			t.Errorf("%q: %v", bad, err)
 		}

@@ -26,6 +26,12 @@ func ParseOriginFrom(o OriginConfig, value string) (OriginConfig, error) {
 			if err != nil {
 				return o, fmt.Errorf("-origin-from %s: %w", f, err)
 			}
+			if uid == overflowUID {
+				// The kernel reports this uid for a sender it cannot map
+				// into relaygate's user namespace, and for credentials it
+				// never recorded: trusting it trusts anyone.
+				return o, fmt.Errorf("-origin-from %s: uid %d is the kernel's overflow uid (nobody), which stands for any sender it cannot name", f, uid)
+			}
 			o.FromUnix = append(o.FromUnix, uid)
 		default:
 			cidrs = append(cidrs, f)
@@ -37,6 +43,9 @@ func ParseOriginFrom(o OriginConfig, value string) (OriginConfig, error) {
 	}
 	return o, nil
 }
+
+// overflowUID is Linux's default /proc/sys/kernel/overflowuid.
+const overflowUID = 65534
 
 // lookupUID reads a user name or a numeric uid.
 func lookupUID(name string) (uint32, error) {

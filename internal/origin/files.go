@@ -18,9 +18,12 @@ import (
 // LoginDefs is where the login UID range is set.
 const LoginDefs = "/etc/login.defs"
 
-// LoadUIDMin reads UID_MIN from a login.defs file. A missing file or a
-// file without UID_MIN gives DefaultUIDMin; a UID_MIN that is not a number
-// is an error, since guessing would move the line between system and login
+// LoadUIDMin reads UID_MIN from a login.defs file the way shadow-utils
+// (useradd) reads it, since the two must agree where login users begin:
+// the last UID_MIN line wins, the value may be in double quotes, and it is
+// a C number (0x… hexadecimal, a leading 0 octal). A missing file or a file
+// without UID_MIN gives DefaultUIDMin; a UID_MIN that is not a number is an
+// error, since guessing would move the line between system and login
 // accounts.
 func LoadUIDMin(path string) (int64, error) {
 	f, err := os.Open(path)
@@ -31,22 +34,41 @@ func LoadUIDMin(path string) (int64, error) {
 		return 0, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
+	uidMin := int64(DefaultUIDMin)
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		fields := strings.Fields(sc.Text())
 		if len(fields) < 2 || fields[0] != "UID_MIN" {
 			continue
 		}
-		v, err := strconv.ParseInt(fields[1], 10, 64)
-		if err != nil || v < 1 || v > 1<<32-1 {
+		v, ok := parseCNumber(strings.Trim(fields[1], `"`))
+		if !ok || v < 1 || v > 1<<32-1 {
 			return 0, fmt.Errorf("%s:%d: UID_MIN %q is not a uid", path, n, fields[1])
 		}
-		return v, nil
+		uidMin = int64(v)
 	}
 	if err := sc.Err(); err != nil {
 		return 0, fmt.Errorf("read %s: %w", path, err)
 	}
-	return DefaultUIDMin, nil
+	return uidMin, nil
+}
+
+// parseCNumber reads an unsigned number as strtoul(s, NULL, 0) does for
+// well-formed input: 0x or 0X hexadecimal, a leading 0 octal, else decimal;
+// nothing else (no sign, no spaces, no digit separators).
+func parseCNumber(s string) (uint64, bool) {
+	base := 10
+	switch {
+	case len(s) > 2 && (s[:2] == "0x" || s[:2] == "0X"):
+		s, base = s[2:], 16
+	case len(s) > 1 && s[0] == '0':
+		s, base = s[1:], 8
+	}
+	if s == "" || strings.ContainsAny(s, "_+-") {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(s, base, 64)
+	return v, err == nil
 }
 
 // pinsFile is the YAML document -origin-file reads.

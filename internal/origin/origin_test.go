@@ -182,6 +182,26 @@ func TestLoadUIDMin(t *testing.T) {
 	if _, err := LoadUIDMin(write("UID_MIN lots\n")); err == nil || !strings.Contains(err.Error(), ":1: UID_MIN") {
 		t.Fatalf("bad: %v", err)
 	}
+	// As shadow-utils reads it (found by an attack round: relaygate read
+	// 01750 as 1750 where useradd reads 1000, and took the first of two
+	// lines where useradd takes the last).
+	for content, want := range map[string]int64{
+		"UID_MIN 01750\n":                 1000,
+		"UID_MIN 0x3e8\n":                 1000,
+		"UID_MIN \"1000\"\n":              1000,
+		"UID_MIN 5000\nUID_MIN 1000\n":    1000,
+		"UID_MIN 1000\n#UID_MIN 9\n":      1000,
+		"UID_MIN\t 500 # comment words\n": 500,
+	} {
+		if v, err := LoadUIDMin(write(content)); err != nil || v != want {
+			t.Errorf("%q: %d %v, want %d", content, v, err, want)
+		}
+	}
+	for _, bad := range []string{"UID_MIN 1_000\n", "UID_MIN 08\n", "UID_MIN -5\n", "UID_MIN 0x\n", "UID_MIN 0\n", "UID_MIN 1000\nUID_MIN x\n"} {
+		if _, err := LoadUIDMin(write(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
 }
 
 func TestParseFile(t *testing.T) {
