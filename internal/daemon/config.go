@@ -64,7 +64,7 @@ type OriginConfig struct {
 	// FromTLS trusts every sender with a verified client certificate;
 	// FromUnix the uids whose datagrams on the -unix socket may carry one
 	// (the kernel names each datagram's sender).
-	From    []netip.Prefix
+	From     []netip.Prefix
 	FromTLS  bool
 	FromUnix []uint32
 	// LoginDefs is where UID_MIN is read when File does not set uid_min;
