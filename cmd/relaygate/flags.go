@@ -77,7 +77,7 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	fs.StringVar(&originFrom, "origin-from", "tls", "syslog senders trusted to add a "+origin.DefaultSDID+" element, comma-separated: `CIDRs`; tls for any sender with a client certificate verified by -tls-client-ca; unix for root writing to the -unix socket, unix:USER for another user (the kernel names each datagram's sender); from others the element is refused")
 	fs.StringVar(&c.DovecotPolicy.Addr, "dovecot-policy", "", "HTTP `address` (host:port, or a port on 127.0.0.1) of the Dovecot auth policy endpoint (auth_policy_server_url = http://ADDRESS/): Dovecot reports each authentication, and a successful IMAP or POP3 one grants its client; empty disables (docs/DOVECOT-POLICY.md)")
 	fs.StringVar(&c.DovecotPolicy.SecretFile, "dovecot-policy-secret-file", "", "`file` holding Dovecot's auth_policy_server_api_header value (Name:secret, or a secret sent as X-API-Key; no newline), which every request must carry; required off loopback and with -origin require")
-	fs.BoolVar(&c.Journal.On, "journal", false, "follow the local systemd journal (journalctl) for the parsers' program tags, with or without the syslog listeners (-udp \"\" -tcp \"\" for the journal alone); every journal line carries its verified writer for -origin; resumes after <state>.journal-cursor (docs/JOURNAL.md)")
+	fs.BoolVar(&c.Journal.On, "journal", false, "follow the local systemd journal (journalctl) for the parsers' program tags; -udp and -tcp are then off unless given (a syslog listener beside the journal takes lines without a writer from any local user); every journal line carries its verified writer for -origin; resumes after <state>.journal-cursor (docs/JOURNAL.md)")
 	fs.StringVar(&c.Journal.Dir, "journal-dir", "", "with -journal, read the journal files in this `directory` (journalctl --directory) instead of the system journal")
 	fs.StringVar(&allow, "allow", defaultAllow, "comma-separated `CIDRs` UDP/TCP syslog senders must come from")
 	fs.StringVar(&exclude, "exclude", "", "comma-separated `CIDRs` never to grant")
@@ -111,6 +111,16 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 		return c, fmt.Errorf("-allow: %w", err)
 	}
 	if c.Exclude, err = postfix.ParsePrefixes(exclude); err != nil {
+	if c.Journal.On {
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		if !given["udp"] {
+			c.UDP = ""
+		}
+		if !given["tcp"] {
+			c.TCP = ""
+		}
+	}
 		return c, fmt.Errorf("-exclude: %w", err)
 	}
 	switch c.Mynetworks {

@@ -101,6 +101,25 @@ func checkSetup(s Setup) []postfix.Finding {
 			Msg: "-origin verify, but relaygate believes no log path's origin" + whyNoTLS(s) +
 				" and -journal is off: every line is judged without its writer, so any local user of a log host can grant relay (SECURITY.md; " + fixOrigin + ")"})
 	}
+	if s.Journal && s.Mode == origin.ModeVerify {
+		var open []string
+		for _, l := range []struct{ flag, addr string }{{"-udp", s.UDP}, {"-tcp", s.TCP}} {
+			if l.addr != "" {
+				open = append(open, l.flag+" "+l.addr)
+			}
+		}
+		if s.TLS != "" && !s.tlsTrusted() {
+			open = append(open, "-tls "+s.TLS)
+		}
+		if s.Unix != "" && len(s.FromUnix) == 0 {
+			open = append(open, "-unix "+s.Unix)
+		}
+		if len(open) > 0 {
+			out = append(out, postfix.Finding{ID: "origin-listeners", Problem: true,
+				Msg: "-journal with -origin verify, and " + strings.Join(open, ", ") + " also listening: lines arriving there carry no verified writer and grant as before, so any local user who can reach them can grant relay",
+				Fix: "run -origin require, or turn those listeners off (with -journal, -udp and -tcp are off unless given)"})
+		}
+	}
 	for _, p := range s.From {
 		if p.Addr().IsLoopback() {
 			out = append(out, postfix.Finding{ID: "origin-loopback", Note: true,

@@ -261,3 +261,29 @@ func TestReadRsyslogExample(t *testing.T) {
 		t.Fatalf("forward %+v", f)
 	}
 }
+
+// TestJournalBesideOpenListeners: -journal under verify with a syslog
+// listener whose lines carry no writer is a problem (found by an attack
+// round: a local user's UDP line was granted beside the journal).
+func TestJournalBesideOpenListeners(t *testing.T) {
+	has := func(fs []postfix.Finding) bool {
+		for _, f := range fs {
+			if f.ID == "origin-listeners" && f.Problem {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(Check(Setup{Mode: origin.ModeVerify, Journal: true, UDP: "127.0.0.1:5514"}, "")) {
+		t.Error("journal + udp under verify not reported")
+	}
+	if has(Check(Setup{Mode: origin.ModeRequire, Journal: true, UDP: "127.0.0.1:5514"}, "")) {
+		t.Error("reported under require")
+	}
+	if has(Check(Setup{Mode: origin.ModeVerify, Journal: true}, "")) {
+		t.Error("reported with the journal alone")
+	}
+	if has(Check(Setup{Mode: origin.ModeVerify, Journal: true, Unix: "/run/relaygate/log", FromUnix: []uint32{0}}, "")) {
+		t.Error("reported for a unix socket whose senders are named")
+	}
+}
