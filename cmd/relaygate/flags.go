@@ -100,6 +100,16 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags go before arguments; see -h)", fs.Arg(0))
 	}
+	if c.Journal.On {
+		given := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		if !given["udp"] {
+			c.UDP = ""
+		}
+		if !given["tcp"] {
+			c.TCP = ""
+		}
+	}
 	var err error
 	if c.Origin.Mode, err = origin.ParseMode(originMode); err != nil {
 		return c, err
@@ -111,16 +121,6 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 		return c, fmt.Errorf("-allow: %w", err)
 	}
 	if c.Exclude, err = postfix.ParsePrefixes(exclude); err != nil {
-	if c.Journal.On {
-		given := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-		if !given["udp"] {
-			c.UDP = ""
-		}
-		if !given["tcp"] {
-			c.TCP = ""
-		}
-	}
 		return c, fmt.Errorf("-exclude: %w", err)
 	}
 	switch c.Mynetworks {
