@@ -29,6 +29,17 @@ type Config struct {
 	// the disk, with the greatest Event.Seq now durable (see Durable). It
 	// runs on the goroutine that owns the table, so it must not block.
 	OnDurable func(seq uint64)
+	// OnSet, if set, is handed the granted addresses (unmapped, in no
+	// particular order; the slice is the callee's) at start, at shutdown,
+	// and whenever the set changed, at most once per Flush, whether or not
+	// the map could be written: relaygate's outputs for other MTAs. It runs
+	// on the goroutine that owns the table, so it must not block.
+	OnSet func(addrs []netip.Addr)
+	// CatchUp, if set, is called by Start once the state is restored and
+	// before the first publish, with a function that applies an event as
+	// Run would: what must be in the very first map (a fleet's active
+	// grants, replayed from its stream). It runs on Start's goroutine.
+	CatchUp func(apply func(grants.Event))
 	// Grantable says whether an address in an existing map may be carried
 	// over at start (see Start); relaygate passes the parsers' own rule.
 	// Nil refuses only what can never be a client.
@@ -76,6 +87,7 @@ type Service struct {
 	open          openFunc                                 // os.OpenFile; tests make files unreadable to root with it
 	writeMapFile  func(path string, t *grants.Table) error // writeTableMap; tests make it fail
 	mapFailures   int                                      // failed map writes since the last good one
+	handed        handOffState                             // what OnSet was last given
 
 	// unsavedSince is when the oldest change not yet in the state file
 	// was made; zero when none is waiting for a sync.
@@ -148,6 +160,14 @@ func (s *Service) Start(now time.Time) error {
 	if s.cfg.StatePath != "" {
 		_, _ = removeStaleTemps(s.cfg.StatePath)
 	}
+	if s.cfg.CatchUp != nil {
+		_, before := s.table.Versions()
+		s.cfg.CatchUp(s.apply)
+		if _, after := s.table.Versions(); after != before {
+			// What the catch-up granted is on disk before Postfix sees it.
+			_ = s.writeState(now)
+		}
+	}
 	// A map that cannot be written at startup is a configuration error to
 	// fix before anything else. A state file that cannot be written is not
 	// (the write is retried). The map may go first here: everything in it
@@ -156,6 +176,7 @@ func (s *Service) Start(now time.Time) error {
 		return err
 	}
 	_ = s.writeState(now)
+	s.handOff(now, true)
 	s.stats.Active.Store(int64(s.table.Len()))
 	return nil
 }
@@ -264,6 +285,7 @@ func (s *Service) tick(now time.Time) time.Time {
 		s.writeState(now)
 		s.compactState(2*s.table.Len() + s.stateSlack)
 	}
+	s.handOff(now, false)
 	return s.due()
 }
 
@@ -293,6 +315,9 @@ func (s *Service) due() time.Time {
 	if changes != s.savedChanges && s.cfg.StatePath != "" {
 		earliest(latest(s.stateDueAt(), s.stateRetry.at))
 	}
+	if t := s.handOffDue(); !t.IsZero() {
+		earliest(t)
+	}
 	return next
 }
 
@@ -314,6 +339,7 @@ func (s *Service) shutdown(now time.Time) error {
 	if members, _ := s.table.Versions(); members != s.publishedMembers {
 		errs = append(errs, s.writeMap(now))
 	}
+	s.handOff(now, true)
 	// No whole-file rewrite at exit beyond tick's usual threshold: the
 	// file as appended is complete and every version since appending
 	// began reads it, while a rewrite of a million grants (100 MB) would

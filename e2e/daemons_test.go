@@ -30,6 +30,7 @@ type stack struct {
 	allLog     string // everything the syslog daemon received, for barriers and debugging
 	rgLog      string
 	rgArgs     []string
+	rgEnv      []string // relaygate's environment; nil: the suite's
 	rg         *proc
 }
 
@@ -227,6 +228,7 @@ func (s *stack) startRelaygate(tcp string) {
 		prev = fi
 	}
 	cmd := exec.Command(relaygateBin, s.rgArgs...)
+	cmd.Env = s.rgEnv
 	s.rg = startProc(t, "relaygate", s.rgLog, cmd)
 	// Ready = the map was (re)published, which happens right after the
 	// listeners are bound; a restart must replace the old file.

@@ -10,7 +10,12 @@ package e2e
 // forged origin element in a message's text, a forger's own RFC 5424
 // STRUCTURED-DATA, an executable whose path tries to close the element, and
 // an element sent straight to relaygate by a sender not in -origin-from are
-// refused and counted by reason.
+// refused and counted by reason. With rsyslog's imjournal loaded as well
+// (RHEL's default), a local user's native journal entry with fields UID=0,
+// EXE=/usr/lib/dovecot/log, … (which imjournal hands rsyslog as $!uid, $!exe)
+// goes without an element and is refused; and through
+// examples/rsyslog-relaygate-origin-imjournal.conf (the journal's "_" fields
+// only) real Dovecot grants while that forgery is refused as uid 65534.
 
 import (
 	"fmt"
@@ -77,20 +82,30 @@ func originExampleConf(t *testing.T, p *testutil.PKI) string {
 // (its module line makes the namespace's /dev/log, with the trusted
 // properties), plus a file of everything (s.allLog) and one of the origin
 // element each mail line was forwarded with (originLog).
-func rsyslogOrigin(example string) func(s *stack) {
+func rsyslogOrigin(example string) func(s *stack) { return rsyslogOriginWith(false, example) }
+
+// rsyslogOriginWith is rsyslogOrigin, with imjournal loaded too if
+// imjournal is set (as RHEL's rsyslog.conf loads it), reading the
+// journald of startJournald.
+func rsyslogOriginWith(imjournal bool, example string) func(s *stack) {
 	return func(s *stack) {
 		t := s.t
 		dir := filepath.Join(s.dir, "rsyslog")
 		mkdirs(t, 0o755, filepath.Join(dir, "work"))
 		conf := filepath.Join(dir, "rsyslog.conf")
-		testutil.WriteFile(t, conf, fmt.Sprintf(`# relaygate e2e: examples/rsyslog-relaygate-origin.conf as shipped
+		modules := ""
+		if imjournal {
+			modules = fmt.Sprintf(`module(load="imjournal" StateFile="%s")`, filepath.Join(dir, "work", "imjournal.state"))
+		}
+		testutil.WriteFile(t, conf, fmt.Sprintf(`# relaygate e2e: an example as shipped
 global(workDirectory="%s")
+%s
 %s
 # e2e only: what was received, and the element each mail line went with
 template(name="e2eOrigin" type="string" string="%%$.relaygate_sd%% %%programname%%: %%msg%%\n")
 if $syslogfacility-text == 'mail' then action(type="omfile" file="%s" template="e2eOrigin")
 *.* action(type="omfile" file="%s")
-`, filepath.Join(dir, "work"), example, originLog(s), s.allLog), 0o644)
+`, filepath.Join(dir, "work"), modules, example, originLog(s), s.allLog), 0o644)
 		run(t, "rsyslogd", "-N1", "-f", conf)
 		startProc(t, "rsyslogd", filepath.Join(dir, "rsyslogd.out"),
 			exec.Command("rsyslogd", "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid")))
@@ -433,4 +448,95 @@ func TestOriginSyslogNG(t *testing.T) {
 	s := newStack(t, stackOpts{udp: "-", tcp: originTCP, syslogd: syslogNGOrigin,
 		extraArgs: []string{"-origin", "require", "-origin-from", "127.0.0.1/32", "-metrics", metricsAddr}})
 	originForgeries(t, s, syslogNGFwd)
+}
+
+// originJournalExample is the shipped rsyslog configuration for an rsyslog
+// that reads the journal with imjournal.
+const originJournalExample = "../examples/rsyslog-relaygate-origin-imjournal.conf"
+
+// forgeJournalEntry sends journald, as uid 65534, a native entry whose
+// MESSAGE is text under the tag dovecot (mail.info), with client fields
+// named like rsyslog's trusted properties and the journal's trusted
+// fields: imjournal puts every field in $!, and rsyslog's variable names
+// ignore case, so $!uid reads this UID=0 (logger --journald sends each
+// line of its input as a field).
+func forgeJournalEntry(t *testing.T, text string) {
+	t.Helper()
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "logger", "--journald")
+	cmd.Stdin = strings.NewReader(strings.Join([]string{
+		"MESSAGE=" + text, "SYSLOG_IDENTIFIER=dovecot", "SYSLOG_FACILITY=2", "PRIORITY=6",
+		"UID=0", "GID=0", "PID=1", "EXE=/usr/lib/dovecot/log", "APPNAME=log", "COMM=log", "SYSTEMD_UNIT=dovecot.service",
+	}, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("logger --journald as uid 65534: %v\n%s", err, out)
+	}
+}
+
+// An rsyslog that loads imjournal beside the imuxsock example (as RHEL's
+// does): real Dovecot's lines come through imuxsock and grant; a local
+// user's native journal entry with UID=0, EXE=/usr/lib/dovecot/log and the
+// rest, which imjournal reads as $!uid, $!exe, … goes without an element
+// (the example builds it only for $inputname "imuxsock") and is refused.
+func TestOriginRsyslogImjournalForgery(t *testing.T) {
+	needFile(t, "/usr/sbin/rsyslogd", "apt-get install rsyslog")
+	needFile(t, "/usr/bin/setpriv", "apt-get install util-linux")
+	s := newStack(t, stackOpts{udp: "-", tcp: originTCP, beforeRelaygate: startJournald,
+		syslogd:   rsyslogOriginWith(true, originExampleConf(t, nil)),
+		extraArgs: []string{"-origin", "require", "-origin-from", "127.0.0.1/32", "-metrics", metricsAddr}})
+	l := mustLogin(t, imapLogin, "127.0.0.2", "bob", "bobpw", true)
+	grantedWithin(t, "127.0.0.2", l)
+	if o := forwardedOrigin(t, s, "rip=127.0.0.2, lip=127.0.0.1"); o.UID != 0 {
+		t.Errorf("Dovecot's line (through imuxsock) came from %s", o)
+	}
+	forgeJournalEntry(t, popLine("127.0.0.20", "forged-journal1"))
+	waitLog(t, originLog(s), "rip=127.0.0.20,", 15*time.Second)
+	if line := grepLines(originLog(s), "rip=127.0.0.20,"); !strings.HasPrefix(line, "- ") {
+		t.Errorf("the forged journal entry was forwarded with an element: %q", line)
+	}
+	expectRefused(t, s, origin.ReasonNoOrigin, 1, "127.0.0.20", "127.0.0.4")
+}
+
+// rsyslog reading the journal with imjournal and
+// examples/rsyslog-relaygate-origin-imjournal.conf (the element from the
+// journal's "_" fields only): real Dovecot → /dev/log → journald →
+// imjournal → relaygate grants, with the origin of Dovecot's log process;
+// a login line written with logger(1) by uid 65534, and the same uid's
+// native entry with UID=0 and the rest, go with uid 65534 and are refused.
+func TestOriginRsyslogImjournal(t *testing.T) {
+	needFile(t, "/usr/sbin/rsyslogd", "apt-get install rsyslog")
+	needFile(t, "/usr/bin/setpriv", "apt-get install util-linux")
+	b, err := os.ReadFile(originJournalExample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, stackOpts{udp: "-", tcp: originTCP, beforeRelaygate: startJournald,
+		syslogd:   rsyslogOriginWith(true, string(b)),
+		extraArgs: []string{"-origin", "require", "-origin-from", "127.0.0.1/32", "-metrics", metricsAddr}})
+	expectRCPT(t, "127.0.0.2", 554)
+	l := mustLogin(t, pop3Login, "127.0.0.2", "alice", "alicepw", true)
+	grantedWithin(t, "127.0.0.2", l)
+	l = mustLogin(t, imapLogin, "127.0.0.3", "bob", "bobpw", true)
+	grantedWithin(t, "127.0.0.3", l)
+	dovecot := forwardedOrigin(t, s, "rip=127.0.0.2, lip=127.0.0.1")
+	t.Logf("real Dovecot's login lines through imjournal come from: %s", dovecot)
+	if dovecot.UID != 0 || dovecot.Exe != "/usr/lib/dovecot/log" || dovecot.Comm != "log" {
+		t.Errorf("Dovecot's login line came from %s; want uid 0, /usr/lib/dovecot/log, log", dovecot)
+	}
+
+	t.Run("logger-uid-65534", func(t *testing.T) {
+		forgeLogin(t, "logger", popLine("127.0.0.20", "forged1"))
+		if o := forwardedOrigin(t, s, "rip=127.0.0.20,"); o.UID != 65534 {
+			t.Errorf("forged line's origin %s, want uid 65534", o)
+		}
+		expectRefused(t, s, origin.ReasonLoginUser, 1, "127.0.0.20", "127.0.0.4")
+	})
+	t.Run("native-entry-uid-0-fields", func(t *testing.T) {
+		forgeJournalEntry(t, popLine("127.0.0.21", "forged-journal1"))
+		o := forwardedOrigin(t, s, "rip=127.0.0.21,")
+		t.Logf("the forger's native entry came with: %s", o)
+		if o.UID != 65534 || o.Exe == "/usr/lib/dovecot/log" || o.Unit == "dovecot.service" {
+			t.Errorf("forged entry's origin %s, want uid 65534 and none of its own fields", o)
+		}
+		expectRefused(t, s, origin.ReasonLoginUser, 2, "127.0.0.21", "127.0.0.5")
+	})
 }

@@ -10,7 +10,11 @@
 #   *.service         systemd-analyze verify (with the packaged unit)
 #   postfix-main.cf   checked by go test (TestCheckExamplePostfixConfig:
 #                     postconf -n on a copy, and relaygate check)
-#   exim-relaygate.conf  a commented snippet: nothing to check
+#   exim-relaygate.conf, sendmail-relaygate.mc, opensmtpd-relaygate.conf
+#                     run in the real MTAs by the e2e suite (e2e/mta_test.go)
+#   nats-server-*.conf  nats-server -t -c (with stand-in certificates at
+#                     the paths it names; its authorization block is also
+#                     run by internal/fleet's TestFollowerCannotPublish)
 # A missing checker is skipped with a message; with CI=true it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -131,6 +135,26 @@ if command -v systemd-analyze >/dev/null; then
   done
 else
   missing "systemd-analyze not installed"
+fi
+
+if command -v nats-server >/dev/null && command -v openssl >/dev/null; then
+  for f in examples/nats-server-*.conf; do
+    # nats-server loads the certificates it names: stand-ins (a
+    # self-signed certificate) in a directory of their own.
+    d=$(mktemp -d)
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj /CN=n1.example.org -keyout "$d/n1.key" -out "$d/n1.pem" 2>/dev/null
+    cp "$d/n1.pem" "$d/ca.pem"
+    sed "s|/etc/nats/tls|$d|g" "$f" >"$d/nats.conf"
+    if out=$(nats-server -t -c "$d/nats.conf" 2>&1); then
+      echo "ok: nats-server -t $f"
+    else
+      echo "FAIL: nats-server -t $f"; echo "$out"; failed=1
+    fi
+    rm -rf "$d"
+  done
+else
+  missing "nats-server or openssl not installed (apt-get install nats-server openssl)"
 fi
 
 exit $failed

@@ -17,7 +17,7 @@ import (
 // SO_REUSEPORT; or, for a takeover, into the group already there.
 func listenUDP(addr *net.UDPAddr, takeover bool) (*net.UDPConn, error) {
 	if takeover {
-		lc := net.ListenConfig{Control: joinGroup}
+		lc := net.ListenConfig{Control: JoinGroup}
 		pc, err := lc.ListenPacket(context.Background(), "udp", addr.String())
 		if err != nil {
 			return nil, err
@@ -35,8 +35,11 @@ func listenUDP(addr *net.UDPAddr, takeover bool) (*net.UDPConn, error) {
 	return conn, nil
 }
 
-// joinGroup is a ListenConfig.Control: SO_REUSEPORT before bind(2).
-func joinGroup(_, _ string, c syscall.RawConn) error {
+// JoinGroup is a net.ListenConfig Control that sets SO_REUSEPORT before
+// bind(2): how a -takeover binds beside the running relaygate's socket.
+// The daemon's listeners outside the receiver (RELP) bind with it too
+// under Takeover, then go to AddListener.
+func JoinGroup(_, _ string, c syscall.RawConn) error {
 	var serr error
 	if err := c.Control(func(fd uintptr) { serr = reusePort(fd) }); err != nil {
 		return err
@@ -82,8 +85,12 @@ func listenTCP(transport, address string, takeover bool) (*net.TCPListener, erro
 		Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4,
 	}}
 	if takeover {
-		lc.Control = joinGroup
+		lc.Control = JoinGroup
 	}
+	// Plain TCP: since Go 1.24 (go.mod's go line) a ListenConfig listens
+	// with MPTCP where the kernel has it, and an MPTCP socket refuses the
+	// steering program of a takeover (EOPNOTSUPP).
+	lc.SetMultipathTCP(false)
 	ln, err := lc.Listen(context.Background(), "tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s %s: %w%s", transport, address, err, inUseHint(err, takeover))
@@ -129,5 +136,31 @@ func (r *Receiver) eachGroup(f func(fd uintptr) error) error {
 	if r.tlsLn != nil {
 		add("tls", r.tlsLn)
 	}
+	for _, l := range r.others {
+		add(l.name, l.conn)
+	}
 	return errors.Join(errs...)
+}
+
+// otherListener is a listening socket of the daemon's that the receiver
+// does not serve (RELP), in its takeover group.
+type otherListener struct {
+	name string
+	conn syscall.Conn
+}
+
+// AddListener makes another of the daemon's TCP listeners (RELP) take part
+// in a takeover as the receiver's own do: bound normally (exclusively), it
+// is opened to a successor's SO_REUSEPORT now; bound with JoinGroup under
+// Takeover, it is already in its predecessor's group. Steer and Unsteer
+// include it from then on. Call it before Steer, from the goroutine that
+// calls Steer.
+func (r *Receiver) AddListener(name string, conn syscall.Conn) error {
+	if !r.cfg.Takeover {
+		if err := control(conn, reusePort); err != nil {
+			return fmt.Errorf("listen %s: SO_REUSEPORT: %w", name, err)
+		}
+	}
+	r.others = append(r.others, otherListener{name, conn})
+	return nil
 }

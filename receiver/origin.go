@@ -47,7 +47,9 @@ func (r *Receiver) claim(env syslogmsg.Envelope, src source) origin.Claim {
 
 // originTrusted says whether src may add an origin element.
 func (r *Receiver) originTrusted(src source) bool {
-	if src.transport == "tls" && src.tlsPeer != "" && r.cfg.OriginFromTLS {
+	// tlsPeer is set only for a verified client certificate: -tls, or
+	// RELP over TLS (Admit).
+	if (src.transport == "tls" || src.transport == "relp") && src.tlsPeer != "" && r.cfg.OriginFromTLS {
 		return true
 	}
 	if src.transport == "unix" {

@@ -46,11 +46,11 @@ import (
 type Message struct {
 	syslogmsg.Envelope
 	Received  time.Time // relaygate's clock at receipt; grants never use the header time
-	Transport string    // "udp", "tcp", "tls" or "unix"
+	Transport string    // "udp", "tcp", "tls", "unix", or "relp" (Admit)
 	Peer      string    // sender "ip:port", or the socket path for unix
 	// TLSPeer names the sender's verified client certificate: its subject
 	// CN, or its first DNS name when the CN is empty. Set only on "tls"
-	// with TLSClientCA; empty otherwise.
+	// with TLSClientCA, and on "relp" over TLS with one; empty otherwise.
 	TLSPeer string
 	// Origin is what the message says about its writer (see Config's
 	// OriginFrom); the zero Claim says nothing.
@@ -68,6 +68,7 @@ type Receiver struct {
 	tlsConf *tls.Config
 	unix    *net.UnixConn
 	hosts   map[string]struct{} // AllowHosts, lower case; nil = all
+	others  []otherListener     // the daemon's other listeners in the takeover group (AddListener)
 
 	warn *rateLimiter
 
@@ -101,7 +102,7 @@ func Listen(cfg Config) (*Receiver, error) {
 		warn:    newRateLimiter(10 * time.Second),
 	}
 	if cfg.TLS != "" {
-		conf, leaf, err := loadTLSConfig(cfg)
+		conf, leaf, err := LoadTLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
 		if err != nil {
 			return nil, err
 		}

@@ -13,15 +13,18 @@ import (
 	"strings"
 )
 
-// loadTLSConfig reads the TLS listener's certificate, key and client CA.
-// Every error names the file it is about. It also returns the leaf
-// certificate, so Listen can warn about one that is not valid now.
+// LoadTLSConfig reads a TLS listener's certificate (intermediates after
+// it), key and, if clientCA is not "", the CAs a client certificate must
+// be signed by (then required). Every error names the file it is about. It
+// also returns the leaf certificate, so a caller can warn about one that
+// is not valid now. Listen uses it for -tls; the daemon for -relp-tls.
 //
 // The result works with the real senders: rsyslog's gtls driver
 // (StreamDriverMode="1", StreamDriverAuthMode "anon", "x509/certvalid" or
 // "x509/name") and syslog-ng's tls(), over TLS 1.2 or 1.3, octet-counted or
-// newline-framed.
-func loadTLSConfig(cfg Config) (*tls.Config, *x509.Certificate, error) {
+// newline-framed; and librelp's TLS (omrelp tls="on").
+func LoadTLSConfig(cert, key, clientCA string) (*tls.Config, *x509.Certificate, error) {
+	cfg := Config{TLSCert: cert, TLSKey: key, TLSClientCA: clientCA}
 	if cfg.TLSCert == "" || cfg.TLSKey == "" {
 		return nil, nil, errors.New("-tls needs -tls-cert and -tls-key")
 	}

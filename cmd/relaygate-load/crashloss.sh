@@ -12,13 +12,16 @@
 #
 # Environment: RELAYGATE (a relaygate binary; default: built from this
 # tree), RUNS (3), LOGINS (6000), SECONDS_ (3), KILLS (2), PORT (5614),
-# TRANSPORT (tcp, or udp: rsyslog's omfwd over UDP to relaygate's -udp).
+# TRANSPORT (tcp; udp: rsyslog's omfwd over UDP to relaygate's -udp; relp:
+# omrelp with a disk-assisted queue to relaygate's -relp, docs/RELP.md).
 # Per run it prints the logins relaygate logged as granted (received) and
 # those in the final map (kept): received − kept were lost by relaygate's
 # crashes, LOGINS − received by the transport (plain TCP has no
 # acknowledgements, so what sat in socket buffers at a kill is gone; RELP
-# is the cure for that part). It needs rsyslogd and python3, runs nothing
-# as a system service, and stops every process it started by its PID.
+# is the cure for that part: relaygate answers a message once its login is
+# durable, and rsyslog sends again what was not answered). It needs
+# rsyslogd (and rsyslog-relp for relp) and python3, runs nothing as a
+# system service, and stops every process it started by its PID.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export LC_ALL=C
@@ -29,10 +32,17 @@ SECS=${SECONDS_:-3}
 KILLS=${KILLS:-2}
 PORT=${PORT:-5614}
 TRANSPORT=${TRANSPORT:-tcp}
+MODULE=
 case $TRANSPORT in
-tcp) LISTEN=(-udp '' -tcp 127.0.0.1:$PORT) FWD='protocol="tcp" TCP_Framing="octet-counted"' ;;
-udp) LISTEN=(-udp 127.0.0.1:$PORT -tcp '') FWD='protocol="udp"' ;;
-*) echo "TRANSPORT must be tcp or udp" >&2; exit 2 ;;
+tcp) LISTEN=(-udp '' -tcp 127.0.0.1:$PORT) FWD='type="omfwd" protocol="tcp" TCP_Framing="octet-counted"' ;;
+udp) LISTEN=(-udp 127.0.0.1:$PORT -tcp '') FWD='type="omfwd" protocol="udp"' ;;
+relp)
+	LISTEN=(-udp '' -tcp '' -relp 127.0.0.1:$PORT)
+	MODULE='module(load="omrelp")'
+	# examples/rsyslog-relaygate-relp.conf's action.
+	FWD='type="omrelp" windowSize="1024" queue.filename="relaygate-relp" queue.saveOnShutdown="on" queue.maxDiskSpace="256m"'
+	;;
+*) echo "TRANSPORT must be tcp, udp or relp" >&2; exit 2 ;;
 esac
 RSYSLOGD=${RSYSLOGD:-/usr/sbin/rsyslogd}
 TOP=$(mktemp -d /tmp/relaygate-crashloss.XXXXXX)
@@ -75,8 +85,9 @@ one_run() {
 global(workDirectory="$WORK/rsyslog")
 module(load="imuxsock" SysSock.Use="off")
 input(type="imuxsock" Socket="$WORK/log.sock" RateLimit.Interval="0")
+$MODULE
 if \$programname == "dovecot" then {
-	action(type="omfwd" target="127.0.0.1" port="$PORT" $FWD
+	action($FWD target="127.0.0.1" port="$PORT"
 		template="RSYSLOG_SyslogProtocol23Format"
 		queue.type="LinkedList" queue.size="1000000"
 		action.resumeRetryCount="-1" action.resumeInterval="1")

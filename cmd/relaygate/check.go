@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/relaygate/relaygate/internal/fleet"
 	"github.com/relaygate/relaygate/internal/origincheck"
+	"github.com/relaygate/relaygate/internal/outputs"
 	"github.com/relaygate/relaygate/internal/postfix"
 )
 
@@ -52,7 +54,9 @@ func checkCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	o.MapPath = abs
 	problems := 0
-	for _, f := range append(postfix.Check(ctx, o), origincheck.Check(origincheck.SetupOf(sc.Config), *rsyslogConf)...) {
+	findings := append(postfix.Check(ctx, o), origincheck.Check(origincheck.SetupOf(sc.Config), *rsyslogConf)...)
+	findings = append(findings, fleet.Check(ctx, sc.Fleet)...)
+	for _, f := range append(findings, outputs.Check(sc.Outputs, outputs.CheckOptions{MapPath: o.MapPath, RunAs: o.RunAs})...) {
 		fmt.Fprintln(stdout, f)
 		if f.Problem {
 			problems++

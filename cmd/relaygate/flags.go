@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,7 +12,9 @@ import (
 	"github.com/relaygate/relaygate/internal/origin"
 
 	"github.com/relaygate/relaygate/internal/daemon"
+	"github.com/relaygate/relaygate/internal/fleet"
 	"github.com/relaygate/relaygate/internal/grants"
+	"github.com/relaygate/relaygate/internal/outputs"
 	"github.com/relaygate/relaygate/internal/postfix"
 	"github.com/relaygate/relaygate/receiver"
 )
@@ -59,12 +60,20 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM `file` with the TLS server certificate (intermediates after it); required with -tls")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM `file` with the private key of -tls-cert; required with -tls")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM `file` of CA certificates; when set, TLS senders must present a client certificate signed by one of them")
+	fs.StringVar(&c.RELP.Addr, "relp", "", "TCP `address` to receive rsyslog's RELP (omrelp) on, such as 0.0.0.0:2514: each message is answered once its login is in the state file, synced, so rsyslog sends again what a crash lost (docs/RELP.md); -allow, -max-conns and -max-conns-per-host apply; empty disables")
+	fs.BoolVar(&c.RELP.TLS, "relp-tls", false, "-relp over TLS (omrelp tls=\"on\"), with -tls-cert, -tls-key and, to require client certificates, -tls-client-ca")
 	fs.IntVar(&c.UDPReadBuf, "udp-rcvbuf", receiver.DefaultUDPReadBuffer, "receive buffer `bytes` of the UDP and unix sockets, where datagrams wait while relaygate is busy; above net.core.rmem_max it needs root or CAP_NET_ADMIN (the granted size is logged)")
 	fs.IntVar(&c.MaxConns, "max-conns", receiver.DefaultMaxConns, "most TCP and TLS `connections` open at once; more are closed on accept and counted")
 	fs.IntVar(&c.MaxConnsPerHost, "max-conns-per-host", 0, "most TCP and TLS `connections` one sender address may hold at once (TLS handshakes included), so one host can't take every -max-conns slot; more are closed on accept and counted. 0 = an eighth of -max-conns, at least 2, at most 16")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close TCP and TLS connections idle this long; 0 = never (the default: a sender that has not noticed the close loses its next line)")
 	fs.StringVar(&allowHosts, "allow-hosts", "", "comma-separated syslog HOSTNAME `values` to accept (default all); a filter against misconfigured senders, not authentication")
 	fs.StringVar(&c.MapPath, "map", defaultMap, "cdb map `file` to publish; Postfix names it without \".cdb\" (cdb:/path/pop-before-smtp)")
+	fs.StringVar(&c.Outputs.TCPRules, "tcprules", "", "also publish the grants for qmail's tcpserver -x: a tcprules cdb `file`, each granted address with -tcprules-grant (docs/OTHER-MTAS.md)")
+	fs.StringVar(&c.Outputs.TCPRulesStatic, "tcprules-static", "", "the site's own tcprules `file` (tcp.smtp): its rules follow the grants in -tcprules, and each grant gets the rule its address matches (a deny keeps it out) plus -tcprules-grant; re-read when it changes")
+	fs.StringVar(&c.Outputs.TCPRulesGrant, "tcprules-grant", "", "tcprules `instructions` added to a granted address's own rule; must begin with allow (default "+outputs.DefaultTCPRulesGrant+")")
+	fs.StringVar(&c.Outputs.SendmailMap, "sendmail-map", "", "also publish the grants for sendmail: a hash map `name` (NAME.db), built with makemap and renamed into place")
+	fs.StringVar(&c.Outputs.OpenSMTPDTable, "opensmtpd-table", "", "also publish the grants for OpenSMTPD: a file: table `file` of granted addresses, then run -opensmtpd-update")
+	fs.StringVar(&c.Outputs.OpenSMTPDUpdate, "opensmtpd-update", "", "`command` run after each -opensmtpd-table write, split on blanks (default "+outputs.DefaultOpenSMTPDUpdate+")")
 	fs.StringVar(&c.StatePath, "state", "", "state `file` that keeps grants across restarts (default: the map's name with .state)")
 	fs.DurationVar(&c.Grace, "grace", 30*time.Minute, "how long a login allows relaying")
 	fs.DurationVar(&c.Flush, "flush", time.Second, "least `time` between two map publishes")
@@ -79,7 +88,8 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	fs.StringVar(&c.DovecotPolicy.SecretFile, "dovecot-policy-secret-file", "", "`file` holding Dovecot's auth_policy_server_api_header value (Name:secret, or a secret sent as X-API-Key; no newline), which every request must carry; required off loopback and with -origin require")
 	fs.BoolVar(&c.Journal.On, "journal", false, "follow the local systemd journal (journalctl) for the parsers' program tags; -udp and -tcp are then off unless given (a syslog listener beside the journal takes lines without a writer from any local user); every journal line carries its verified writer for -origin; resumes after <state>.journal-cursor (docs/JOURNAL.md)")
 	fs.StringVar(&c.Journal.Dir, "journal-dir", "", "with -journal, read the journal files in this `directory` (journalctl --directory) instead of the system journal")
-	fs.StringVar(&allow, "allow", defaultAllow, "comma-separated `CIDRs` UDP/TCP syslog senders must come from")
+	fleet.AddFlags(fs, &c.Fleet) // -nats-*: docs/FLEET.md
+	fs.StringVar(&allow, "allow", defaultAllow, "comma-separated `CIDRs` UDP/TCP/TLS/RELP syslog senders must come from")
 	fs.StringVar(&exclude, "exclude", "", "comma-separated `CIDRs` never to grant")
 	fs.StringVar(&c.ExcludeFile, "exclude-file", "", "`file` of CIDRs never to grant, one per line, # comments; re-read on SIGHUP")
 	fs.IntVar(&c.MaxEntries, "max-entries", grants.DefaultMaxEntries, "most grants kept; when full the least recently logged-in `number` is evicted")
@@ -88,7 +98,7 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "console", "log `format`: console or json")
 	fs.StringVar(&c.Metrics, "metrics", "", "HTTP `address` serving Prometheus /metrics, /healthz and /grants (for relaygate status), e.g. 127.0.0.1:9725; empty disables")
-	fs.BoolVar(&c.Takeover, "takeover", false, "replace the relaygate running on this -map without a moment of closed ports: bind beside it (its listeners admit this), receive, then stop it (SIGTERM) and wait for its lock before loading the state; no login is lost. Linux; same user; same -udp/-tcp/-tls addresses")
+	fs.BoolVar(&c.Takeover, "takeover", false, "replace the relaygate running on this -map without a moment of closed ports: bind beside it (its listeners admit this), receive, then stop it (SIGTERM) and wait for its lock before loading the state; no login is lost. Linux; same user; same -udp/-tcp/-tls/-relp addresses")
 	fs.DurationVar(&c.TakeoverTimeout, "takeover-timeout", 30*time.Second, "with -takeover, how long to wait for the running relaygate to finish and exit")
 	if visit != nil {
 		visit(fs)
@@ -122,16 +132,6 @@ func parseServeFlagsVisit(args []string, stderr io.Writer, visit func(*flag.Flag
 	}
 	if c.Exclude, err = postfix.ParsePrefixes(exclude); err != nil {
 		return c, fmt.Errorf("-exclude: %w", err)
-	}
-	switch c.Mynetworks {
-	case "auto", "none":
-	default:
-		if _, err := postfix.ParsePrefixes(c.Mynetworks); err != nil {
-			return c, fmt.Errorf("-mynetworks: %w (want auto, none, or CIDRs)", err)
-		}
-	}
-	if c.PostfixConfig != "" && c.Mynetworks != "auto" {
-		return c, errors.New("-postfix-config is only used with -mynetworks auto")
 	}
 	mode, err := strconv.ParseUint(unixMode, 8, 32)
 	if err != nil || mode == 0 || mode > 0o777 {

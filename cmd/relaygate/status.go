@@ -59,6 +59,9 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := json.Unmarshal(body, &reply); err != nil {
 		return fmt.Errorf("GET %s: not relaygate's answer: %w", url, err)
 	}
+	if reply.Fleet != nil {
+		fmt.Fprintln(stdout, reply.Fleet)
+	}
 	return printGrants(stdout, reply)
 }
 

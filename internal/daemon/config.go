@@ -5,7 +5,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/relaygate/relaygate/internal/fleet"
 	"github.com/relaygate/relaygate/internal/origin"
+	"github.com/relaygate/relaygate/internal/outputs"
 )
 
 // Config is everything `relaygate serve` is told on its command line,
@@ -28,6 +30,8 @@ type Config struct {
 	Origin        OriginConfig
 	DovecotPolicy DovecotPolicyConfig // -dovecot-policy: Dovecot reports its authentications over HTTP
 	Journal       JournalConfig       // -journal: follow the systemd journal
+	RELP          RELPConfig          // -relp: rsyslog's RELP, each message answered once its login is durable
+	Fleet         fleet.Config        // -nats-*: publish to and follow a fleet of relaygates (docs/FLEET.md)
 	Parsers       ParserConfig
 	Grace         time.Duration
 	MaxSession    time.Duration
@@ -37,7 +41,8 @@ type Config struct {
 	Mynetworks    string // auto (ask postconf, re-asked on Reload), none, or CIDRs
 	PostfixConfig string // postconf -c for -mynetworks auto
 
-	MapPath   string // with .cdb
+	MapPath   string         // with .cdb
+	Outputs   outputs.Config // -tcprules, -sendmail-map, -opensmtpd-table: the grants for other MTAs
 	StatePath string
 	Flush     time.Duration
 	Metrics   string // HTTP address for /metrics, /healthz and /grants; "" disables

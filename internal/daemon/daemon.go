@@ -17,11 +17,14 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/relaygate/relaygate/cdbwriter"
+	"github.com/relaygate/relaygate/internal/fleet"
 	"github.com/relaygate/relaygate/internal/grants"
+	"github.com/relaygate/relaygate/internal/outputs"
 	"github.com/relaygate/relaygate/internal/postfix"
 	"github.com/relaygate/relaygate/parsers"
 	"github.com/relaygate/relaygate/receiver"
@@ -50,7 +53,16 @@ type Daemon struct {
 	jin     *journalIn      // the pipeline goroutine's journal entries and pending mark
 
 	policy       *policyEndpoint  // -dovecot-policy
+	outputs      *outputs.Set     // the grants for other MTAs; nil without
 	policyLogins chan policyLogin // from the endpoint's handlers to the pipeline goroutine
+
+	seq      sequencer      // numbers the events whose durability an input awaits (seq.go)
+	jsrc     *seqSource     // the journal's numbers; the pipeline goroutine's
+	fleet    *fleet.Fleet   // -nats-url; nil without
+	fleetGo  chan fleetLive // the catch-up hands the fleet to the pipeline goroutine
+	fin      *fleetIn       // the pipeline goroutine's view of the fleet; nil unless following
+	sessions *fleetSessions // refreshes this relaygate's open sessions in the fleet
+	rin      *relpIn        // -relp: listener, counters, acknowledgements (relp.go); nil without
 }
 
 // New binds the listeners and publishes the initial map. When it returns
@@ -64,11 +76,15 @@ type Daemon struct {
 // and while the state of a million grants loads (seconds) the socket
 // buffer alone would overflow.
 func New(ctx context.Context, cfg Config, log zerolog.Logger, clock cdbwriter.Clock) (_ *Daemon, err error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
 	d := &Daemon{
 		cfg: cfg, log: log, clock: clock,
 		reloads: make(chan reloadable, 1),
 
 		policyLogins: make(chan policyLogin, policyQueue),
+		fleetGo:      make(chan fleetLive, 1),
 	}
 	var cleanup []func()
 	defer func() {
@@ -99,6 +115,10 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger, clock cdbwriter.Cl
 		return nil, err
 	}
 	cleanup = append(cleanup, d.recv.Close)
+	if err = d.listenRELP(); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, d.closeRELP)
 	conf, err := loadReloadable(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -115,7 +135,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger, clock cdbwriter.Cl
 	}
 	cleanup = append(cleanup, d.closeJournal)
 	d.intake = d.startIntake(ctx)
-	cleanup = append(cleanup, d.intake.abort)
+	cleanup = append(cleanup, d.intake.abort, d.closeRELP) // RELP first: its sessions would wait for acks
 	if cfg.Takeover {
 		if d.lock, err = d.takeOver(ctx); err != nil {
 			return nil, err
@@ -134,11 +154,28 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger, clock cdbwriter.Cl
 		return nil, err
 	}
 	cleanup = append(cleanup, d.mon.closeUnstarted)
+	d.watchJournal() // /healthz reports a stuck journal reader
 	// After the lock too, for the same reason.
 	if d.policy, err = d.startDovecotPolicy(); err != nil {
 		return nil, err
 	}
 	cleanup = append(cleanup, d.policy.close)
+	outs, err := outputs.Build(cfg.Outputs)
+	if err != nil {
+		return nil, err
+	}
+	d.outputs = outputs.Start(outs, outputs.Options{Logger: log, Retry: max(cfg.Flush, 100*time.Millisecond)})
+	cleanup = append(cleanup, func() { d.outputs.Close(0) })
+	var onSet func([]netip.Addr)
+	if d.outputs != nil {
+		onSet = d.outputs.Publish
+	}
+	// After the lock: the outbox and cursor beside the state are this
+	// process's.
+	if err := d.startFleet(); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, d.closeFleet)
 	d.svc = cdbwriter.NewService(cdbwriter.Config{
 		MapPath:   cfg.MapPath,
 		StatePath: cfg.StatePath,
@@ -146,7 +183,9 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger, clock cdbwriter.Cl
 		Logger:    log,
 		Stats:     &d.wstats,
 		OnPublish: d.mon.published,
-		OnDurable: d.journalDurable,
+		OnDurable: d.seq.durable, // the journal's, RELP's and the fleet's (seq.go)
+		CatchUp:   d.fleetCatchUp,
+		OnSet:     onSet,
 		Grantable: parsers.Grantable,
 	}, table)
 	if err := d.svc.Start(clock.Now()); err != nil {
@@ -163,7 +202,7 @@ func (d *Daemon) listen() (*receiver.Receiver, error) {
 	return receiver.Listen(receiver.Config{
 		UDP: cfg.UDP, TCP: cfg.TCP, Unix: cfg.Unix, TLS: cfg.TLS,
 		UnixMode: cfg.UnixMode, UnixGroup: cfg.UnixGroup,
-		TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey, TLSClientCA: cfg.TLSClientCA,
+		TLSCert: cfg.tlsFile(cfg.TLSCert), TLSKey: cfg.tlsFile(cfg.TLSKey), TLSClientCA: cfg.tlsFile(cfg.TLSClientCA),
 		Allow:           cfg.Allow,
 		AllowHosts:      cfg.AllowHosts,
 		MaxConns:        cfg.MaxConns,
@@ -213,8 +252,10 @@ func (d *Daemon) logListening(conf reloadable, grants int) {
 		Str("udp", listen(d.recv.UDPAddr())).
 		Str("tcp", listen(d.recv.TCPAddr())).
 		Str("tls", listen(d.recv.TLSAddr())).
+		Str("relp", d.relpDesc()).
 		Str("unix", unix).
 		Str("journal", d.journalDesc()).
+		Str("fleet", d.fleetDesc()).
 		Str("map", d.cfg.MapPath).
 		Str("postfix", "check_client_access cdb:"+strings.TrimSuffix(d.cfg.MapPath, ".cdb")).
 		Str("state", d.cfg.StatePath).
@@ -239,11 +280,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for _, ev := range queued {
 		d.svc.Apply(ev)
 	}
+	d.sessions = d.startFleetSessions()
 	err := d.svc.Run(events, d.mon.reads, d.clock)
+	d.sessions.close()
+	d.outputs.Close(5 * time.Second) // after the final hand-off
 	d.policy.close()
 	close(d.mon.stopped)
 	d.intake.wait()
 	d.closeJournal() // after the final sync: the cursor of the last durable entry
+	d.closeFleet()   // likewise; its outbox keeps what is not yet published
 	d.mon.stop()
 	d.lock.Release()
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/relaygate/relaygate/cdbwriter"
 	"github.com/relaygate/relaygate/internal/grants"
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/receiver"
 )
 
 const (
@@ -47,6 +48,8 @@ func testConfig(t testing.TB) Config {
 		MapPath:    filepath.Join(dir, "pbs.cdb"),
 		StatePath:  filepath.Join(dir, "pbs.state"),
 		Flush:      50 * time.Millisecond,
+		UDPReadBuf: receiver.DefaultUDPReadBuffer,
+		MaxConns:   receiver.DefaultMaxConns,
 		Version:    "test",
 	}
 }
@@ -263,3 +266,33 @@ type funcClock func() time.Time
 
 func (c funcClock) Now() time.Time                         { return c() }
 func (c funcClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// TestNewHoldsCodeToTheFlagsRules: a Config built in code (not by the
+// flags) meets Check in New, so what the command line refuses cannot
+// start a daemon by another way, and nothing is bound or written first.
+func TestNewHoldsCodeToTheFlagsRules(t *testing.T) {
+	for name, tc := range map[string]struct {
+		mutate func(*Config)
+		want   string
+	}{
+		"zero grace":               {func(c *Config) { c.Grace = 0 }, "-grace"},
+		"zero flush":               {func(c *Config) { c.Flush = 0 }, "-flush"},
+		"bad mynetworks":           {func(c *Config) { c.Mynetworks = "10.0.0.0/33" }, "-mynetworks"},
+		"postfix-config unused":    {func(c *Config) { c.PostfixConfig = "/etc/postfix" }, "-postfix-config"},
+		"unix mode beyond 0777":    {func(c *Config) { c.Unix = filepath.Join(t.TempDir(), "s"); c.UnixMode = 0o4777 }, "-unix-mode"},
+		"takeover with no timeout": {func(c *Config) { c.Takeover = true }, "-takeover-timeout"},
+		"no input":                 {func(c *Config) { c.UDP, c.TCP = "", "" }, "nothing to read logins from"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t)
+			tc.mutate(&cfg)
+			_, err := New(context.Background(), cfg, zerolog.Nop(), cdbwriter.SystemClock{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New = %v, want an error naming %s", err, tc.want)
+			}
+			if _, err := os.Stat(cfg.MapPath); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the refused daemon wrote %s (%v)", cfg.MapPath, err)
+			}
+		})
+	}
+}

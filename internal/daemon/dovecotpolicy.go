@@ -118,6 +118,10 @@ func (d *Daemon) startDovecotPolicy() (*policyEndpoint, error) {
 	if secret == nil {
 		d.log.Warn().Str("dovecot_policy", srv.Addr().String()).
 			Msg("-dovecot-policy without -dovecot-policy-secret-file: every local user can report a login and grant relay")
+	} else if port, start, ok := dovecotpolicy.SquattablePort(srv.Addr()); ok {
+		d.log.Warn().Str("dovecot_policy", srv.Addr().String()).Int("unprivileged_port_start", start).
+			Msgf("-dovecot-policy port %d can be bound by any local user while relaygate is not listening (a restart, a crash, -takeover's gap): "+
+				"Dovecot then sends that user its reports with the secret, which grants anything; use a port below %d (docs/DOVECOT-POLICY.md, \"Security\")", port, start)
 	}
 	return &policyEndpoint{srv: srv, handler: h}, nil
 }

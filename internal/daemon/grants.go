@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/relaygate/relaygate/cdbwriter"
+	"github.com/relaygate/relaygate/internal/fleet"
 	"github.com/relaygate/relaygate/internal/grants"
 )
 
@@ -15,6 +16,8 @@ type GrantsReply struct {
 	Now          time.Time   `json:"now"`
 	GraceSeconds float64     `json:"grace_seconds"`
 	Grants       []GrantInfo `json:"grants"`
+	// Fleet is the -nats-url connection, when there is one.
+	Fleet *fleet.Status `json:"fleet,omitempty"`
 }
 
 // GrantInfo is one grant of GrantsReply.
@@ -90,5 +93,9 @@ func (m *monitor) grants(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	// An error means the client went away; there is nothing to tell it.
-	_ = enc.Encode(newGrantsReply(snap))
+	out := newGrantsReply(snap)
+	if m.fleet != nil {
+		out.Fleet = m.fleet()
+	}
+	_ = enc.Encode(out)
 }

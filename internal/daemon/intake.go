@@ -38,11 +38,15 @@ func (d *Daemon) startIntake(ctx context.Context) *intake {
 		queued: make(chan []grants.Event, 1),
 	}
 	msgs := make(chan receiver.Message, 4096)
+	relpDone := d.startRELP(ctx, in)
 	in.readers.Add(2)
 	go func() {
 		defer in.readers.Done()
 		defer close(msgs)
 		_ = d.recv.Serve(ctx, msgs)
+		// RELP's sessions drain (wait for their acknowledgements) before
+		// the pipeline may stop: msgs closing stops it.
+		<-relpDone
 	}()
 	go func() {
 		defer in.readers.Done()

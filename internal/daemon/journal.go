@@ -133,7 +133,8 @@ func (d *Daemon) handleJournal(e journal.Entry, events chan<- grants.Event) {
 	}
 	in := d.jin
 	if ok {
-		ev.Seq = e.Seq
+		ev.Seq = d.journalSeq(e.Seq)
+		d.fleetPublish(ev, &e.Message)
 		in.mark, in.unsent = 0, 0
 		events <- ev
 		return
@@ -150,7 +151,7 @@ func (d *Daemon) flushJournalMark(events chan<- grants.Event, at time.Time) {
 	if d.jin == nil || d.jin.mark == 0 {
 		return
 	}
-	events <- grants.Event{Kind: grants.EventMark, Seq: d.jin.mark, At: at}
+	events <- grants.Event{Kind: grants.EventMark, Seq: d.journalSeq(d.jin.mark), At: at}
 	d.jin.mark, d.jin.unsent = 0, 0
 }
 
@@ -173,6 +174,14 @@ func (d *Daemon) journalDurable(seq uint64) {
 func (d *Daemon) closeJournal() {
 	if d.journal != nil {
 		d.journal.Close()
+	}
+}
+
+// watchJournal makes /healthz (and relaygate_healthy) report a stuck
+// journal reader; after newMonitor.
+func (d *Daemon) watchJournal() {
+	if d.journal != nil {
+		d.mon.health.watch(d.journal.Health)
 	}
 }
 

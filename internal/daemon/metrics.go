@@ -10,7 +10,7 @@ import (
 // sources is everything the daemon counts, each package describing its own
 // series: /metrics and the shutdown log line are both made from it.
 func (d *Daemon) sources() []metric.Source {
-	return []metric.Source{&d.rstats, d.pipe, d.origin, d.policy, d.journalSource(), &d.wstats, metric.SourceFunc(d.samples)}
+	return []metric.Source{&d.rstats, d.pipe, d.origin, d.policy, d.journalSource(), d.relpSource(), d.fleetSource(), &d.wstats, d.outputs, metric.SourceFunc(d.samples)}
 }
 
 // samples describes the daemon's own series: whether publishing works, and
@@ -24,7 +24,7 @@ func (d *Daemon) samples(yield func(metric.Sample)) {
 		lastReload = 0
 	}
 	yield(metric.Sample{Name: metric.Prefix + "healthy", Kind: metric.Gauge, Value: healthy,
-		Help: "1 unless the latest map publish failed (as /healthz)."})
+		Help: "1 unless /healthz reports a problem: the latest map publish failed, or the journal reader is stuck."})
 	yield(metric.Sample{Name: metric.Prefix + "last_reload_success", Kind: metric.Gauge, Value: lastReload,
 		Help: "1 unless the latest reload (SIGHUP) was rejected and the configuration before it still runs."})
 	const reloads, help = metric.Prefix + "reloads_total", "Reloads (SIGHUP) by result: ok (applied) or error (rejected; the running configuration stayed)."

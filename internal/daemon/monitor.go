@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/relaygate/relaygate/internal/fleet"
 	"github.com/relaygate/relaygate/internal/grants"
 	"github.com/rs/zerolog"
 )
@@ -25,7 +26,8 @@ type monitor struct {
 	stopped        chan struct{}            // closed when the grant service has returned
 	ln             net.Listener             // nil without -metrics
 	srv            *http.Server
-	served         chan struct{} // closed when srv.Serve has returned
+	served         chan struct{}        // closed when srv.Serve has returned
+	fleet          func() *fleet.Status // for /grants; nil without -nats-url
 }
 
 // newMonitor binds addr (if set) so a bad address fails at startup like

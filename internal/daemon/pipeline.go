@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/relaygate/relaygate/internal/fleet"
 	"github.com/relaygate/relaygate/internal/grants"
 	"github.com/relaygate/relaygate/parsers"
 	"github.com/relaygate/relaygate/receiver"
@@ -11,21 +12,38 @@ import (
 // closed. It is the only goroutine that touches the parser set and the
 // correlator.
 func (d *Daemon) runPipeline(msgs <-chan receiver.Message, events chan<- grants.Event) {
-	journal := d.journalEntries() // nil without -journal
+	journal := d.journalEntries()    // nil without -journal
+	relp := d.relpMessages()         // nil without -relp
+	var fleetItems <-chan fleet.Item // the fleet's, once its catch-up is over
 	for {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
+				d.drainRELP(events) // RELP stopped before msgs closed (intake.go)
 				d.flushJournalMark(events, d.clock.Now())
+				d.flushFleetMark(events)
 				return
 			}
 			if ev, ok := d.handle(m); ok {
+				d.fleetPublish(ev, &m)
 				events <- ev
 			}
+		case m := <-relp:
+			d.handleRELP(m, events)
 		case e := <-journal:
 			d.handleJournal(e, events)
 		case l := <-d.policyLogins:
-			events <- policyEvent(l)
+			ev := policyEvent(l)
+			d.fleetPublishPolicy(ev, l)
+			events <- ev
+		case live := <-d.fleetGo:
+			fleetItems = d.fleetGoLive(live, events)
+		case it, ok := <-fleetItems:
+			if !ok {
+				fleetItems = nil
+				continue
+			}
+			d.handleFleet(it, fleetItems, events)
 		case r := <-d.reloads:
 			d.pipe.SetParsers(r.parsers)
 			d.origin.policy = r.origin

@@ -32,13 +32,15 @@ type Setup struct {
 	Journal     bool           // -journal
 	// Listeners: -udp, -tcp and -tls addresses ("" when off).
 	UDP, TCP, TLS string
+	RELP          string // -relp ("" when off)
+	RELPTLS       bool   // -relp-tls
 }
 
 // SetupOf is the Setup of relaygate serve's configuration c.
 func SetupOf(c daemon.Config) Setup {
 	return Setup{Mode: c.Origin.Mode, From: c.Origin.From, FromTLS: c.Origin.FromTLS, TLSClientCA: c.TLSClientCA,
 		FromUnix: c.Origin.FromUnix, Unix: c.Unix,
-		Journal: c.Journal.On, UDP: c.UDP, TCP: c.TCP, TLS: c.TLS}
+		Journal: c.Journal.On, UDP: c.UDP, TCP: c.TCP, TLS: c.TLS, RELP: c.RELP.Addr, RELPTLS: c.RELP.TLS}
 }
 
 // RsyslogConf is where rsyslog's configuration is, for `relaygate check`.
@@ -59,7 +61,9 @@ func Check(s Setup, rsyslogConf string) []postfix.Finding {
 }
 
 // tlsTrusted says whether a TLS sender can add an origin element.
-func (s Setup) tlsTrusted() bool { return s.FromTLS && s.TLSClientCA != "" && s.TLS != "" }
+func (s Setup) tlsTrusted() bool {
+	return s.FromTLS && s.TLSClientCA != "" && (s.TLS != "" || (s.RELP != "" && s.RELPTLS))
+}
 
 func checkSetup(s Setup) []postfix.Finding {
 	if s.Mode == origin.ModeOff {
@@ -111,6 +115,9 @@ func checkSetup(s Setup) []postfix.Finding {
 		if s.TLS != "" && !s.tlsTrusted() {
 			open = append(open, "-tls "+s.TLS)
 		}
+		if s.RELP != "" && !(s.RELPTLS && s.tlsTrusted()) {
+			open = append(open, "-relp "+s.RELP)
+		}
 		if s.Unix != "" && len(s.FromUnix) == 0 {
 			open = append(open, "-unix "+s.Unix)
 		}
@@ -136,7 +143,7 @@ func whyNoTLS(s Setup) string {
 	switch {
 	case !s.FromTLS:
 		return " (-origin-from names no address and not tls)"
-	case s.TLS == "":
+	case s.TLS == "" && !(s.RELP != "" && s.RELPTLS):
 		return " (-origin-from names no address, and tls needs -tls and -tls-client-ca)"
 	case s.TLSClientCA == "":
 		return " (-origin-from names no address, and tls needs -tls-client-ca)"
@@ -174,7 +181,32 @@ func checkRsyslog(s Setup, conf string) []postfix.Finding {
 	for _, f := range mine {
 		out = append(out, s.judgeForward(rs, f))
 	}
+	if f, ok := imjournalForgeable(rs, mine); ok {
+		out = append(out, f)
+	}
 	return out
+}
+
+// imjournalForgeable reports an rsyslog that loads imjournal and builds
+// an origin element from imuxsock's trusted properties without testing
+// that the line came in through imuxsock: imjournal puts every field of a
+// journal entry in $!, and a local user's own field UID=0 is $!uid to
+// rsyslog (its variable names ignore case).
+func imjournalForgeable(rs *rsyslogSetup, mine []forward) (postfix.Finding, bool) {
+	if !rs.imjournal || rs.imuxsockVars == "" || rs.inputGuard {
+		return postfix.Finding{}, false
+	}
+	for _, f := range mine {
+		if rs.carriesOrigin(f) {
+			return postfix.Finding{ID: "rsyslog-imjournal", Problem: true,
+				Msg: fmt.Sprintf("rsyslog loads imjournal and builds the origin element from imuxsock's properties (%s) without testing $inputname: "+
+					"imjournal puts every field of a journal entry in $!, and any local user can send journald an entry with UID=0, EXE=… of their choosing, "+
+					"which rsyslog reads as $!uid, $!exe (its variable names ignore case): the element it forwards is forged, and grants", rs.imuxsockVars),
+				Fix: "build the element only for imuxsock's lines, as examples/rsyslog-relaygate-origin.conf does (if $inputname == \"imuxsock\" and $!uid != \"\" then …), " +
+					"or, for rsyslog reading the journal, use examples/rsyslog-relaygate-origin-imjournal.conf (only the journal's own $!_UID, $!_GID, … fields), or relaygate -journal"}, true
+		}
+	}
+	return postfix.Finding{}, false
 }
 
 // listens says whether f goes to one of relaygate's listeners, by port and
@@ -217,7 +249,8 @@ func (s Setup) judgeForward(rs *rsyslogSetup, f forward) postfix.Finding {
 		return postfix.Finding{ID: "rsyslog-origin", Note: true,
 			Msg: msg + ": its lines are judged without their writer, and any local user can grant relay through it (" + fixOrigin + ")"}
 	}
-	if !rs.trusted {
+	journal := rs.imjournal && rs.journalVars // the journal's own fields, through imjournal
+	if !rs.trusted && !journal {
 		return postfix.Finding{ID: "rsyslog-origin", Problem: true,
 			Msg: fmt.Sprintf("rsyslog forwards to relaygate (%s) with the origin template %s, but imuxsock does not read the writer's credentials: the element is missing or empty, and the lines never grant under -origin require", f, f.template),
 			Fix: "load imuxsock as module(load=\"imuxsock\" SysSock.Annotate=\"on\" SysSock.ParseTrusted=\"on\") (in place of Debian's module(load=\"imuxsock\") in /etc/rsyslog.conf), and restart rsyslog"}
@@ -234,8 +267,12 @@ func (s Setup) judgeForward(rs *rsyslogSetup, f forward) postfix.Finding {
 				Fix: fmt.Sprintf("add %s/%d to -origin-from (only on a host without local users: any of them can connect from there too), or forward over TLS with a client certificate and -origin-from tls", src, src.BitLen())}
 		}
 	}
+	from := "imuxsock's trusted properties"
+	if !rs.trusted {
+		from = "the journal's trusted fields (imjournal, $!_UID)"
+	}
 	return postfix.Finding{ID: "rsyslog-origin",
-		Msg: fmt.Sprintf("rsyslog forwards to relaygate (%s) with the origin element (template %s) and imuxsock's trusted properties", f, f.template)}
+		Msg: fmt.Sprintf("rsyslog forwards to relaygate (%s) with the origin element (template %s) and %s", f, f.template, from)}
 }
 
 // loopbackSource is the address rsyslog connects from to a loopback

@@ -287,3 +287,78 @@ func TestJournalBesideOpenListeners(t *testing.T) {
 		t.Error("reported for a unix socket whose senders are named")
 	}
 }
+
+// An rsyslog that loads imjournal beside an origin element built from
+// imuxsock's properties: without the $inputname guard a local user's
+// native journal entry with UID=0 is forwarded as uid 0 (imjournal's $!UID
+// is $!uid to rsyslog); the shipped examples are not flagged.
+func TestCheckRsyslogImjournal(t *testing.T) {
+	const imjournal = `module(load="imjournal" StateFile="imjournal.state")` + "\n"
+	unguarded := strings.Replace(example(t, "rsyslog-relaygate-origin.conf"), `if $inputname == "imuxsock" and $!uid != "" then {`, `if $!uid != "" then {`, 1)
+	if unguarded == example(t, "rsyslog-relaygate-origin.conf") {
+		t.Fatal("the example has no $inputname guard to take out")
+	}
+	fromLoopback := func(s *Setup) { s.Mode, s.From = origin.ModeRequire, loopback32 }
+	for _, tc := range []struct {
+		name      string
+		dropIns   map[string]string
+		forgeable bool
+		origin    string // substring of the rsyslog-origin finding, which is ok
+	}{
+		{"origin example, imjournal loaded", map[string]string{"00-imjournal.conf": imjournal, "relaygate-origin.conf": example(t, "rsyslog-relaygate-origin.conf")},
+			false, "imuxsock's trusted properties"},
+		{"origin example without the guard, no imjournal", map[string]string{"relaygate-origin.conf": unguarded},
+			false, "imuxsock's trusted properties"},
+		{"origin example without the guard, imjournal loaded", map[string]string{"00-imjournal.conf": imjournal, "relaygate-origin.conf": unguarded},
+			true, "imuxsock's trusted properties"},
+		{"legacy template with $!uid, $ModLoad imjournal", map[string]string{"legacy.conf": `$ModLoad imuxsock
+$SystemLogSocketAnnotate on
+$SystemLogParseTrusted on
+$ModLoad imjournal
+$template Origin,"<%PRI%>1 %TIMESTAMP:::date-rfc3339% %HOSTNAME% %APP-NAME% %PROCID% - [relaygate@32473 uid=\"%$!UID%\"] %msg%\n"
+mail.* @@127.0.0.1:5514;Origin
+`}, true, "with the origin element (template Origin)"},
+		{"imjournal example", map[string]string{"00-imjournal.conf": imjournal, "relaygate-origin.conf": example(t, "rsyslog-relaygate-origin-imjournal.conf")},
+			false, "with the origin element (template RelaygateOriginJournal) and the journal's trusted fields"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := defaults
+			fromLoopback(&s)
+			fs := Check(s, rsyslogHost(t, false, tc.dropIns))
+			if got := find(fs, "rsyslog-origin"); len(got) != 1 || kind(got[0]) != "ok" || !strings.Contains(got[0].Msg, tc.origin) {
+				t.Errorf("rsyslog-origin: %v, want ok with %q", got, tc.origin)
+			}
+			got := find(fs, "rsyslog-imjournal")
+			if (len(got) == 1) != tc.forgeable {
+				t.Fatalf("rsyslog-imjournal: %v, want reported %v", got, tc.forgeable)
+			}
+			if tc.forgeable && (!got[0].Problem || got[0].Fix == "" || !strings.Contains(got[0].Msg, "$inputname")) {
+				t.Errorf("rsyslog-imjournal: %v", got[0])
+			}
+		})
+	}
+	// The imjournal example without imjournal loaded has no credentials to
+	// build the element from.
+	fs := find(Check(with(defaults, fromLoopback), rsyslogHost(t, false, map[string]string{
+		"relaygate-origin.conf": example(t, "rsyslog-relaygate-origin-imjournal.conf")})), "rsyslog-origin")
+	if len(fs) != 1 || !fs[0].Problem {
+		t.Errorf("imjournal example without imjournal: %v", fs)
+	}
+}
+
+// TestReadRsyslogImjournalExample: the imjournal example reads as one TCP
+// forward with its origin template, built from the journal's _UID only.
+func TestReadRsyslogImjournalExample(t *testing.T) {
+	dir := t.TempDir()
+	testutil.WriteFile(t, filepath.Join(dir, "r.conf"), example(t, "rsyslog-relaygate-origin-imjournal.conf"), 0o644)
+	rs, err := readRsyslog(filepath.Join(dir, "r.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.forwards) != 1 || !rs.journalVars || rs.imuxsockVars != "" || rs.imuxsockLoads != 0 || rs.imjournal {
+		t.Fatalf("forwards %v journalVars %v imuxsockVars %q loads %d imjournal %v", rs.forwards, rs.journalVars, rs.imuxsockVars, rs.imuxsockLoads, rs.imjournal)
+	}
+	if f := rs.forwards[0]; f.port != 5514 || f.template != "RelaygateOriginJournal" || !rs.carriesOrigin(f) {
+		t.Fatalf("forward %+v", f)
+	}
+}

@@ -29,6 +29,18 @@ type rsyslogSetup struct {
 	// imuxsockLoads counts module(load="imuxsock") statements; rsyslog
 	// refuses the configuration when there are two.
 	imuxsockLoads int
+	// imjournal: imjournal is loaded. It puts every field of a journal
+	// entry in $!, those its writer chose too (UID=0 from any local user,
+	// which $!uid reads: rsyslog's variable names ignore case).
+	imjournal bool
+	// imuxsockVars is where the first of imuxsock's trusted properties
+	// ($!uid, $!gid, $!pid, $!exe, $!appname, any case) is used ("" if
+	// none is); journalVars whether the journal's trusted $!_UID is.
+	imuxsockVars string
+	journalVars  bool
+	// inputGuard: the configuration tests $inputname == "imuxsock", as
+	// the shipped example does before it reads $!uid.
+	inputGuard bool
 }
 
 // forward is one action sending to the network.
@@ -97,6 +109,12 @@ var (
 	legacyFwd   = regexp.MustCompile(`(?:^|\s)(@@?)(?:\([^)]*\))?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+)(?::(\d+))?(?:;([A-Za-z0-9_.\-]+))?`)
 	legacyTpl   = regexp.MustCompile(`(?i)^\$template\s+([^,\s]+)\s*,(.*)$`)
 	legacyDir   = regexp.MustCompile(`(?i)^\$(\w+)\s+(\S+)`)
+	// imuxsockVar is a use of one of imuxsock's trusted properties, which
+	// imjournal's client fields collide with; journalUID the journal's
+	// own _UID, which no client can set.
+	imuxsockVar = regexp.MustCompile(`(?i)\$!(uid|gid|pid|exe|appname)\b`)
+	journalUID  = regexp.MustCompile(`(?i)\$!_uid\b`)
+	inputGuard  = regexp.MustCompile(`(?i)\$inputname\s*==\s*(?:"imuxsock"|'imuxsock')`)
 )
 
 func (s *rsyslogSetup) readFile(path, base string, depth int, legacy map[string]bool) error {
@@ -145,6 +163,11 @@ func (s *rsyslogSetup) readFile(path, base string, depth int, legacy map[string]
 	for n, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
 		where := fmt.Sprintf("%s:%d", path, n+1)
+		if s.imuxsockVars == "" && imuxsockVar.MatchString(line) {
+			s.imuxsockVars = where
+		}
+		s.journalVars = s.journalVars || journalUID.MatchString(line)
+		s.inputGuard = s.inputGuard || inputGuard.MatchString(line)
 		if m := legacyTpl.FindStringSubmatch(line); m != nil {
 			s.templates[strings.ToLower(m[1])] = m[2]
 			continue
@@ -158,6 +181,8 @@ func (s *rsyslogSetup) readFile(path, base string, depth int, legacy map[string]
 				}
 			case "systemlogsocketannotate", "systemlogparsetrusted":
 				legacy[dir] = isOn(val)
+			case "modload":
+				s.imjournal = s.imjournal || strings.TrimSuffix(val, ".so") == "imjournal"
 			}
 			continue
 		}
@@ -191,6 +216,7 @@ func (s *rsyslogSetup) readFile(path, base string, depth int, legacy map[string]
 		where := fmt.Sprintf("%s:%d", path, strings.Count(text[:loc[0]], "\n")+1)
 		switch kind {
 		case "module":
+			s.imjournal = s.imjournal || strings.EqualFold(strings.TrimSuffix(params["load"], ".so"), "imjournal")
 			if strings.EqualFold(params["load"], "imuxsock") {
 				s.imuxsockLoads++
 				if isOn(params["syssock.annotate"]) && isOn(params["syssock.parsetrusted"]) {

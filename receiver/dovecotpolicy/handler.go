@@ -100,7 +100,11 @@ const okBody = `{"status":0,"msg":""}`
 
 // ServeHTTP answers one request of Dovecot's auth process: 200 with
 // okBody for every good request, granting or not, and an error status
-// for a refused one (counted by its Result either way).
+// for a refused one (counted by its Result either way). Every answer
+// closes the connection: a connection is then held only while a request
+// is on it (Dovecot's HTTP client opens another for the next report, at
+// the cost of a loopback connect), and the only connections held open are
+// someone else's (see MaxConns).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	received := h.cfg.Now()
 	res, status := h.serve(w, r, received)
@@ -108,6 +112,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", http.MethodPost)
 	}
+	w.Header().Set("Connection", "close")
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

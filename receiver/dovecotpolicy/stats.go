@@ -33,9 +33,11 @@ var Results = [...]Result{
 	ResultBadMethod, ResultBadSecret, ResultBadCommand, ResultBadContentType, ResultTooLarge, ResultBadJSON, ResultBusy,
 }
 
-// Stats counts requests by result. The zero value is ready.
+// Stats counts requests by result, and the connections closed to make
+// room (see MaxConns). The zero value is ready.
 type Stats struct {
-	counts [len(Results)]atomic.Int64 // by index in Results
+	counts  [len(Results)]atomic.Int64 // by index in Results
+	evicted atomic.Int64
 }
 
 func (s *Stats) count(r Result) {
@@ -57,6 +59,10 @@ func (s *Stats) Count(r Result) int64 {
 	return 0
 }
 
+// Evicted is how many connections were closed to make room for newer
+// ones.
+func (s *Stats) Evicted() int64 { return s.evicted.Load() }
+
 // Samples describes the counts, every result exported from 0.
 func (s *Stats) Samples(yield func(metric.Sample)) {
 	for i, r := range Results {
@@ -66,4 +72,9 @@ func (s *Stats) Samples(yield func(metric.Sample)) {
 			Label: "result", LabelValue: string(r), Value: float64(s.counts[i].Load()),
 		})
 	}
+	yield(metric.Sample{
+		Name: metric.Prefix + "dovecot_policy_connections_evicted_total", Kind: metric.Counter,
+		Help:  "Connections to the Dovecot auth policy endpoint closed to make room for a new one, the oldest first, when 1024 were open (Dovecot's last a few milliseconds: many held open is someone holding them).",
+		Value: float64(s.evicted.Load()),
+	})
 }

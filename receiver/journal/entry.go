@@ -1,511 +1,127 @@
 package journal
 
 import (
-	"errors"
-	"unicode/utf16"
-	"unicode/utf8"
+	"bytes"
+	"strconv"
+	"time"
+
+	"github.com/relaygate/relaygate/internal/origin"
+	"github.com/relaygate/relaygate/receiver"
 )
 
-// The fields relaygate reads from an entry of `journalctl --output=json`.
-// Names beginning with "_" are trusted: journald sets them itself from the
-// kernel's view of the writer, and a client cannot set or override them
-// (systemd.journal-fields(7)); "__" names are journald's addressing fields.
-// Everything else (MESSAGE, SYSLOG_IDENTIFIER, SYSLOG_PID) is the writer's
-// own text.
-const (
-	fCursor = iota
-	fRealtime
-	fMessage
-	fIdentifier
-	fSyslogPID
-	fPID
-	fUID
-	fGID
-	fComm
-	fExe
-	fUnit
-	fHostname
-	nFields
-)
-
-// fieldNames are the journal names of the fields above, in order.
-var fieldNames = [nFields]string{
-	fCursor: "__CURSOR", fRealtime: "__REALTIME_TIMESTAMP", fMessage: "MESSAGE",
-	fIdentifier: "SYSLOG_IDENTIFIER", fSyslogPID: "SYSLOG_PID", fPID: "_PID",
-	fUID: "_UID", fGID: "_GID", fComm: "_COMM", fExe: "_EXE", fUnit: "_SYSTEMD_UNIT",
-	fHostname: "_HOSTNAME",
+// Entry is one journal entry handed on.
+type Entry struct {
+	receiver.Message
+	// Seq numbers the entries of this process from 1; the daemon gives it
+	// to the entry's grant-table event (or to a mark), and hands it back
+	// through Durable.
+	Seq uint64
+	// Stale: the entry was older than Grace when read (a resume after a
+	// long stop). A login from it must not grant; a logout still closes
+	// its session.
+	Stale bool
 }
 
-// outputFields is journalctl's --output-fields: only what relaygate reads
-// (__CURSOR and __REALTIME_TIMESTAMP are always printed), which makes each
-// line a third of its full size.
-const outputFields = "MESSAGE,SYSLOG_IDENTIFIER,SYSLOG_PID,_PID,_UID,_GID,_COMM,_EXE,_SYSTEMD_UNIT,_HOSTNAME"
-
-func fieldIndex(name []byte) int {
-	// A switch on string(name) does not allocate.
-	switch string(name) {
-	case "__CURSOR":
-		return fCursor
-	case "__REALTIME_TIMESTAMP":
-		return fRealtime
-	case "MESSAGE":
-		return fMessage
-	case "SYSLOG_IDENTIFIER":
-		return fIdentifier
-	case "SYSLOG_PID":
-		return fSyslogPID
-	case "_PID":
-		return fPID
-	case "_UID":
-		return fUID
-	case "_GID":
-		return fGID
-	case "_COMM":
-		return fComm
-	case "_EXE":
-		return fExe
-	case "_SYSTEMD_UNIT":
-		return fUnit
-	case "_HOSTNAME":
-		return fHostname
+// entry turns one line into an Entry; false if it is skipped (counted).
+func (r *Reader) entry(line []byte, f *fields) (Entry, bool) {
+	if len(line) == 0 || bytes.HasPrefix(line, []byte("-- ")) {
+		return Entry{}, false // journalctl's own remarks ("-- No entries --")
 	}
-	return -1
-}
-
-// fields is one decoded entry: the value of each field relaygate reads.
-// has marks the fields present with one value; multi those present more
-// than once (a JSON array of values, or the key repeated), which relaygate
-// never guesses between.
-type fields struct {
-	v     [nFields]string
-	has   uint32
-	multi uint32
-}
-
-func (f *fields) get(i int) (string, bool) { return f.v[i], f.has&(1<<i) != 0 }
-
-var (
-	errSyntax   = errors.New("not a JSON object")
-	errTooDeep  = errors.New("JSON nested too deeply")
-	errTrailing = errors.New("text after the JSON object")
-)
-
-// maxDepth bounds nesting: journalctl's values are at most an array of
-// arrays (a repeated binary field).
-const maxDepth = 16
-
-// decodeEntry reads one line of `journalctl --output=json`: a flat JSON
-// object whose values are a string, an array of byte values (a field that
-// is not valid UTF-8, or has control characters journalctl will not print
-// as text), null (a field over journalctl's size threshold; --all prevents
-// it), or an array of such values (a field the entry has more than once).
-// It decodes only the fields above, skipping every other value without
-// copying it, and never panics: any input is either an entry or an error.
-// It is held to encoding/json's reading by FuzzDecodeEntry.
-func decodeEntry(line []byte, f *fields) error {
-	*f = fields{}
-	d := decoder{b: line}
-	d.space()
-	if !d.eat('{') {
-		return errSyntax
+	if err := decodeEntry(line, f); err != nil {
+		r.stats.skip(reasonMalformed)
+		return Entry{}, false
 	}
-	d.space()
-	if d.eat('}') {
-		return d.end()
+	cursor, ok := f.get(fCursor)
+	if !ok || checkCursor(cursor) != nil {
+		r.stats.skip(reasonMalformed)
+		return Entry{}, false
 	}
-	var key []byte
-	for {
-		d.space()
-		var err error
-		if key, err = d.str(key[:0]); err != nil {
-			return err
-		}
-		d.space()
-		if !d.eat(':') {
-			return errSyntax
-		}
-		d.space()
-		i := fieldIndex(key)
-		if i < 0 {
-			if err := d.skip(0); err != nil {
-				return err
-			}
-		} else if err := d.field(f, i); err != nil {
-			return err
-		}
-		d.space()
-		if d.eat(',') {
-			continue
-		}
-		if d.eat('}') {
-			return d.end()
-		}
-		return errSyntax
-	}
-}
-
-type decoder struct {
-	b   []byte
-	i   int
-	buf []byte
-}
-
-func (d *decoder) space() {
-	for d.i < len(d.b) {
-		switch d.b[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
+	if r.skipFirst != "" {
+		first := r.skipFirst
+		r.skipFirst = ""
+		if cursor == first {
+			return Entry{}, false // the entry at the cursor, read before
 		}
 	}
-}
-
-func (d *decoder) eat(c byte) bool {
-	if d.i < len(d.b) && d.b[d.i] == c {
-		d.i++
-		return true
-	}
-	return false
-}
-
-func (d *decoder) end() error {
-	d.space()
-	if d.i != len(d.b) {
-		return errTrailing
-	}
-	return nil
-}
-
-// field decodes the value of wanted field i.
-func (d *decoder) field(f *fields, i int) error {
-	bit := uint32(1) << i
-	if f.has&bit != 0 || f.multi&bit != 0 {
-		// The key again: journalctl never prints one twice.
-		f.has &^= bit
-		f.multi |= bit
-		f.v[i] = ""
-		return d.skip(0)
-	}
-	if d.i >= len(d.b) {
-		return errSyntax
-	}
-	switch d.b[d.i] {
-	case '"':
-		s, err := d.str(d.buf[:0])
-		if err != nil {
-			return err
-		}
-		d.buf = s
-		f.v[i] = string(s)
-		f.has |= bit
-		return nil
-	case 'n':
-		return d.lit("null") // too large to print: absent
-	case '[':
-		start := d.i
-		b, isBytes, err := d.byteArray(d.buf[:0])
-		if err != nil {
-			return err
-		}
-		if isBytes {
-			d.buf = b
-			f.v[i] = string(b)
-			f.has |= bit
-			return nil
-		}
-		// An array of values: the field is repeated.
-		d.i = start
-		if err := d.skip(0); err != nil {
-			return err
-		}
-		f.multi |= bit
-		return nil
-	}
-	// A number, a boolean or an object: not a journal field's shape.
-	if err := d.skip(0); err != nil {
-		return err
-	}
-	f.multi |= bit // unusable either way; never guessed at
-	return nil
-}
-
-// byteArray reads "[n, n, …]" of integers 0–255 into buf. isBytes is false
-// (and the position undefined) when the array holds anything else; an
-// empty array is an empty byte string.
-func (d *decoder) byteArray(buf []byte) (_ []byte, isBytes bool, err error) {
-	d.i++ // '['
-	d.space()
-	if d.eat(']') {
-		return buf, true, nil
-	}
-	for {
-		d.space()
-		if d.i >= len(d.b) {
-			return nil, false, errSyntax
-		}
-		c := d.b[d.i]
-		if c < '0' || c > '9' {
-			return nil, false, nil
-		}
-		n, j := 0, d.i
-		for j < len(d.b) && d.b[j] >= '0' && d.b[j] <= '9' {
-			if j-d.i >= 3 {
-				return nil, false, nil
-			}
-			n = n*10 + int(d.b[j]-'0')
-			j++
-		}
-		if n > 255 || (j-d.i > 1 && d.b[d.i] == '0') {
-			return nil, false, nil
-		}
-		if j < len(d.b) && (d.b[j] == '.' || d.b[j] == 'e' || d.b[j] == 'E') {
-			return nil, false, nil
-		}
-		d.i = j
-		buf = append(buf, byte(n))
-		d.space()
-		if d.eat(',') {
-			continue
-		}
-		if d.eat(']') {
-			return buf, true, nil
-		}
-		return nil, false, errSyntax
-	}
-}
-
-func (d *decoder) lit(s string) error {
-	if len(d.b)-d.i < len(s) || string(d.b[d.i:d.i+len(s)]) != s {
-		return errSyntax
-	}
-	d.i += len(s)
-	return nil
-}
-
-// str reads a JSON string into buf, unescaped, as encoding/json does:
-// invalid UTF-8 and lone surrogates become U+FFFD.
-func (d *decoder) str(buf []byte) ([]byte, error) {
-	if !d.eat('"') {
-		return nil, errSyntax
-	}
-	for {
-		// The common run: no quote, backslash, control or non-ASCII byte.
-		j := d.i
-		for j < len(d.b) {
-			c := d.b[j]
-			if c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
-				break
-			}
-			j++
-		}
-		buf = append(buf, d.b[d.i:j]...)
-		d.i = j
-		if d.i >= len(d.b) {
-			return nil, errSyntax
-		}
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			d.i++
-			return buf, nil
-		case c < 0x20:
-			return nil, errSyntax
-		case c >= 0x80:
-			r, size := utf8.DecodeRune(d.b[d.i:])
-			if r == utf8.RuneError && size == 1 {
-				buf = utf8.AppendRune(buf, utf8.RuneError)
-			} else {
-				buf = append(buf, d.b[d.i:d.i+size]...)
-			}
-			d.i += size
-		default: // backslash
-			if d.i+1 >= len(d.b) {
-				return nil, errSyntax
-			}
-			e := d.b[d.i+1]
-			d.i += 2
-			switch e {
-			case '"', '\\', '/':
-				buf = append(buf, e)
-			case 'b':
-				buf = append(buf, '\b')
-			case 'f':
-				buf = append(buf, '\f')
-			case 'n':
-				buf = append(buf, '\n')
-			case 'r':
-				buf = append(buf, '\r')
-			case 't':
-				buf = append(buf, '\t')
-			case 'u':
-				r, ok := d.hex4()
-				if !ok {
-					return nil, errSyntax
-				}
-				if utf16.IsSurrogate(r) {
-					// A pair, or U+FFFD for a lone half.
-					save := d.i
-					if d.i+1 < len(d.b) && d.b[d.i] == '\\' && d.b[d.i+1] == 'u' {
-						d.i += 2
-						if r2, ok := d.hex4(); ok {
-							if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-								buf = utf8.AppendRune(buf, dec)
-								continue
-							}
-						}
-					}
-					d.i = save
-					r = utf8.RuneError
-				}
-				buf = utf8.AppendRune(buf, r)
+	now := r.cfg.Now()
+	at, stale := now, false
+	if us, ok := f.get(fRealtime); ok {
+		if v, err := strconv.ParseInt(us, 10, 64); err == nil && v > 0 {
+			t := time.UnixMicro(v)
+			switch {
+			case t.After(now):
+			case t.Before(now.Add(-r.cfg.Grace)):
+				at, stale = now.Add(-r.cfg.Grace), true
 			default:
-				return nil, errSyntax
+				at = t
 			}
 		}
 	}
+	// Whatever happens to the entry, its cursor is now a place to resume
+	// after (once durable).
+	r.seq++
+	r.position, r.positionSkipped = cursor, false
+	r.mu.Lock()
+	r.addPending(r.seq, cursor)
+	if at.After(r.newest) {
+		r.newest = at
+	}
+	r.mu.Unlock()
+	r.stats.entries.Add(1)
+	e := Entry{Seq: r.seq, Stale: stale}
+	e.Received, e.Transport, e.Peer = at, Transport, Transport
+	switch {
+	case f.multi&(1<<fMessage|1<<fIdentifier|1<<fSyslogPID|1<<fHostname) != 0:
+		// Two messages or two tags in one entry (the native protocol lets
+		// a client repeat its own fields): which one would be guessing.
+		r.stats.skip(reasonAmbiguous)
+		e.Program, e.Text = "", ""
+		return e, true
+	}
+	msg, ok := f.get(fMessage)
+	if !ok {
+		r.stats.skip(reasonNoMessage)
+		return e, true
+	}
+	if len(msg) > receiver.DefaultMaxMessage {
+		r.stats.skip(reasonTooLong)
+		return e, true
+	}
+	e.Format = "journal"
+	e.Host, _ = f.get(fHostname)
+	e.Program, _ = f.get(fIdentifier)
+	e.Text = msg
+	if e.PID, _ = f.get(fSyslogPID); e.PID == "" {
+		e.PID, _ = f.get(fPID)
+	}
+	e.Origin = claim(f)
+	return e, true
 }
 
-func (d *decoder) hex4() (rune, bool) {
-	if len(d.b)-d.i < 4 {
-		return 0, false
+// claim is the entry's origin: its trusted fields, which journald sets from
+// the writer's credentials. An entry without a readable _UID (or with a
+// trusted field twice, which journald never writes) vouches for nobody.
+func claim(f *fields) origin.Claim {
+	const trusted = 1<<fUID | 1<<fGID | 1<<fPID | 1<<fComm | 1<<fExe | 1<<fUnit
+	if f.multi&trusted != 0 {
+		return origin.Refuse(origin.Malformed)
 	}
-	var r rune
-	for _, c := range d.b[d.i : d.i+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return 0, false
+	var params []origin.Param
+	for _, p := range [...]struct {
+		field int
+		name  string
+	}{{fUID, "uid"}, {fGID, "gid"}, {fPID, "pid"}, {fComm, "comm"}, {fExe, "exe"}, {fUnit, "unit"}} {
+		if v, ok := f.get(p.field); ok {
+			params = append(params, origin.Param{Name: p.name, Value: v})
 		}
-		r = r<<4 | rune(c)
 	}
-	d.i += 4
-	return r, true
+	o, err := origin.ParseElement(params)
+	if err != nil {
+		return origin.Refuse(origin.Malformed)
+	}
+	return origin.Verify(o)
 }
 
-// skip passes over one JSON value of any kind, checking its syntax.
-func (d *decoder) skip(depth int) error {
-	if depth > maxDepth {
-		return errTooDeep
-	}
-	d.space()
-	if d.i >= len(d.b) {
-		return errSyntax
-	}
-	switch c := d.b[d.i]; {
-	case c == '"':
-		return d.skipStr()
-	case c == '[' || c == '{':
-		closer := byte(']')
-		if c == '{' {
-			closer = '}'
-		}
-		d.i++
-		d.space()
-		if d.eat(closer) {
-			return nil
-		}
-		for {
-			if c == '{' {
-				d.space()
-				if err := d.skipStr(); err != nil {
-					return err
-				}
-				d.space()
-				if !d.eat(':') {
-					return errSyntax
-				}
-			}
-			if err := d.skip(depth + 1); err != nil {
-				return err
-			}
-			d.space()
-			if d.eat(',') {
-				continue
-			}
-			if d.eat(closer) {
-				return nil
-			}
-			return errSyntax
-		}
-	case c == 't':
-		return d.lit("true")
-	case c == 'f':
-		return d.lit("false")
-	case c == 'n':
-		return d.lit("null")
-	case c == '-' || (c >= '0' && c <= '9'):
-		return d.number()
-	}
-	return errSyntax
-}
-
-func (d *decoder) skipStr() error {
-	if !d.eat('"') {
-		return errSyntax
-	}
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			d.i++
-			return nil
-		case c < 0x20:
-			return errSyntax
-		case c == '\\':
-			if d.i+1 >= len(d.b) {
-				return errSyntax
-			}
-			switch d.b[d.i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				d.i += 2
-			case 'u':
-				d.i += 2
-				if _, ok := d.hex4(); !ok {
-					return errSyntax
-				}
-			default:
-				return errSyntax
-			}
-		default:
-			d.i++
-		}
-	}
-	return errSyntax
-}
-
-// number checks JSON's number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func (d *decoder) number() error {
-	d.eat('-')
-	digits := func() int {
-		n := 0
-		for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
-			d.i++
-			n++
-		}
-		return n
-	}
-	if d.eat('0') {
-		// no more integer digits after a leading zero
-	} else if digits() == 0 {
-		return errSyntax
-	}
-	if d.eat('.') && digits() == 0 {
-		return errSyntax
-	}
-	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
-		d.i++
-		if !d.eat('+') {
-			d.eat('-')
-		}
-		if digits() == 0 {
-			return errSyntax
-		}
-	}
-	return nil
-}
+// SkipStale counts a login not granted because its entry was older than
+// the grace period when read.
+func (r *Reader) SkipStale() { r.stats.skip(reasonStale) }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/relaygate/relaygate/internal/metric"
 	"github.com/relaygate/relaygate/internal/origin"
+	"github.com/relaygate/relaygate/internal/testutil"
 	"github.com/relaygate/relaygate/receiver/journal/journaltest"
 )
 
@@ -120,7 +121,8 @@ func TestReadEntries(t *testing.T) {
 	delete(noSyslogPID.Fields, "SYSLOG_PID")
 	noSyslogPID.Fields["_PID"] = "99"
 	fake.Append(t, dovecot, binary)
-	fake.AppendRaw(t, fmt.Sprintf("garbage\n-- No entries --\n{\"MESSAGE\":\"no cursor\",\"SYSLOG_IDENTIFIER\":\"dovecot\",\"__REALTIME_TIMESTAMP\":\"%d\"}\n", time.Now().UnixMicro()))
+	fake.AppendRaw(t, fmt.Sprintf("garbage\n-- No entries --\n{\"MESSAGE\":\"no cursor\",\"SYSLOG_IDENTIFIER\":\"dovecot\",\"_MACHINE_ID\":%q,\"__REALTIME_TIMESTAMP\":\"%d\"}\n",
+		journaltest.LocalMachineID(), time.Now().UnixMicro()))
 	fake.Append(t, noMsg, twice, noUID, noSyslogPID)
 	h := newHarness(t, fake, filepath.Join(t.TempDir(), "c"), nil)
 	h.start()
@@ -159,10 +161,17 @@ func TestReadEntries(t *testing.T) {
 		t.Errorf("entries = %v", v)
 	}
 	args := fake.Calls()[0]
-	for _, want := range []string{"--follow", "--output=json", "--all", "SYSLOG_IDENTIFIER=dovecot", "SYSLOG_IDENTIFIER=DOVECOT", "SYSLOG_IDENTIFIER=Dovecot"} {
+	for _, want := range []string{"--follow", "--output=json", "SYSLOG_IDENTIFIER=dovecot", "SYSLOG_IDENTIFIER=DOVECOT", "SYSLOG_IDENTIFIER=Dovecot"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("journalctl args %q lack %q", args, want)
 		}
+	}
+	// Not --all (see args); this host's entries only.
+	if slices.Contains(args, "--all") {
+		t.Errorf("journalctl args %q", args)
+	}
+	if id := journaltest.LocalMachineID(); id != "" && !slices.Contains(args, "_MACHINE_ID="+id) {
+		t.Errorf("journalctl args %q lack _MACHINE_ID=%s", args, id)
 	}
 	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--since=@") }) {
 		t.Errorf("a fresh start reads since one grace period ago: %q", args)
@@ -394,7 +403,15 @@ func cursorNum(c string) int {
 
 func TestLongLineSkipped(t *testing.T) {
 	fake := journaltest.Install(t)
-	fake.Append(t, journaltest.Login("dovecot", strings.Repeat("x", 600<<10), 0, "log"), journaltest.Login("dovecot", "short", 0, "log"))
+	// A MESSAGE of 4096 bytes or more is printed as null: only a field a
+	// client repeated makes a line this long.
+	long := journaltest.Login("dovecot", "", 0, "log")
+	var repeated []any
+	for range 150 {
+		repeated = append(repeated, strings.Repeat("x", 4000))
+	}
+	long.Fields["MESSAGE"] = repeated
+	fake.Append(t, long, journaltest.Login("dovecot", "short", 0, "log"))
 	h := newHarness(t, fake, filepath.Join(t.TempDir(), "c"), func(c *Config) { c.maxLine = 512 << 10 })
 	h.start()
 	if e := h.next(1)[0]; e.Text != "short" {
@@ -452,5 +469,206 @@ func TestDurableConcurrent(t *testing.T) {
 	h.stop()
 	if b, _ := os.ReadFile(h.r.CursorFile()); strings.TrimSpace(string(b)) != journaltest.Cursor(1) {
 		t.Errorf("cursor = %q", b)
+	}
+}
+
+// A MESSAGE of 4096 bytes or more is printed as null without --all, text
+// or not, and skipped as no_message; the logins after it come through,
+// with their UTF-8 intact (journalctl 252 does the same: docs/JOURNAL.md).
+func TestLargeMessageIsNull(t *testing.T) {
+	fake := journaltest.Install(t)
+	big := journaltest.Login("dovecot", strings.Repeat("é", 3000), 65534, "python3")
+	binary := journaltest.Login("dovecot", "", 65534, "python3")
+	binary.Fields["MESSAGE"] = append([]byte("x"), make([]byte, 20<<10)...)
+	utf8Login := strings.Replace(login, "alice", "ålice", 1) + " héllo"
+	fake.Append(t, big, binary, journaltest.Login("dovecot", utf8Login, 0, "log"))
+	h := newHarness(t, fake, filepath.Join(t.TempDir(), "c"), nil)
+	h.start()
+	got := h.next(3)
+	if got[0].Text != "" || got[1].Text != "" || got[2].Text != utf8Login {
+		t.Errorf("texts %q %q %q", got[0].Text, got[1].Text, got[2].Text)
+	}
+	if v := sample(h.r, "journal_skipped_total", reasonNoMessage); v != 2 {
+		t.Errorf("no_message = %v, want 2", v)
+	}
+	if v := sample(h.r, "journal_restarts_total", ""); v != 0 {
+		t.Errorf("restarts = %v", v)
+	}
+}
+
+// An entry journalctl cannot print (it exits there on every run, as
+// journalctl 252 with --all did on a 20 MiB binary MESSAGE): after
+// stuckAfter empty runs it is skipped, counted and reported by Health; the
+// logins after it are read, and its cursor is never saved.
+func TestStuckEntrySkipped(t *testing.T) {
+	fake := journaltest.Install(t)
+	poison := journaltest.Login("dovecot", "", 65534, "python3")
+	poison.Fields[journaltest.FailField] = "Failed to allocate JSON data: Cannot allocate memory"
+	cursors := fake.Append(t, journaltest.Login("dovecot", "one", 0, "log"), poison, journaltest.Login("dovecot", "two", 0, "log"))
+	cursorFile := filepath.Join(t.TempDir(), "c")
+	h := newHarness(t, fake, cursorFile, nil)
+	h.start()
+	got := h.next(2)
+	h.quiet()
+	if got[0].Text != "one" || got[1].Text != "two" {
+		t.Fatalf("read %q %q, want one, two", got[0].Text, got[1].Text)
+	}
+	if v := sample(h.r, "journal_skipped_total", reasonStuck); v != 1 {
+		t.Errorf("stuck = %v, want 1", v)
+	}
+	if hl := h.r.Health(); !strings.Contains(hl, cursors[1]) || !strings.Contains(hl, "skipped") {
+		t.Errorf("Health = %q, want the skipped entry", hl)
+	}
+	calls := fake.Calls()
+	// Run 1 prints "one" and fails at the poison; runs 2-4 (from "one")
+	// fail at once; the probe; the run after the poison.
+	if len(calls) != 6 {
+		t.Fatalf("%d runs, want 6: %q", len(calls), calls)
+	}
+	probe := calls[4]
+	for _, want := range []string{"--output-fields=_UID", "--lines=2", "--cursor=" + cursors[0]} {
+		if !slices.Contains(probe, want) || slices.Contains(probe, "--follow") {
+			t.Errorf("probe %q: want %q and no --follow", probe, want)
+		}
+	}
+	if !slices.Contains(calls[5], "--after-cursor="+cursors[1]) || !slices.Contains(calls[5], "--follow") {
+		t.Errorf("run after the skip: %q", calls[5])
+	}
+	h.r.Durable(2)
+	h.stop()
+	if b, _ := os.ReadFile(cursorFile); strings.TrimSpace(string(b)) != cursors[2] {
+		t.Errorf("saved cursor %q, want %q", b, cursors[2])
+	}
+	// Health clears stuckUnhealthyFor after the skip.
+	later := time.Now().Add(stuckUnhealthyFor + time.Minute)
+	h.r.cfg.Now = func() time.Time { return later }
+	if hl := h.r.Health(); hl != "" {
+		t.Errorf("Health %v after the skip = %q", stuckUnhealthyFor+time.Minute, hl)
+	}
+}
+
+// Stuck at the first entry (no cursor yet), then relaygate restarts before
+// any later entry: the saved cursor is before the poison, which is skipped
+// again, and nothing after it is lost.
+func TestStuckAtStartAndAfterRestart(t *testing.T) {
+	fake := journaltest.Install(t)
+	poison := journaltest.Login("dovecot", "", 65534, "python3")
+	poison.Fields[journaltest.FailField] = "Bad message"
+	cursors := fake.Append(t, poison)
+	cursorFile := filepath.Join(t.TempDir(), "c")
+	h := newHarness(t, fake, cursorFile, nil)
+	h.start()
+	testutil.Eventually(t, 10*time.Second, "the poison skipped", func() bool { return sample(h.r, "journal_skipped_total", reasonStuck) == 1 })
+	calls := fake.Calls()
+	probe := calls[3]
+	if !slices.Contains(probe, "--lines=1") || !slices.ContainsFunc(probe, func(a string) bool { return strings.HasPrefix(a, "--since=@") }) {
+		t.Errorf("probe without a position: %q", probe)
+	}
+	fake.Append(t, journaltest.Login("dovecot", "one", 0, "log"))
+	if e := h.next(1)[0]; e.Text != "one" {
+		t.Fatalf("after the skip: %q", e.Text)
+	}
+	h.r.Durable(1)
+	h.stop()
+	if b, _ := os.ReadFile(cursorFile); strings.TrimSpace(string(b)) == cursors[0] {
+		t.Fatalf("the skipped entry's cursor was saved")
+	}
+
+	// A second poison after "one"; relaygate stops before anything else.
+	fake.Append(t, poison)
+	h2 := newHarness(t, fake, cursorFile, nil)
+	h2.start()
+	testutil.Eventually(t, 10*time.Second, "the second poison skipped", func() bool { return sample(h2.r, "journal_skipped_total", reasonStuck) == 1 })
+	h2.stop()
+	h3 := newHarness(t, fake, cursorFile, nil)
+	h3.start()
+	testutil.Eventually(t, 10*time.Second, "skipped again after a restart", func() bool { return sample(h3.r, "journal_skipped_total", reasonStuck) == 1 })
+	fake.Append(t, journaltest.Login("dovecot", "two", 0, "log"))
+	if e := h3.next(1)[0]; e.Text != "two" {
+		t.Fatalf("after the second skip: %q", e.Text)
+	}
+	h3.quiet()
+}
+
+// journalctl that cannot read the journal at all: the probe fails too, so
+// nothing is skipped; Health says the reader is stuck until an entry comes
+// through again.
+func TestStuckWithoutEntryIsUnhealthy(t *testing.T) {
+	fake := journaltest.Install(t)
+	const failures = 24 // runs and probes; then journalctl can read again
+	plan := slices.Repeat([]string{"fail No journal files were opened due to insufficient permissions."}, failures)
+	fake.Plan(t, append(plan, "follow")...)
+	fake.Append(t, journaltest.Login("dovecot", "one", 0, "log"))
+	h := newHarness(t, fake, filepath.Join(t.TempDir(), "c"), func(c *Config) { c.minBackoff, c.maxBackoff = 20*time.Millisecond, 20*time.Millisecond })
+	h.start()
+	testutil.Eventually(t, 10*time.Second, "Health reports it", func() bool {
+		return strings.Contains(h.r.Health(), "insufficient permissions")
+	})
+	if e := h.next(1)[0]; e.Text != "one" {
+		t.Fatalf("read %q", e.Text)
+	}
+	if v := sample(h.r, "journal_skipped_total", reasonStuck); v != 0 {
+		t.Errorf("stuck = %v: nothing may be skipped when the probe fails too", v)
+	}
+	probes := 0
+	for _, c := range fake.Calls() {
+		if !slices.Contains(c, "--follow") {
+			probes++
+		}
+	}
+	if probes < 3 {
+		t.Errorf("%d probes, want one after each run from the third", probes)
+	}
+	testutil.Eventually(t, 5*time.Second, "healthy again", func() bool { return h.r.Health() == "" })
+}
+
+// Only this host's entries are read (with -journal-dir too): a
+// container's journal kept under its own machine id (its root is not this
+// host's root) is not.
+func TestReadsOnlyThisMachine(t *testing.T) {
+	const local, container = "3d1219c7c4c5404aaa1f6d2a48adfda4", "0123456789abcdef0123456789abcdef"
+	fake := journaltest.Install(t)
+	mine := journaltest.Login("dovecot", "mine", 0, "log")
+	mine.Fields["_MACHINE_ID"] = local
+	theirs := journaltest.Login("dovecot", "theirs", 0, "log")
+	theirs.Fields["_MACHINE_ID"] = container
+	fake.Append(t, theirs, mine)
+	dir := t.TempDir()
+	idFile := filepath.Join(dir, "machine-id")
+	if err := os.WriteFile(idFile, []byte(local+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, journalDir := range []string{"", dir} {
+		h := newHarness(t, fake, filepath.Join(t.TempDir(), "c"), func(c *Config) { c.Directory, c.machineIDFile = journalDir, idFile })
+		h.start()
+		if e := h.next(1)[0]; e.Text != "mine" {
+			t.Errorf("-journal-dir %q: read %q", journalDir, e.Text)
+		}
+		h.quiet()
+		h.stop()
+		calls := fake.Calls()
+		if args := calls[len(calls)-1]; !slices.Contains(args, "_MACHINE_ID="+local) ||
+			(journalDir != "") != slices.Contains(args, "--directory="+dir) {
+			t.Errorf("-journal-dir %q: args %q", journalDir, args)
+		}
+	}
+	// Without a machine id (a container image has none), every entry is
+	// read, and the log says so.
+	h := newHarness(t, fake, filepath.Join(t.TempDir(), "c"), func(c *Config) { c.machineIDFile = filepath.Join(dir, "none") })
+	h.start()
+	if got := h.next(2); got[0].Text != "theirs" || got[1].Text != "mine" {
+		t.Errorf("without a machine id: %q %q", got[0].Text, got[1].Text)
+	}
+	h.stop()
+	for _, bad := range []string{"", "not-an-id", strings.ToUpper(local)} {
+		if err := os.WriteFile(idFile, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readMachineID(idFile); err == nil {
+			t.Errorf("machine-id %q read", bad)
+		}
+	}
+	if _, err := New(Config{Journalctl: fake.Path, MachineID: "x", CursorFile: filepath.Join(dir, "c2")}); err == nil {
+		t.Error("a bad MachineID: no error")
 	}
 }

@@ -11,11 +11,12 @@ const (
 	reasonMalformed = "malformed"  // not a JSON object, or no cursor
 	reasonTooLong   = "too_long"   // a line over 1 MiB or a MESSAGE over 64 KiB
 	reasonAmbiguous = "ambiguous"  // MESSAGE, SYSLOG_IDENTIFIER, SYSLOG_PID or _HOSTNAME more than once
-	reasonNoMessage = "no_message" // no MESSAGE (or one too large to print)
+	reasonNoMessage = "no_message" // no MESSAGE (or one of 4096 bytes or more, which journalctl prints as null)
 	reasonStale     = "stale"      // a login older than the grace period when read
+	reasonStuck     = "stuck"      // an entry journalctl exited at again and again without printing it (stuck.go)
 )
 
-var reasons = [...]string{reasonMalformed, reasonTooLong, reasonAmbiguous, reasonNoMessage, reasonStale}
+var reasons = [...]string{reasonMalformed, reasonTooLong, reasonAmbiguous, reasonNoMessage, reasonStale, reasonStuck}
 
 // Stats counts what the reader did; safe for concurrent use.
 type Stats struct {
@@ -43,7 +44,7 @@ func (r *Reader) Samples(yield func(metric.Sample)) {
 		Help: "Journal entries read (-journal), each handed to the parsers."})
 	for i, reason := range reasons {
 		yield(metric.Sample{Name: metric.Prefix + "journal_skipped_total", Kind: metric.Counter,
-			Help:  "Journal entries skipped, by reason: malformed, too_long, ambiguous (a field given twice), no_message, stale (a login older than -grace when read).",
+			Help:  "Journal entries skipped, by reason: malformed, too_long, ambiguous (a field given twice), no_message (none, or one of 4096 bytes or more), stale (a login older than -grace when read), stuck (journalctl exited at it again and again without printing it).",
 			Label: "reason", LabelValue: reason, Value: float64(s.skipped[i].Load())})
 	}
 	yield(metric.Sample{Name: metric.Prefix + "journal_restarts_total", Kind: metric.Counter, Value: float64(s.restarts.Load()),

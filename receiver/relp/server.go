@@ -177,6 +177,9 @@ func Listen(cfg Config) (*Server, error) {
 	lc := net.ListenConfig{Control: cfg.Control, KeepAliveConfig: net.KeepAliveConfig{
 		Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 4,
 	}}
+	// Plain TCP, as the syslog listeners: an MPTCP socket (Go's default
+	// since 1.24) refuses a takeover's steering program.
+	lc.SetMultipathTCP(false)
 	ln, err := lc.Listen(context.Background(), "tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen relp %s: %w", cfg.Addr, err)
@@ -194,6 +197,11 @@ func Listen(cfg Config) (*Server, error) {
 
 // Addr is the bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// SyscallConn is the listening socket's (syscall.Conn), for socket options
+// after bind: the daemon opens it to a -takeover's SO_REUSEPORT group and
+// steers it (receiver.Receiver.AddListener).
+func (s *Server) SyscallConn() (syscall.RawConn, error) { return s.ln.SyscallConn() }
 
 // Samples describes the listener's counters (its Stats).
 func (s *Server) Samples(yield func(metric.Sample)) { s.stats.Samples(yield) }

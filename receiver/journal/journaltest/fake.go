@@ -2,13 +2,16 @@
 // a test binary that calls Main from TestMain becomes a journalctl when
 // run through the script Install writes. The fake journal is a file of
 // JSON entries, one a line (Append); the fake honours --cursor,
-// --after-cursor, --since=@SECONDS, SYSLOG_IDENTIFIER=… matches (ORed) and
-// --follow (it polls the file for appended entries), and follows a plan
-// that tells each run to behave: print, exit early, fail, refuse cursors.
+// --after-cursor, --since=@SECONDS, --lines=N, --output-fields=…, --all
+// (without it a field of 4096 bytes or more is printed as null),
+// SYSLOG_IDENTIFIER=… matches (ORed), a _MACHINE_ID=… match and --follow
+// (it polls the file for appended entries), and follows a plan that tells
+// each run to behave: print, exit early, fail, refuse cursors. An entry
+// with the field FailField makes every run that would print its MESSAGE
+// fail there, as journalctl does on an entry it cannot format.
 package journaltest
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -21,6 +24,12 @@ import (
 )
 
 const envDir = "RELAYGATE_FAKE_JOURNALCTL_DIR"
+
+// FailField, in an entry, makes the fake exit with its value on stderr
+// where it would print the entry with its MESSAGE (no --output-fields, or
+// one naming MESSAGE): journalctl 252 with --all on a 20 MiB binary
+// MESSAGE says "Failed to allocate JSON data: Cannot allocate memory".
+const FailField = "FAKE_JOURNALCTL_FAIL"
 
 // Main runs the fake journalctl and exits, if this process was started as
 // one (through Install's script); otherwise it returns at once. Call it
@@ -71,13 +80,28 @@ type Entry struct {
 }
 
 // Login is an entry as journald stores a syslog line of program, written
-// by uid with _COMM comm.
+// by uid with _COMM comm, on this host (its _MACHINE_ID is
+// LocalMachineID, if there is one).
 func Login(program, text string, uid int, comm string) Entry {
-	return Entry{Fields: map[string]any{
+	e := Entry{Fields: map[string]any{
 		"MESSAGE": text, "SYSLOG_IDENTIFIER": program, "SYSLOG_PID": "4711",
 		"_PID": "4711", "_UID": strconv.Itoa(uid), "_GID": strconv.Itoa(uid), "_COMM": comm,
 		"_EXE": "/usr/sbin/" + comm, "_HOSTNAME": "mail", "_TRANSPORT": "syslog",
 	}}
+	if id := LocalMachineID(); id != "" {
+		e.Fields["_MACHINE_ID"] = id
+	}
+	return e
+}
+
+// LocalMachineID is this host's /etc/machine-id, which the reader matches
+// entries on; "" if it has none.
+func LocalMachineID() string {
+	b, err := os.ReadFile("/etc/machine-id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // Cursor is the cursor Append gives the entry numbered i (from 1).
@@ -170,142 +194,4 @@ func (f *Fake) Calls() [][]string {
 		}
 	}
 	return out
-}
-
-// fake is the fake journalctl's main.
-func fake(dir string, args []string) int {
-	calls, err := os.OpenFile(filepath.Join(dir, "calls"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Fprintln(calls, strings.Join(args, "\x1f"))
-	n := 0
-	if b, err := os.ReadFile(filepath.Join(dir, "calls")); err == nil {
-		n = strings.Count(string(b), "\n")
-	}
-	calls.Close()
-	step := "follow"
-	if b, err := os.ReadFile(filepath.Join(dir, "plan")); err == nil {
-		steps := strings.Split(strings.TrimSpace(string(b)), "\n")
-		step = steps[min(n, len(steps))-1]
-	}
-	var (
-		cursor, after string
-		since         int64 = -1
-		follow        bool
-		matches       = map[string]bool{}
-	)
-	for _, a := range args {
-		switch {
-		case strings.HasPrefix(a, "--cursor="):
-			cursor = strings.TrimPrefix(a, "--cursor=")
-		case strings.HasPrefix(a, "--after-cursor="):
-			after = strings.TrimPrefix(a, "--after-cursor=")
-		case strings.HasPrefix(a, "--since=@"):
-			since, _ = strconv.ParseInt(strings.TrimPrefix(a, "--since=@"), 10, 64)
-		case a == "--follow":
-			follow = true
-		case strings.HasPrefix(a, "SYSLOG_IDENTIFIER="):
-			matches[strings.TrimPrefix(a, "SYSLOG_IDENTIFIER=")] = true
-		}
-	}
-	verb, arg, _ := strings.Cut(step, " ")
-	limit := -1
-	switch verb {
-	case "fail":
-		fmt.Fprintln(os.Stderr, arg)
-		return 1
-	case "refuse-cursor":
-		if cursor != "" || after != "" {
-			fmt.Fprintln(os.Stderr, "Failed to seek to cursor: Invalid argument")
-			return 1
-		}
-	case "exit":
-		limit, _ = strconv.Atoi(arg)
-	}
-	if (cursor != "" || after != "") && !strings.HasPrefix(cursor+after, "s=") {
-		fmt.Fprintln(os.Stderr, "Failed to seek to cursor: Invalid argument")
-		return 1
-	}
-	jf, err := os.Open(filepath.Join(dir, "journal.jsonl"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	out := bufio.NewWriter(os.Stdout)
-	// Where to start: the first entry at or after the cursor (by its
-	// number, as journald seeks to the nearest entry when the cursor's own
-	// is gone), skipping the cursor's own entry for --after-cursor.
-	seek := cursor + after
-	started := seek == ""
-	seekNum := cursorNum(seek)
-	printed := 0
-	rd := bufio.NewReader(jf)
-	var partial string
-	for {
-		l, err := rd.ReadString('\n')
-		if err != nil {
-			partial += l
-			if !follow {
-				break
-			}
-			_ = out.Flush()
-			time.Sleep(5 * time.Millisecond)
-			continue
-		}
-		l, partial = partial+l, ""
-		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) != nil {
-			if started {
-				out.WriteString(l) // garbage goes out as it is
-			}
-			continue
-		}
-		c, _ := m["__CURSOR"].(string)
-		if !started {
-			if cursorNum(c) < seekNum {
-				continue
-			}
-			started = true
-			if after != "" && c == after {
-				continue
-			}
-		}
-		if since >= 0 {
-			rt, _ := m["__REALTIME_TIMESTAMP"].(string)
-			us, _ := strconv.ParseInt(rt, 10, 64)
-			if us/1e6 < since {
-				continue
-			}
-		}
-		if len(matches) > 0 {
-			id, _ := m["SYSLOG_IDENTIFIER"].(string)
-			if !matches[id] {
-				continue
-			}
-		}
-		if limit >= 0 && printed >= limit {
-			_ = out.Flush()
-			return 1
-		}
-		out.WriteString(l)
-		printed++
-	}
-	_ = out.Flush()
-	if limit >= 0 {
-		return 1
-	}
-	return 0
-}
-
-// cursorNum is the entry number in a fake cursor (its i=), 0 if none.
-func cursorNum(c string) int64 {
-	for _, part := range strings.Split(c, ";") {
-		if v, ok := strings.CutPrefix(part, "i="); ok {
-			n, _ := strconv.ParseInt(v, 16, 64)
-			return n
-		}
-	}
-	return 0
 }

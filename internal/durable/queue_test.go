@@ -1,15 +1,13 @@
-package relp
+package durable
 
 import (
-	"fmt"
 	"slices"
 	"sync"
 	"testing"
-	"time"
 )
 
-func TestAcks(t *testing.T) {
-	var a Acks
+func TestQueue(t *testing.T) {
+	var a Queue
 	var got []string
 	rec := func(name string) func() { return func() { got = append(got, name) } }
 	a.Add(0, rec("no event yet")) // nothing to wait for
@@ -39,42 +37,27 @@ func TestAcks(t *testing.T) {
 	}
 	a.Add(3, rec("late"))
 	if got[len(got)-1] != "late" || a.Len() != 0 {
-		t.Fatalf("an ack for a durable seq waited: %v", got)
+		t.Fatalf("a callback for a durable seq waited: %v", got)
 	}
 }
 
-// TestAcksWithSessions: the daemon's way, with a real session: messages
-// numbered as events, acks released by Durable in groups, answers in
-// order.
-func TestAcksWithSessions(t *testing.T) {
-	ts := startServer(t, Config{})
-	c := dial(t, ts.Addr())
-	c.open()
-	var acks Acks
-	var txnrs []uint32
-	var seq uint64
-	for i := range 10 {
-		txnrs = append(txnrs, c.send(cmdSyslog, fmt.Sprint(i)))
-		d := ts.next(t)
-		if i%3 == 0 { // a login: a new event
-			seq++
+// The queue compacts itself while a long backlog drains in steps.
+func TestQueueCompacts(t *testing.T) {
+	var a Queue
+	n := 0
+	for i := range 5000 {
+		a.Add(uint64(i+1), func() { n++ })
+	}
+	for s := uint64(100); s <= 5000; s += 100 {
+		a.Durable(s)
+		if n != int(s) || a.Len() != 5000-int(s) {
+			t.Fatalf("after Durable(%d): released %d, %d waiting", s, n, a.Len())
 		}
-		acks.Add(seq, d.Ack)
-	}
-	c.expectNothing(50 * time.Millisecond)
-	acks.Durable(2) // covers messages 0..5
-	for i := range 6 {
-		c.expectRsp(txnrs[i], rspOK)
-	}
-	c.expectNothing(50 * time.Millisecond)
-	acks.Durable(4)
-	for i := 6; i < 10; i++ {
-		c.expectRsp(txnrs[i], rspOK)
 	}
 }
 
-func TestAcksConcurrent(t *testing.T) {
-	var a Acks
+func TestQueueConcurrent(t *testing.T) {
+	var a Queue
 	var mu sync.Mutex
 	n := 0
 	var wg sync.WaitGroup

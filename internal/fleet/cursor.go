@@ -1,0 +1,174 @@
+package fleet
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// The cursor: <state>.fleet-cursor holds the stream sequence up to which
+// every event's effect is in the state file (the daemon says so through
+// Durable, from cdbwriter's OnDurable), so that a restart resumes there:
+//
+//	relaygate-fleet-cursor 1 <stream> <stream created, unix ns> <sequence> <saved at, unix ns>
+//
+// It is written like the map: a temporary file, fsync, rename, fsync of
+// the directory; at most every cursorEvery. A stream that was deleted and
+// made again (another creation time) or a cursor older than the catch-up
+// window is not resumed from: the start replays the window instead.
+type cursorState struct {
+	path   string
+	loaded savedCursor
+	kick   chan struct{}
+
+	mu      sync.Mutex
+	stream  string
+	created int64
+	saved   uint64
+	durable atomic.Uint64
+}
+
+type savedCursor struct {
+	ok      bool
+	stream  string
+	created int64
+	seq     uint64
+	written time.Time
+}
+
+const cursorMagic = "relaygate-fleet-cursor 1"
+
+// cursorEvery is the least time between two writes of the cursor file; a
+// crash loses at most this much of its progress, which only replays more.
+const cursorEvery = 100 * time.Millisecond
+
+// load reads the cursor the last run saved at path; none, or one that
+// cannot be read, means replaying the catch-up window.
+func (c *cursorState) load(path string, log zerolog.Logger) {
+	c.path = path
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			log.Warn().Err(err).Msg("fleet: cannot read the cursor; replaying the catch-up window instead")
+		}
+		return
+	}
+	s, ok := parseCursor(b)
+	if !ok {
+		log.Warn().Str("file", path).Msg("fleet: the cursor file is not one; replaying the catch-up window instead")
+		return
+	}
+	c.loaded = s
+}
+
+func parseCursor(b []byte) (savedCursor, bool) {
+	var s savedCursor
+	line, ok := bytes.CutSuffix(b, []byte("\n"))
+	if !ok || !bytes.HasPrefix(line, []byte(cursorMagic+" ")) {
+		return s, false
+	}
+	fields := strings.Fields(string(line[len(cursorMagic)+1:]))
+	if len(fields) != 4 || !tokenRE.MatchString(fields[0]) {
+		return s, false
+	}
+	created, err1 := strconv.ParseInt(fields[1], 10, 64)
+	seq, err2 := strconv.ParseUint(fields[2], 10, 64)
+	written, err3 := strconv.ParseInt(fields[3], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return s, false
+	}
+	return savedCursor{ok: true, stream: fields[0], created: created, seq: seq, written: time.Unix(0, written)}, true
+}
+
+func (c *cursorState) setStream(name string, created time.Time) {
+	c.mu.Lock()
+	c.stream, c.created = name, created.UnixNano()
+	c.mu.Unlock()
+}
+
+// Durable says that the effect of every message up to stream sequence
+// seq is in the state file. It never blocks.
+func (f *Fleet) Durable(seq uint64) {
+	if !f.Follows() {
+		return
+	}
+	c := &f.cursor
+	for {
+		old := c.durable.Load()
+		if seq <= old || c.durable.CompareAndSwap(old, seq) {
+			break
+		}
+	}
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (f *Fleet) runCursor() {
+	defer f.wg.Done()
+	for {
+		select {
+		case <-f.cursor.kick:
+		case <-f.ctx.Done():
+			return
+		}
+		f.saveCursor()
+		select {
+		case <-time.After(cursorEvery):
+		case <-f.ctx.Done():
+			return
+		}
+	}
+}
+
+// saveCursor writes the durable sequence, if it moved.
+func (f *Fleet) saveCursor() {
+	c := &f.cursor
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seq := c.durable.Load()
+	if seq == c.saved || c.stream == "" {
+		return
+	}
+	line := fmt.Sprintf("%s %s %d %d %d\n", cursorMagic, c.stream, c.created, seq, f.now().UnixNano())
+	if err := writeFileAtomic(c.path, []byte(line)); err != nil {
+		f.stats.cursorErrs.Add(1)
+		f.warn(err, "fleet: cannot save the cursor; a restart replays more of the stream (nothing is lost)")
+		return
+	}
+	c.saved = seq
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	syncDir(dir)
+	return nil
+}

@@ -1,0 +1,215 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Publish hands an event this relaygate accepted to the outbox, without
+// waiting: when the hand-off is full the event is dropped (it granted
+// here all the same) and counted. No-op unless the relaygate publishes.
+func (f *Fleet) Publish(id string, ev Event) {
+	if f == nil || f.in == nil {
+		return
+	}
+	select {
+	case f.in <- pending{id, ev}:
+	default:
+		f.stats.queueDropped.Add(1)
+	}
+}
+
+// Publishes reports whether Publish does anything.
+func (f *Fleet) Publishes() bool { return f != nil && f.in != nil }
+
+// handOff is the room between the pipeline and the outbox: a burst of
+// logins (a syslog queue flushed after an outage) waits here while the
+// outbox writes the batch before it.
+const handOff = 65536
+
+// sendBatch is the most events published before waiting for their
+// acknowledgements; ackTimeout how long an acknowledgement may take.
+const (
+	sendBatch  = 256
+	ackTimeout = 5 * time.Second
+)
+
+// runOutbox owns the outbox: it appends what Publish handed over (one
+// fsync for all that arrived meanwhile), hands the sender one batch at a
+// time, and records the acknowledgements.
+func (f *Fleet) runOutbox() {
+	defer f.wg.Done()
+	ob := f.outbox
+	defer ob.Close()
+	var (
+		inFlight []*outEntry
+		retryAt  time.Time
+		backoff  = 100 * time.Millisecond
+		timer    = time.NewTimer(time.Hour)
+	)
+	defer timer.Stop()
+	ids := make([]string, 0, 4096)
+	data := make([][]byte, 0, 4096)
+	for {
+		if inFlight == nil && ob.Pending() && f.nc.IsConnected() && !f.now().Before(retryAt) {
+			inFlight = ob.Take(sendBatch)
+			select {
+			case f.send <- inFlight:
+			case <-f.ctx.Done():
+				return
+			}
+		}
+		// Look again within a second in any case (a reconnection the
+		// kick missed), sooner when a retry is due.
+		wait := time.Second
+		if d := retryAt.Sub(f.now()); inFlight == nil && d > 0 && d < wait {
+			wait = d
+		}
+		timer.Reset(wait)
+		select {
+		case p := <-f.in:
+			ids, data = ids[:0], data[:0]
+			ids, data = append(ids, p.id), append(data, p.ev.Encode())
+		more:
+			for len(ids) < cap(ids) {
+				select {
+				case p := <-f.in:
+					ids, data = append(ids, p.id), append(data, p.ev.Encode())
+				default:
+					break more
+				}
+			}
+			dropped, err := ob.Add(ids, data)
+			if dropped > 0 {
+				f.stats.outboxDropped.Add(int64(dropped))
+				f.warn(nil, fmt.Sprintf("fleet: the outbox is full (-nats-outbox-max %d): logins are granted here but not published", f.cfg.OutboxMax))
+			}
+			if err != nil {
+				f.stats.outboxErrors.Add(1)
+				f.warn(err, "fleet: cannot write the outbox; events wait in memory only")
+			}
+			f.stats.outbox.Store(int64(ob.Len()))
+		case ok := <-f.results:
+			failed := false
+			for i, e := range inFlight {
+				ob.Done(e, ok[i])
+				failed = failed || !ok[i]
+			}
+			inFlight = nil
+			if failed {
+				retryAt = f.now().Add(backoff)
+				backoff = min(2*backoff, time.Second)
+			} else {
+				retryAt, backoff = time.Time{}, 100*time.Millisecond
+			}
+			if err := ob.Trim(); err != nil {
+				f.stats.outboxErrors.Add(1)
+				f.warn(err, "fleet: cannot trim the outbox")
+			}
+			f.stats.outbox.Store(int64(ob.Len()))
+		case <-f.kick:
+			retryAt, backoff = time.Time{}, 100*time.Millisecond
+		case <-timer.C:
+		case <-f.ctx.Done():
+			// What is still handed over goes into the file, for the next
+			// run to publish.
+			for {
+				select {
+				case p := <-f.in:
+					if _, err := ob.Add([]string{p.id}, [][]byte{p.ev.Encode()}); err != nil {
+						return
+					}
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// runSender publishes each batch and reports, per event, whether the
+// stream acknowledged it.
+func (f *Fleet) runSender() {
+	defer f.wg.Done()
+	for {
+		var batch []*outEntry
+		select {
+		case batch = <-f.send:
+		case <-f.ctx.Done():
+			return
+		}
+		ok := f.publish(batch)
+		select {
+		case f.results <- ok:
+		case <-f.ctx.Done():
+			return
+		}
+	}
+}
+
+func (f *Fleet) publish(batch []*outEntry) []bool {
+	ok := make([]bool, len(batch))
+	if !f.streamOK.Load() {
+		if _, err := f.stream(f.ctx); err != nil {
+			f.stats.publishErrors.Add(int64(len(batch)))
+			f.warn(err, "fleet: the stream cannot be found or created; events wait in the outbox")
+			return ok
+		}
+	}
+	futures := make([]jetstream.PubAckFuture, len(batch))
+	for i, e := range batch {
+		m := nats.NewMsg(f.subject)
+		m.Data = e.data
+		m.Header.Set(jetstream.MsgIDHeader, e.id)
+		fut, err := f.js.PublishMsgAsync(m, jetstream.WithExpectStream(f.cfg.Stream))
+		if err != nil {
+			f.warn(err, "fleet: publish failed; events wait in the outbox")
+			break
+		}
+		futures[i] = fut
+	}
+	deadline := time.NewTimer(f.cfg.ackTimeout + time.Second)
+	defer deadline.Stop()
+	var lastErr error
+	for i, fut := range futures {
+		if fut == nil {
+			continue
+		}
+		select {
+		case ack := <-fut.Ok():
+			ok[i] = true
+			if ack.Duplicate {
+				f.stats.publishedDup.Add(1)
+			} else {
+				f.stats.publishedOK.Add(1)
+			}
+		case err := <-fut.Err():
+			lastErr = err
+		case <-deadline.C:
+			lastErr = context.DeadlineExceeded
+		case <-f.ctx.Done():
+			return ok
+		}
+	}
+	failed := 0
+	for _, o := range ok {
+		if !o {
+			failed++
+		}
+	}
+	if failed > 0 {
+		f.stats.publishErrors.Add(int64(failed))
+		if lastErr != nil {
+			f.warn(lastErr, "fleet: the stream did not acknowledge events; they wait in the outbox and are sent again")
+		}
+		if errors.Is(lastErr, jetstream.ErrStreamNotFound) || errors.Is(lastErr, nats.ErrNoResponders) {
+			f.streamOK.Store(false)
+		}
+	}
+	return ok
+}
