@@ -31,6 +31,7 @@ import (
 // the catch-up has handed it over (d.fleetGo).
 type fleetIn struct {
 	src    *seqSource
+	stream int64  // the creation time of the stream src numbers (fleet.Item.Stream)
 	mark   uint64 // stream sequence of the newest item not yet acknowledged
 	unsent int
 }
@@ -65,7 +66,9 @@ func (d *Daemon) fleetCatchUp(apply func(grants.Event)) {
 		return
 	}
 	applied := 0
+	var stream int64
 	res := d.fleet.CatchUp(func(it fleet.Item) {
+		stream = it.Stream
 		if ev, ok := d.fleet.Accept(it, d.clock.Now()); ok {
 			apply(fleetGrant(ev))
 			applied++
@@ -78,7 +81,7 @@ func (d *Daemon) fleetCatchUp(apply func(grants.Event)) {
 		msg = "fleet: not caught up within -nats-catchup; publishing the map without what is missing, which follows as it arrives"
 	}
 	ev.Int("events", res.Events).Int("applied", applied).Uint64("last", res.Last).Dur("took", res.Took).Msg(msg)
-	d.fleetGo <- fleetLive{items: d.fleet.Items(), mark: res.Last, in: &fleetIn{src: d.seq.source(d.fleet.Durable)}}
+	d.fleetGo <- fleetLive{items: d.fleet.Items(), mark: res.Last, in: &fleetIn{src: d.seq.source(d.fleet.DurableOf(stream)), stream: stream}}
 }
 
 // fleetGrant is the grant-table event of a fleet event: a login at its
@@ -109,6 +112,13 @@ func (d *Daemon) fleetGoLive(live fleetLive, events chan<- grants.Event) <-chan 
 // coalesced as the journal's are. On the pipeline goroutine.
 func (d *Daemon) handleFleet(it fleet.Item, more <-chan fleet.Item, events chan<- grants.Event) {
 	in := d.fin
+	if it.Stream != in.stream {
+		// The stream was deleted and made again: its sequences start
+		// over, so they get a source of their own, whose durability
+		// counts for the new stream only.
+		d.flushFleetMark(events)
+		in.src, in.stream = d.seq.source(d.fleet.DurableOf(it.Stream)), it.Stream
+	}
 	if ev, ok := d.fleet.Accept(it, d.clock.Now()); ok {
 		g := fleetGrant(ev)
 		g.Seq = d.seq.number(in.src, it.Seq)

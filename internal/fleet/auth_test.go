@@ -33,10 +33,12 @@ func exampleAuthorization(t *testing.T) string {
 }
 
 // TestFollowerCannotPublish runs nats-server with the example's TLS
-// client-certificate users and permissions: a POP host's relaygate
-// publishes and follows; an MTA's relaygate follows, and its publishes
-// are refused by the server, whatever subject it tries; a certificate of
-// another CA does not get in at all.
+// client-certificate users, accounts and permissions: a POP host's
+// relaygate publishes and follows; an MTA's relaygate follows, and
+// nothing it does puts a message into the stream: publishes on any
+// subject, a stream of its own, a consumer's deliveries sent to a
+// subject of the stream; a certificate of another CA does not get in at
+// all.
 func TestFollowerCannotPublish(t *testing.T) {
 	dir := t.TempDir()
 	pop := testutil.NewPKI(t, filepath.Join(dir, "pop"), testutil.PKIOptions{ClientName: "pop1.example.org"})
@@ -87,6 +89,27 @@ func TestFollowerCannotPublish(t *testing.T) {
 	if err == nil {
 		t.Fatal("the follower created a stream")
 	}
+
+	// The reply-subject route: a consumer's next messages go to whatever
+	// reply subject the request names, permissions notwithstanding. Named
+	// after a subject of the stream, they would be stored again, as
+	// another host's; from the followers' account they come back through
+	// the import and are stored nowhere.
+	ctx, cancel = context.WithTimeout(context.Background(), 3*time.Second)
+	if _, err := js.CreateConsumer(ctx, DefaultStream, jetstream.ConsumerConfig{Name: "copier", AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatalf("the follower cannot make a consumer (it must, to follow): %v", err)
+	}
+	cancel()
+	for _, reply := range []string{"relaygate.grants.pop2", "relaygate.grants.mx1"} {
+		if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+DefaultStream+".copier", reply, []byte(`{"batch":5,"expires":500000000}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Deliveries are immediate (the consumer has a message to give); the
+	// stream's count at the end, seconds later, would hold any copy.
 
 	// A relaygate on the MTA's certificate set to publish: its events stay
 	// in its outbox, counted as errors, and never reach the stream.

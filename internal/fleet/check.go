@@ -79,6 +79,11 @@ func Check(ctx context.Context, c Config) []postfix.Finding {
 			Msg: fmt.Sprintf("stream %s forgets events after %s, sooner than -grace plus a minute (%s): a relaygate that starts misses older active grants", c.Stream, a, c.Window()),
 			Fix: fmt.Sprintf("nats stream edit %s --max-age %s", c.Stream, c.MaxAge())})
 	}
+	if !sizeBounded(info.Config.MaxMsgSize) {
+		out = append(out, postfix.Finding{ID: "fleet-max-msg-size", Note: true,
+			Msg: fmt.Sprintf("stream %s takes messages of %d bytes (<= 0: any size), far more than an event: a hostile publisher can make every follower read them", c.Stream, info.Config.MaxMsgSize),
+			Fix: fmt.Sprintf("nats stream edit %s --max-msg-size 3072", c.Stream)})
+	}
 	if !slices.Contains(info.Config.Subjects, c.Subject+".>") && !slices.Contains(info.Config.Subjects, ">") {
 		out = append(out, postfix.Finding{ID: "fleet-subjects", Problem: true,
 			Msg: fmt.Sprintf("stream %s takes subjects %v, not %s.> (-nats-subject)", c.Stream, info.Config.Subjects, c.Subject),

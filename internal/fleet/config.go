@@ -170,12 +170,12 @@ func (c *Config) ServerURLs() ([]string, error) {
 		}
 		u, err := url.Parse(s)
 		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("-nats-url %q: want nats://host:port or tls://host:port", s)
+			return nil, fmt.Errorf("-nats-url %q: want nats://host:port or tls://host:port", redact(s))
 		}
 		switch u.Scheme {
 		case "nats", "tls":
 		default:
-			return nil, fmt.Errorf("-nats-url %q: scheme %q: want nats:// or tls://", s, u.Scheme)
+			return nil, fmt.Errorf("-nats-url %q: scheme %q: want nats:// or tls://", redact(s), u.Scheme)
 		}
 		out = append(out, s)
 	}
@@ -208,14 +208,30 @@ func HostToken(h string) string {
 	return string(b)
 }
 
-// redact drops a password from a URL, for log lines.
+// redact hides the credentials in a URL, for log lines, errors and
+// status: a password, and a token (nats://TOKEN@host: to NATS a user
+// name without a password is a token, as secret as a password). What
+// does not parse as a URL loses everything before its last @.
 func redact(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil {
+		i := strings.LastIndexByte(s, '@')
+		if i < 0 {
+			return s
+		}
+		scheme := ""
+		if j := strings.Index(s, "://"); j >= 0 && j < i {
+			scheme = s[:j+3]
+		}
+		return scheme + "xxx" + s[i:]
+	}
+	if u.User == nil {
 		return s
 	}
 	if _, ok := u.User.Password(); ok {
 		u.User = url.UserPassword(u.User.Username(), "xxx")
+	} else {
+		u.User = url.User("xxx")
 	}
 	return u.String()
 }

@@ -33,8 +33,16 @@ type cursorState struct {
 	mu      sync.Mutex
 	stream  string
 	created int64
-	saved   uint64
-	durable atomic.Uint64
+	saved   durableMark
+	// durable is tagged with its stream's creation time, so that what
+	// becomes durable of a stream that was deleted and made again never
+	// counts for the new one (whose sequences start at 1 anew).
+	durable atomic.Pointer[durableMark]
+}
+
+type durableMark struct {
+	created int64
+	seq     uint64
 }
 
 type savedCursor struct {
@@ -89,28 +97,50 @@ func parseCursor(b []byte) (savedCursor, bool) {
 	return savedCursor{ok: true, stream: fields[0], created: created, seq: seq, written: time.Unix(0, written)}, true
 }
 
+// setStream says which stream the follower reads; another one than
+// before (deleted and made again) starts the durable sequence over.
 func (c *cursorState) setStream(name string, created time.Time) {
 	c.mu.Lock()
-	c.stream, c.created = name, created.UnixNano()
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	n := created.UnixNano()
+	if m := c.durable.Load(); m == nil || m.created != n || c.stream != name {
+		c.durable.Store(&durableMark{created: n})
+	}
+	c.stream, c.created = name, n
 }
 
-// Durable says that the effect of every message up to stream sequence
-// seq is in the state file. It never blocks.
+// Durable says that the effect of every message up to sequence seq of
+// the stream read now is in the state file. It never blocks.
 func (f *Fleet) Durable(seq uint64) {
 	if !f.Follows() {
 		return
 	}
-	c := &f.cursor
-	for {
-		old := c.durable.Load()
-		if seq <= old || c.durable.CompareAndSwap(old, seq) {
-			break
-		}
+	if m := f.cursor.durable.Load(); m != nil {
+		f.DurableOf(m.created)(seq)
 	}
-	select {
-	case c.kick <- struct{}{}:
-	default:
+}
+
+// DurableOf is Durable for the items of the stream created at stream
+// (Item.Stream): once the follower reads another stream, it does nothing.
+func (f *Fleet) DurableOf(stream int64) func(seq uint64) {
+	return func(seq uint64) {
+		if !f.Follows() {
+			return
+		}
+		c := &f.cursor
+		for {
+			old := c.durable.Load()
+			if old == nil || old.created != stream || seq <= old.seq {
+				return
+			}
+			if c.durable.CompareAndSwap(old, &durableMark{created: stream, seq: seq}) {
+				break
+			}
+		}
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -136,17 +166,17 @@ func (f *Fleet) saveCursor() {
 	c := &f.cursor
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	seq := c.durable.Load()
-	if seq == c.saved || c.stream == "" {
+	m := c.durable.Load()
+	if m == nil || m.seq == 0 || *m == c.saved || c.stream == "" || m.created != c.created {
 		return
 	}
-	line := fmt.Sprintf("%s %s %d %d %d\n", cursorMagic, c.stream, c.created, seq, f.now().UnixNano())
+	line := fmt.Sprintf("%s %s %d %d %d\n", cursorMagic, c.stream, m.created, m.seq, f.now().UnixNano())
 	if err := writeFileAtomic(c.path, []byte(line)); err != nil {
 		f.stats.cursorErrs.Add(1)
 		f.warn(err, "fleet: cannot save the cursor; a restart replays more of the stream (nothing is lost)")
 		return
 	}
-	c.saved = seq
+	c.saved = *m
 }
 
 func writeFileAtomic(path string, b []byte) error {

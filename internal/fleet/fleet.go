@@ -62,6 +62,7 @@ type pending struct {
 // Item is one message of the stream, as the follower read it.
 type Item struct {
 	Seq     uint64    // its stream sequence
+	Stream  int64     // the stream's creation time (Unix ns): Seq is of that stream
 	Stored  time.Time // when the stream stored it
 	Pending uint64    // messages after it, when it was delivered
 	Own     bool      // published by this relaygate
@@ -306,7 +307,15 @@ func (f *Fleet) checkStream(info *jetstream.StreamInfo) {
 		f.log.Warn().Str("stream", f.cfg.Stream).Str("max_age", a.String()).Str("needed", f.cfg.Window().String()).
 			Msg("fleet: the stream forgets events sooner than -grace (plus a minute): a relaygate that starts misses older active grants")
 	}
+	if !sizeBounded(info.Config.MaxMsgSize) {
+		f.log.Warn().Str("stream", f.cfg.Stream).Int32("max_msg_size", info.Config.MaxMsgSize).
+			Msg("fleet: the stream takes messages far larger than an event: a hostile publisher can make every follower read them (set its max message size to 3072)")
+	}
 }
+
+// sizeBounded reports whether a stream's message size limit keeps out
+// what is far larger than an event.
+func sizeBounded(n int32) bool { return n > 0 && n <= 4*MaxEventBytes }
 
 // Close stops publishing and following. Events handed to Publish but not
 // acknowledged stay in the outbox, for the next run; the cursor is saved

@@ -246,12 +246,17 @@ func TestAcceptClassifies(t *testing.T) {
 	if _, ok := f.Accept(Item{Seq: 3, Event: login(1, now.Add(-time.Minute))}, now); ok {
 		t.Error("a login grace ago applied")
 	}
-	ev, ok := f.Accept(Item{Seq: 4, Event: login(1, now.Add(time.Hour))}, now)
+	ev, ok := f.Accept(Item{Seq: 4, Event: login(1, now.Add(30*time.Second))}, now)
 	if !ok || !ev.At.Equal(now) {
-		t.Errorf("a login dated in the future: %v %v; want it at now", ev.At, ok)
+		t.Errorf("a login dated 30 s ahead: %v %v; want it at now", ev.At, ok)
+	}
+	// An hour ahead, taken as now, would grant grace from now each time
+	// it is read again (a copy put back into the stream): refused.
+	if _, ok := f.Accept(Item{Seq: 5, Event: login(1, now.Add(time.Hour))}, now); ok {
+		t.Error("a login dated an hour ahead applied")
 	}
 	s := &f.stats
-	if s.own.Load() != 1 || s.invalid.Load() != 1 || s.stale.Load() != 1 || s.applied.Load() != 1 || s.appliedSeq.Load() != 4 {
+	if s.own.Load() != 1 || s.invalid.Load() != 2 || s.stale.Load() != 1 || s.applied.Load() != 1 || s.appliedSeq.Load() != 5 {
 		t.Errorf("counters own %d invalid %d stale %d applied %d seq %d", s.own.Load(), s.invalid.Load(), s.stale.Load(), s.applied.Load(), s.appliedSeq.Load())
 	}
 }

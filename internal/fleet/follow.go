@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,7 @@ import (
 func (f *Fleet) runFollower() {
 	defer f.wg.Done()
 	defer close(f.items)
-	var last uint64 // the last sequence handed on by this run
+	var last position // the last message handed on by this run
 	for f.ctx.Err() == nil {
 		// While disconnected there is nothing to try: the reconnection
 		// wakes the follower (refollow).
@@ -38,13 +39,36 @@ func (f *Fleet) runFollower() {
 	}
 }
 
-func (f *Fleet) follow(last *uint64) error {
+// position is where a run of the follower is in the stream: the last
+// sequence it handed on, and the stream's creation time, which tells a
+// stream that was deleted and made again (its sequences start at 1 anew).
+type position struct {
+	seq     uint64
+	created int64
+}
+
+// streamCheckEvery is how often a follower asks whether the stream it
+// reads is still the one it started on: the client library makes its
+// consumer again after a deletion by sequence, which on a stream made
+// anew waits for sequences that may never come.
+var streamCheckEvery = 5 * time.Second
+
+func (f *Fleet) follow(last *position) error {
 	st, err := f.stream(f.ctx)
 	if err != nil {
 		return err
 	}
 	info := st.CachedInfo()
-	occ, desc := f.startPoint(info, *last)
+	created := info.Created.UnixNano()
+	if last.seq > 0 && last.created != created {
+		// Resuming after #seq of another stream would skip the new
+		// one's events up to seq: replay its window instead.
+		f.log.Warn().Str("stream", f.cfg.Stream).Uint64("old_last", last.seq).
+			Msg("fleet: the stream was deleted and made again; reading the new one from the catch-up window")
+		last.seq = 0
+	}
+	last.created = created
+	occ, desc := f.startPoint(info, last.seq)
 	ctx, cancel := context.WithTimeout(f.ctx, 3*time.Second)
 	cons, err := f.js.OrderedConsumer(ctx, f.cfg.Stream, occ)
 	cancel()
@@ -61,8 +85,12 @@ func (f *Fleet) follow(last *uint64) error {
 	f.log.Info().Str("stream", f.cfg.Stream).Str("start", desc).Uint64("pending", f.pending0.Load()).Msg("fleet: following")
 	f.readyOnce.Do(func() { close(f.ready) })
 	// Missing heartbeats (every second) tell within about 2 s that the
-	// server holding the consumer is gone.
-	it, err := cons.Messages(jetstream.PullMaxMessages(512), jetstream.PullExpiry(2*time.Second))
+	// server holding the consumer is gone. The byte limit bounds what a
+	// stream of huge messages (its size limit raised by someone else)
+	// buffers here; it stays above anything the server accepts, since a
+	// message larger than it would stall the consumer.
+	limit := max(4<<20, 2*int(f.nc.MaxPayload()))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(512, limit), jetstream.PullExpiry(2*time.Second))
 	if err != nil {
 		return err
 	}
@@ -78,11 +106,21 @@ func (f *Fleet) follow(last *uint64) error {
 	unwatch := make(chan struct{})
 	defer close(unwatch)
 	go func() {
-		select {
-		case <-f.refollow:
+		check := time.NewTicker(streamCheckEvery)
+		defer check.Stop()
+		for {
+			select {
+			case <-f.refollow:
+			case <-check.C:
+				if !f.streamChanged(st, created) {
+					continue
+				}
+			case <-unwatch:
+				return
+			}
 			again.Store(true)
 			it.Stop()
-		case <-unwatch:
+			return
 		}
 	}()
 	for {
@@ -97,13 +135,13 @@ func (f *Fleet) follow(last *uint64) error {
 		if err != nil {
 			continue // not a stream message: nothing to apply
 		}
-		item := Item{Seq: md.Sequence.Stream, Stored: md.Timestamp, Pending: md.NumPending}
+		item := Item{Seq: md.Sequence.Stream, Stream: created, Stored: md.Timestamp, Pending: md.NumPending}
 		if m.Subject() == f.subject {
 			item.Own = true
 		} else {
 			item.Event, item.Err = Decode(m.Data())
 		}
-		*last = item.Seq
+		last.seq = item.Seq
 		select {
 		case f.items <- item:
 		case <-f.ctx.Done():
@@ -111,6 +149,22 @@ func (f *Fleet) follow(last *uint64) error {
 		}
 		f.stats.lag.Store(int64(md.NumPending) + int64(len(f.items)))
 	}
+}
+
+// streamChanged reports whether the stream st is gone or another one
+// (deleted and made again) than the one created then; an error that
+// says neither (a server that does not answer now) is not a change.
+func (f *Fleet) streamChanged(st jetstream.Stream, created int64) bool {
+	ctx, cancel := context.WithTimeout(f.ctx, 3*time.Second)
+	defer cancel()
+	info, err := st.Info(ctx)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return true
+	case err != nil:
+		return false
+	}
+	return info.Created.UnixNano() != created
 }
 
 // startPoint is where the consumer starts:
@@ -210,6 +264,10 @@ func (f *Fleet) CatchUp(apply func(Item)) (res CatchUpResult) {
 	}
 }
 
+// MaxSkew is how far ahead of this host's clock an event's time may be:
+// the clocks' tolerated difference (hosts keep NTP time).
+const MaxSkew = time.Minute
+
 // Accept decides what a message asks of the grant table at now, and
 // counts it: an event to apply as a login (at its own time, never later
 // than now), or false for this relaygate's own events, for what is not an
@@ -228,6 +286,15 @@ func (f *Fleet) Accept(it Item, now time.Time) (Event, bool) {
 		return Event{}, false
 	}
 	ev := it.Event
+	if ev.At.After(now.Add(MaxSkew)) {
+		// Taken as now, it would grant grace from now each time it is
+		// read again (a replay, or a copy of it put back into the stream,
+		// which a follower's pull requests can do): never more than the
+		// clocks' tolerated difference ahead.
+		f.stats.invalid.Add(1)
+		f.warn(fmt.Errorf("stream sequence %d: %s: %w", it.Seq, ev, errTime), "fleet: skipped an event dated more than a minute ahead of this host's clock (check NTP)")
+		return Event{}, false
+	}
 	if ev.At.After(now) {
 		ev.At = now
 	}

@@ -66,7 +66,10 @@ func OpenOutbox(path string, max int) (o *Outbox, skipped int, err error) {
 		line := b[:i]
 		b = b[i+1:]
 		sp := bytes.IndexByte(line, ' ')
-		if sp <= 0 || len(line)-sp-1 > MaxEventBytes {
+		// The id becomes the Nats-Msg-Id header: a damaged one (huge, or
+		// with control characters) would make a message the server
+		// refuses, at the head of the queue, forever.
+		if sp <= 0 || len(line)-sp-1 > MaxEventBytes || !tokenRE.Match(line[:sp]) {
 			skipped++
 			continue
 		}

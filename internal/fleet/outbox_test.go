@@ -172,3 +172,27 @@ func outboxChild(path string) {
 		fmt.Printf("added %d\n", i+10)
 	}
 }
+
+// TestOutboxSkipsDamagedIDs: a line whose id is not one relaygate makes
+// (huge: a message over the server's max_payload; a control character:
+// a broken header) is skipped, so it cannot sit at the head of the queue
+// and stop every later event from being published.
+func TestOutboxSkipsDamagedIDs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x"+OutboxSuffix)
+	_, d := testEvent(1)
+	content := strings.Repeat("A", 2<<20) + " " + string(d) + "\n" +
+		"id\r-x " + string(d) + "\n" +
+		"id\x00x " + string(d) + "\n" +
+		"rg1-Zm9vYmFyYmF6cXV4cXV1eA " + string(d) + "\n"
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ob, skipped, err := OpenOutbox(path, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ob.Close()
+	if ob.Len() != 1 || skipped != 3 {
+		t.Fatalf("len %d skipped %d, want the one good line and 3 skipped", ob.Len(), skipped)
+	}
+}

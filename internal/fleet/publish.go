@@ -167,6 +167,11 @@ func (f *Fleet) publish(batch []*outEntry) []bool {
 		m.Data = e.data
 		m.Header.Set(jetstream.MsgIDHeader, e.id)
 		fut, err := f.js.PublishMsgAsync(m, jetstream.WithExpectStream(f.cfg.Stream))
+		if errors.Is(err, nats.ErrMaxPayload) {
+			// This message only: the ones after it still go.
+			f.warn(err, "fleet: an event is larger than the server takes; it waits in the outbox")
+			continue
+		}
 		if err != nil {
 			f.warn(err, "fleet: publish failed; events wait in the outbox")
 			break
