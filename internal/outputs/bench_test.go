@@ -30,8 +30,9 @@ func benchGrants(n int) []netip.Addr {
 // BenchmarkPublish100k is one write of each output at 100,000 grants:
 // what each set change costs the output's goroutine (never the table's).
 // The Postfix map is the baseline (cdbwriter.WriteMap, the same work the
-// table's goroutine does). sendmail needs makemap (it runs in the
-// sendmail layer of .ci/e2e-prepare; see docs/BENCHMARKS.md).
+// table's goroutine does). sendmail needs makemap, courier Courier's
+// makedat (they run in the sendmail and courier-mta layers of
+// .ci/e2e-prepare; see docs/BENCHMARKS.md).
 //
 //	go test -run '^$' -bench Publish100k -benchtime 20x ./internal/outputs/
 func BenchmarkPublish100k(b *testing.B) {
@@ -74,6 +75,20 @@ func BenchmarkPublish100k(b *testing.B) {
 			b.Skip(err)
 		}
 		o := newSendmail(filepath.Join(dir, "relaygate"), mm)
+		for b.Loop() {
+			if err := o.Write(ctx, addrs); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("courier", func(b *testing.B) {
+		md, err := findMakedat()
+		if err != nil {
+			b.Skip(err)
+		}
+		// Debian's default rules, as makesmtpaccess reads them.
+		o := newCourier(Config{CourierSmtpaccess: filepath.Join(dir, "smtpaccess.dat"),
+			CourierStatic: "testdata/courier-smtpaccess", CourierRestart: "true"}, md)
 		for b.Loop() {
 			if err := o.Write(ctx, addrs); err != nil {
 				b.Fatal(err)

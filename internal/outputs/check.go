@@ -16,13 +16,17 @@ type CheckOptions struct {
 	SendmailCF  string   // default /etc/mail/sendmail.cf
 	SMTPDConf   string   // default /etc/smtpd.conf
 	EximConfigs []string // default Debian's split and unsplit files (eximConfigs)
+	// CourierEsmtpd is Courier's esmtpd configuration, default
+	// /etc/courier/esmtpd.
+	CourierEsmtpd string
 }
 
 // Check reports the setup mistakes that make an output silently useless
 // or dangerous: a directory relaygate cannot write, a static tcprules file
 // that fails or makes an open relay, grant instructions without
 // RELAYCLIENT, a sendmail.cf or smtpd.conf that does not consult the file
-// relaygate writes, a table update that needs root, and an Exim that looks
+// relaygate writes, a table update or a Courier restart that needs root,
+// Courier site rules that relaygate would drop, and an Exim that looks
 // the map up in a form that never matches.
 func Check(c Config, o CheckOptions) []postfix.Finding {
 	var out []postfix.Finding
@@ -37,6 +41,10 @@ func Check(c Config, o CheckOptions) []postfix.Finding {
 	if c.OpenSMTPDTable != "" {
 		out = append(out, checkDir("opensmtpd", c.OpenSMTPDTable))
 		out = append(out, checkOpenSMTPD(c, o)...)
+	}
+	if c.CourierSmtpaccess != "" {
+		out = append(out, checkDir("courier", c.CourierSmtpaccess))
+		out = append(out, checkCourier(c, o)...)
 	}
 	return append(out, checkExim(o)...)
 }

@@ -1,8 +1,10 @@
 // Package outputs publishes the granted addresses to the MTAs other than
 // Postfix that the old pop-before-smtp back ends served: qmail's tcpserver
 // (a tcprules cdb, merged with the site's own rules), sendmail (a hash map
-// built by sendmail's own makemap) and OpenSMTPD (a file: table, reloaded
-// with smtpctl). Exim reads relaygate's Postfix map itself and needs no
+// built by sendmail's own makemap), OpenSMTPD (a file: table, reloaded
+// with smtpctl) and Courier's esmtpd (couriertcpd's access file, built by
+// Courier's own makedat from the site's rules and the grants, then a
+// SIGHUP). Exim reads relaygate's Postfix map itself and needs no
 // output (docs/OTHER-MTAS.md).
 //
 // Each output is written by a goroutine of its own, only when it is handed
@@ -16,7 +18,8 @@
 //
 // Only configuration errors stop the start (Config.Check, Build): flags
 // without their output, -tcprules-grant that tcprules would refuse or that
-// denies, -sendmail-map with .db, an empty -opensmtpd-update, and an output
+// denies, -sendmail-map with .db, an empty -opensmtpd-update or
+// -courier-restart, and an output
 // on the map, the state file, their lock files or another output. What the
 // host lacks or gets wrong at run time (makemap missing, a directory
 // relaygate cannot write or read, a static rules file that is missing or
@@ -48,11 +51,18 @@ type Config struct {
 	// OpenSMTPDUpdate is the command run after each replace of the
 	// table, split on blanks (no shell); "" is DefaultOpenSMTPDUpdate.
 	OpenSMTPDUpdate string
+	// CourierSmtpaccess is the access file couriertcpd -access reads
+	// (-courier-smtpaccess; Debian: ACCESSFILE.dat, /etc/courier/smtpaccess.dat).
+	CourierSmtpaccess string
+	CourierStatic     string // -courier-smtpaccess-static: the site's rules, a text file or a directory of them
+	// CourierRestart is the command run after each replace, split on
+	// blanks (no shell); "" is DefaultCourierRestart.
+	CourierRestart string
 }
 
 // Any says whether an output is configured.
 func (c Config) Any() bool {
-	return c.TCPRules != "" || c.SendmailMap != "" || c.OpenSMTPDTable != ""
+	return c.TCPRules != "" || c.SendmailMap != "" || c.OpenSMTPDTable != "" || c.CourierSmtpaccess != ""
 }
 
 // Check refuses what can never work, naming the flags: options of an
@@ -67,6 +77,12 @@ func (c *Config) Check(files ...string) error {
 	}
 	if c.OpenSMTPDTable == "" && c.OpenSMTPDUpdate != "" {
 		return errors.New("-opensmtpd-update is only used with -opensmtpd-table")
+	}
+	if c.CourierSmtpaccess == "" && (c.CourierStatic != "" || c.CourierRestart != "") {
+		return errors.New("-courier-smtpaccess-static and -courier-restart are only used with -courier-smtpaccess")
+	}
+	if c.CourierSmtpaccess != "" && len(strings.Fields(c.courierRestart())) == 0 {
+		return errors.New("-courier-restart: empty command")
 	}
 	if c.TCPRules != "" {
 		if _, err := c.grantData(); err != nil {
@@ -90,6 +106,7 @@ func (c *Config) Check(files ...string) error {
 	for _, o := range []struct{ flag, path string }{
 		{"-tcprules", c.TCPRules}, {"-tcprules-static", c.TCPRulesStatic},
 		{"-sendmail-map", sendmailDB(c.SendmailMap)}, {"-opensmtpd-table", c.OpenSMTPDTable},
+		{"-courier-smtpaccess", c.CourierSmtpaccess}, {"-courier-smtpaccess-static", c.CourierStatic},
 	} {
 		if o.path == "" {
 			continue
@@ -133,7 +150,7 @@ func (c Config) opensmtpdUpdate() string {
 // Output is one more place the granted addresses are published to.
 type Output interface {
 	// Kind is the output's name in metrics and logs: tcprules, sendmail,
-	// opensmtpd.
+	// opensmtpd, courier.
 	Kind() string
 	// Path is the file it replaces.
 	Path() string
@@ -171,6 +188,12 @@ func Build(c Config) ([]Output, error) {
 			return nil, errors.New("-opensmtpd-update: empty command")
 		}
 		outs = append(outs, &openSMTPD{path: c.OpenSMTPDTable, update: argv})
+	}
+	if c.CourierSmtpaccess != "" {
+		if len(strings.Fields(c.courierRestart())) == 0 {
+			return nil, errors.New("-courier-restart: empty command")
+		}
+		outs = append(outs, newCourier(c, ""))
 	}
 	return outs, nil
 }

@@ -128,7 +128,7 @@ func (s *Set) Samples(yield func(metric.Sample)) {
 	for _, r := range s.runners {
 		k := r.out.Kind()
 		yield(metric.Sample{Name: metric.Prefix + "output_writes_total", Kind: metric.Counter, Label: "output", LabelValue: k,
-			Help: "Successful writes of each output for another MTA (tcprules, sendmail, opensmtpd).", Value: float64(r.writes.Load())})
+			Help: "Successful writes of each output for another MTA (tcprules, sendmail, opensmtpd, courier).", Value: float64(r.writes.Load())})
 		yield(metric.Sample{Name: metric.Prefix + "output_write_errors_total", Kind: metric.Counter, Label: "output", LabelValue: k,
 			Help: "Failed writes of each output (its previous file stayed in place; retried with back-off).", Value: float64(r.errors.Load())})
 		yield(metric.Sample{Name: metric.Prefix + "output_failing", Kind: metric.Gauge, Label: "output", LabelValue: k,

@@ -1,0 +1,248 @@
+package outputs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/netip"
+	"regexp"
+	"strings"
+)
+
+// courierRule is one record of Courier's access file: the key couriertcpd
+// looks a client up by (an address or a prefix of one, "*" for everyone
+// else) and the instructions ("allow,VAR=…", "deny").
+type courierRule struct {
+	key, value string
+	line       int // in the text as read (1-based), for errors
+}
+
+// courierCIDRLine is the line makedat -cidr (what makesmtpaccess runs)
+// hands to Perl's Net::CIDR: a network or a range, blanks, the rest.
+var courierCIDRLine = regexp.MustCompile(`^([a-fA-F0-9:.]+[-/][a-fA-F0-9:.]+)[\t\n\v\f\r ]+(.*)$`)
+
+// maxCourierExpansion bounds the keys one CIDR line may expand to (a
+// /17 in IPv6 is 32,768 of them): a typo must not build a huge file.
+const maxCourierExpansion = 1 << 16
+
+// parseCourierAccess reads the site's access rules as makesmtpaccess
+// compiles them (makedat -cidr, then makedatprog): lines up to a line
+// holding only "." (the rest is ignored, as makedatprog stops there);
+// empty lines and lines starting with # skipped; a line whose first
+// field is a network (10.0.0.0/8, fd00::/16) or a range (a-b) expanded
+// to the prefixes couriertcpd looks up, as Net::CIDR::cidr2octets does;
+// every other line split at its first TAB (blanks are part of the key),
+// a line without one, or with nothing after it, getting the value "1".
+// Keys must be unique: makedat refuses a duplicate, and so does this.
+func parseCourierAccess(b []byte) ([]courierRule, error) {
+	var rules []courierRule
+	seen := map[string]int{}
+	add := func(key, value string, line int) error {
+		if prev, dup := seen[key]; dup {
+			return fmt.Errorf("line %d: the key %q is also on line %d (makedat refuses duplicate keys)", line, key, prev)
+		}
+		seen[key] = line
+		rules = append(rules, courierRule{key: key, value: value, line: line})
+		return nil
+	}
+	for n, l := range bytes.Split(b, []byte{'\n'}) {
+		line := string(l)
+		if line == "." {
+			break
+		}
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if m := courierCIDRLine.FindStringSubmatch(line); m != nil {
+			keys, err := courierExpand(m[1])
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %q: %w", n+1, m[1], err)
+			}
+			for _, k := range keys {
+				if err := add(k, m[2], n+1); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		key, value, _ := strings.Cut(line, "\t")
+		if key == "" {
+			continue // makedatprog skips a record without a key
+		}
+		if value == "" {
+			value = "1"
+		}
+		if err := add(key, value, n+1); err != nil {
+			return nil, err
+		}
+	}
+	return rules, nil
+}
+
+// courierExpand is the keys makedat -cidr writes for a network
+// ("10.0.0.0/8") or a range ("10.1.2.3-10.1.2.5"): the range as whole
+// networks, each widened to the octets (IPv4) or 16-bit groups (IPv6)
+// couriertcpd cuts addresses at, IPv6 ones written ":hhhh:hhhh…".
+func courierExpand(s string) ([]string, error) {
+	var prefixes []netip.Prefix
+	if a, b, ok := strings.Cut(s, "-"); ok {
+		lo, err1 := netip.ParseAddr(a)
+		hi, err2 := netip.ParseAddr(b)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("not an address range: %w", err)
+		}
+		if lo.Is4() != hi.Is4() || hi.Less(lo) {
+			return nil, errors.New("not an address range: both ends of one family, the lower first")
+		}
+		prefixes = rangePrefixes(lo, hi)
+	} else {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("not a network: %w", err)
+		}
+		prefixes = []netip.Prefix{p.Masked()}
+	}
+	var keys []string
+	for _, p := range prefixes {
+		step := 8
+		if p.Addr().Is6() {
+			step = 16
+		}
+		if p.Bits() == 0 {
+			return nil, errors.New("a network of every address: write the key * instead")
+		}
+		bits := (p.Bits() + step - 1) / step * step
+		n := 1 << (bits - p.Bits())
+		if len(keys)+n > maxCourierExpansion {
+			return nil, fmt.Errorf("expands to more than %d keys", maxCourierExpansion)
+		}
+		base := new(big.Int).SetBytes(p.Addr().AsSlice())
+		size := p.Addr().BitLen()
+		for i := range n {
+			v := new(big.Int).Add(base, new(big.Int).Lsh(big.NewInt(int64(i)), uint(size-bits)))
+			keys = append(keys, courierPrefixKey(v.FillBytes(make([]byte, size/8)), bits))
+		}
+	}
+	return keys, nil
+}
+
+// courierPrefixKey writes the first bits of an address (a multiple of 8
+// for IPv4, of 16 for IPv6) as couriertcpd's key.
+func courierPrefixKey(b []byte, bits int) string {
+	var sb strings.Builder
+	if len(b) == 4 {
+		for i := range bits / 8 {
+			if i > 0 {
+				sb.WriteByte('.')
+			}
+			fmt.Fprintf(&sb, "%d", b[i])
+		}
+		return sb.String()
+	}
+	for i := range bits / 16 {
+		fmt.Fprintf(&sb, ":%02x%02x", b[2*i], b[2*i+1])
+	}
+	return sb.String()
+}
+
+// rangePrefixes is the range lo–hi as the fewest networks.
+func rangePrefixes(lo, hi netip.Addr) []netip.Prefix {
+	size := lo.BitLen()
+	a := new(big.Int).SetBytes(lo.AsSlice())
+	z := new(big.Int).SetBytes(hi.AsSlice())
+	one := big.NewInt(1)
+	var out []netip.Prefix
+	for a.Cmp(z) <= 0 {
+		// The largest block that starts at a and ends by z.
+		host := 0
+		for host < size && a.Bit(host) == 0 {
+			end := new(big.Int).Add(a, new(big.Int).Lsh(one, uint(host+1)))
+			if end.Sub(end, one).Cmp(z) > 0 {
+				break
+			}
+			host++
+		}
+		addr, _ := netip.AddrFromSlice(a.FillBytes(make([]byte, size/8)))
+		out = append(out, netip.PrefixFrom(addr, size-host))
+		a.Add(a, new(big.Int).Lsh(one, uint(host)))
+	}
+	return out
+}
+
+// appendCourierKey appends the key couriertcpd looks a client up by: an
+// IPv4 address (IPv4-mapped ones too) dotted, any other IPv6 address as
+// ":" and eight zero-padded lower-case groups (tcpd.c allowaccess).
+func appendCourierKey(b []byte, a netip.Addr) []byte {
+	a = a.Unmap()
+	if a.Is4() {
+		return a.AppendTo(b)
+	}
+	const hex = "0123456789abcdef"
+	s := a.As16()
+	for i := 0; i < 16; i += 2 {
+		b = append(b, ':', hex[s[i]>>4], hex[s[i]&15], hex[s[i+1]>>4], hex[s[i+1]&15])
+	}
+	return b
+}
+
+// courierLookup is the rule couriertcpd applies to a client whose key is
+// key (tcpd.c doallowaccess): the key, then the key cut at its last "."
+// (or, without one, its last ":") again and again, then "*". It returns
+// the key found and its value, or false.
+func courierLookup(rules map[string]string, key string) (string, string, bool) {
+	for key != "" {
+		if v, ok := rules[key]; ok {
+			return key, v, true
+		}
+		i := strings.LastIndexByte(key, '.')
+		if i < 0 {
+			i = strings.LastIndexByte(key, ':')
+		}
+		if i < 0 {
+			break
+		}
+		key = key[:i]
+	}
+	v, ok := rules["*"]
+	return "*", v, ok
+}
+
+// courierDenies says whether couriertcpd refuses a client on value: it
+// compares the first four characters only.
+func courierDenies(value string) bool { return strings.HasPrefix(value, "deny") }
+
+// courierGrantValue is a granted client's value when rule (found under
+// key, or !found) is the site's rule for it, or false when the grant is
+// left out: the site denies the address or a network holding it. A
+// catch-all "*<TAB>deny" does not keep grants out (it means: only the
+// clients this file, or relaygate, vouches for). Otherwise the site's
+// instructions are kept and RELAYCLIENT is added last (couriertcpd sets
+// the variables in order, so it wins over a RELAYCLIENT=… of the site's),
+// after closing a quote the site's value left open, which couriertcpd
+// would otherwise read the addition into.
+func courierGrantValue(key, rule string, found bool) (string, bool) {
+	if !found || (key == "*" && courierDenies(rule)) {
+		return "allow,RELAYCLIENT", true
+	}
+	if courierDenies(rule) {
+		return "", false
+	}
+	var quote byte
+	for i := 0; i < len(rule); i++ {
+		switch c := rule[i]; {
+		case quote == 0 && (c == '"' || c == '\''):
+			quote = c
+		case quote != 0 && c == quote:
+			quote = 0
+		}
+	}
+	v := rule
+	if quote != 0 {
+		v += string(quote)
+	}
+	if !strings.HasSuffix(v, ",") {
+		v += ","
+	}
+	return v + "RELAYCLIENT", true
+}
