@@ -1,6 +1,7 @@
 package outputs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/rs/zerolog"
 
@@ -73,7 +75,7 @@ type courier struct {
 
 func newCourier(c Config, makedat string) *courier {
 	o := &courier{path: c.CourierSmtpaccess, static: c.CourierStatic, restart: strings.Fields(c.courierRestart()),
-		makedat: makedat, log: zerolog.Nop()}
+		makedat: makedat, log: zerolog.Nop(), leftOut: fnv.New64a().Sum64()} // none left out yet: nothing to log
 	if o.static == "" {
 		o.haveRules, o.rules = true, map[string]string{}
 	} else {
@@ -203,12 +205,27 @@ func (o *courier) build(ctx context.Context, text []byte) (err error) {
 			os.Remove(work)
 		}
 	}()
-	// makedat builds work, then renames it to tmp; -src=- is its stdin
-	// (it adds the "." line makedatprog ends at).
+	// makedatprog stops at a line "." and reads C strings: a NUL in the
+	// text would end it early, and makedat would succeed with the records
+	// after it (the grants) left out. parseCourierAccess cuts NULs as
+	// makedatprog does and stops at "."; this makes sure of it.
+	if bytes.IndexByte(text, 0) >= 0 || bytes.HasPrefix(text, []byte(".\n")) || bytes.Contains(text, []byte("\n.\n")) {
+		return errors.New("makedat input with a NUL or a line \".\" (a bug: makedat would drop the records after it)")
+	}
+	// makedat builds work, then renames it to tmp. work is created here,
+	// as tmp is, so that its name, which can be guessed from tmp's, is
+	// never a link someone else put there (GDBM_NEWDB truncates an
+	// existing file, and follows a link).
+	wf, err := os.OpenFile(work, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	wf.Close()
+	// -src=- is makedat's stdin (it adds the "." line makedatprog ends at).
 	if err := run(ctx, strings.NewReader(string(text)), []string{o.makedat, "-src=-", "-file=" + tmp, "-tmp=" + work}); err != nil {
 		return fmt.Errorf("makedat: %w", err)
 	}
-	f, err = os.Open(tmp)
+	f, err = os.OpenFile(tmp, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"math/big"
 	"net/netip"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -19,12 +21,30 @@ type courierRule struct {
 }
 
 // courierCIDRLine is the line makedat -cidr (what makesmtpaccess runs)
-// hands to Perl's Net::CIDR: a network or a range, blanks, the rest.
-var courierCIDRLine = regexp.MustCompile(`^([a-fA-F0-9:.]+[-/][a-fA-F0-9:.]+)[\t\n\v\f\r ]+(.*)$`)
+// hands to Perl's Net::CIDR: a network or a range, blanks, the rest. It
+// is matched against the line with its newline, as Perl's <> reads it:
+// the blanks may be that newline alone ("10.0.0.0/8" is the key 10 with
+// the value 1, measured with makedat -cidr).
+var courierCIDRLine = regexp.MustCompile(`^([a-fA-F0-9:.]+[-/][a-fA-F0-9:.]+)[\t\n\v\f\r ]+([^\n]*)\n?$`)
 
 // maxCourierExpansion bounds the keys one CIDR line may expand to (a
 // /17 in IPv6 is 32,768 of them): a typo must not build a huge file.
-const maxCourierExpansion = 1 << 16
+// maxCourierKeys bounds the keys of all the rules, so many such lines
+// cannot either (each costs memory here and a record in every write).
+const (
+	maxCourierExpansion = 1 << 16
+	maxCourierKeys      = 1 << 20
+)
+
+// courierCString is s as makedatprog's C string functions see it: a NUL
+// ends it (measured: "192.0.2.7<NUL><TAB>deny" is the key 192.0.2.7 with
+// the value 1, and ".<NUL>x" ends the input).
+func courierCString(s string) string {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
 
 // parseCourierAccess reads the site's access rules as makesmtpaccess
 // compiles them (makedat -cidr, then makedatprog): lines up to a line
@@ -34,7 +54,10 @@ const maxCourierExpansion = 1 << 16
 // to the prefixes couriertcpd looks up, as Net::CIDR::cidr2octets does;
 // every other line split at its first TAB (blanks are part of the key),
 // a line without one, or with nothing after it, getting the value "1".
-// Keys must be unique: makedat refuses a duplicate, and so does this.
+// A NUL ends a line (makedatprog reads C strings), after the CIDR
+// expansion (Perl's) has seen it whole. Keys must be unique: makedat
+// refuses a duplicate, and so does this. So the rules returned, written
+// back as KEY<TAB>VALUE lines, are exactly the records makedat stores.
 func parseCourierAccess(b []byte) ([]courierRule, error) {
 	var rules []courierRule
 	seen := map[string]int{}
@@ -42,36 +65,40 @@ func parseCourierAccess(b []byte) ([]courierRule, error) {
 		if prev, dup := seen[key]; dup {
 			return fmt.Errorf("line %d: the key %q is also on line %d (makedat refuses duplicate keys)", line, key, prev)
 		}
+		if len(rules) >= maxCourierKeys {
+			return fmt.Errorf("line %d: more than %d keys (networks are expanded to the prefixes couriertcpd looks up)", line, maxCourierKeys)
+		}
+		if value == "" {
+			value = "1"
+		}
 		seen[key] = line
 		rules = append(rules, courierRule{key: key, value: value, line: line})
 		return nil
 	}
 	for n, l := range bytes.Split(b, []byte{'\n'}) {
 		line := string(l)
+		if m := courierCIDRLine.FindStringSubmatch(line + "\n"); m != nil {
+			keys, err := courierExpand(m[1])
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %q: %w", n+1, m[1], err)
+			}
+			for _, k := range keys {
+				if err := add(k, courierCString(m[2]), n+1); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		line = courierCString(line)
 		if line == "." {
 			break
 		}
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		if m := courierCIDRLine.FindStringSubmatch(line); m != nil {
-			keys, err := courierExpand(m[1])
-			if err != nil {
-				return nil, fmt.Errorf("line %d: %q: %w", n+1, m[1], err)
-			}
-			for _, k := range keys {
-				if err := add(k, m[2], n+1); err != nil {
-					return nil, err
-				}
-			}
-			continue
-		}
 		key, value, _ := strings.Cut(line, "\t")
 		if key == "" {
 			continue // makedatprog skips a record without a key
-		}
-		if value == "" {
-			value = "1"
 		}
 		if err := add(key, value, n+1); err != nil {
 			return nil, err
@@ -117,11 +144,16 @@ func courierExpand(s string) ([]string, error) {
 		if len(keys)+n > maxCourierExpansion {
 			return nil, fmt.Errorf("expands to more than %d keys", maxCourierExpansion)
 		}
-		base := new(big.Int).SetBytes(p.Addr().AsSlice())
-		size := p.Addr().BitLen()
+		// The network is masked and n fits in the bits from its length
+		// to bits (fewer than step): i goes in the last byte (IPv6: two).
+		b, last := p.Addr().AsSlice(), bits/8-1
 		for i := range n {
-			v := new(big.Int).Add(base, new(big.Int).Lsh(big.NewInt(int64(i)), uint(size-bits)))
-			keys = append(keys, courierPrefixKey(v.FillBytes(make([]byte, size/8)), bits))
+			k := slices.Clone(b)
+			k[last] |= byte(i)
+			if step == 16 {
+				k[last-1] |= byte(i >> 8)
+			}
+			keys = append(keys, courierPrefixKey(k, bits))
 		}
 	}
 	return keys, nil
@@ -130,20 +162,22 @@ func courierExpand(s string) ([]string, error) {
 // courierPrefixKey writes the first bits of an address (a multiple of 8
 // for IPv4, of 16 for IPv6) as couriertcpd's key.
 func courierPrefixKey(b []byte, bits int) string {
-	var sb strings.Builder
+	k := make([]byte, 0, 40)
 	if len(b) == 4 {
 		for i := range bits / 8 {
 			if i > 0 {
-				sb.WriteByte('.')
+				k = append(k, '.')
 			}
-			fmt.Fprintf(&sb, "%d", b[i])
+			k = strconv.AppendUint(k, uint64(b[i]), 10)
 		}
-		return sb.String()
+		return string(k)
 	}
+	const hex = "0123456789abcdef"
 	for i := range bits / 16 {
-		fmt.Fprintf(&sb, ":%02x%02x", b[2*i], b[2*i+1])
+		x, y := b[2*i], b[2*i+1]
+		k = append(k, ':', hex[x>>4], hex[x&15], hex[y>>4], hex[y&15])
 	}
-	return sb.String()
+	return string(k)
 }
 
 // rangePrefixes is the range lo–hi as the fewest networks.

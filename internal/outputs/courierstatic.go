@@ -3,6 +3,7 @@ package outputs
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,6 +26,10 @@ func courierStaticFiles(path string) ([]string, error) {
 		return nil, err
 	}
 	if !fi.IsDir() {
+		if !fi.Mode().IsRegular() {
+			// A FIFO or a device would block the read, or never end.
+			return nil, fmt.Errorf("%s: neither a regular file nor a directory", path)
+		}
 		return []string{path}, nil
 	}
 	ents, err := os.ReadDir(path)
@@ -93,7 +98,7 @@ func (o *courier) readStatic() ([]courierRule, string, error) {
 	}
 	var text []byte
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		b, err := readCapped(f, maxCourierStatic-int64(len(text)))
 		if err != nil {
 			return nil, before, fmt.Errorf("-courier-smtpaccess-static: %w", err)
 		}
@@ -110,6 +115,27 @@ func (o *courier) readStatic() ([]courierRule, string, error) {
 		return nil, before, fmt.Errorf("-courier-smtpaccess-static %s: %w", o.static, err)
 	}
 	return rules, before, nil
+}
+
+// maxCourierStatic bounds the size of the static rules, all files
+// together: they are read whole.
+const maxCourierStatic = 64 << 20
+
+// readCapped reads the file path, failing if it holds more than limit bytes.
+func readCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: the static rules are larger than %d bytes", path, maxCourierStatic)
+	}
+	return b, nil
 }
 
 // reload reads the static rules once; as tcprules' reload, rules that do
