@@ -81,7 +81,8 @@ type relpIn struct {
 // acknowledgement.
 type relpMessage struct {
 	receiver.Message
-	ack func()
+	ack  func()
+	gone func() bool // its session has ended: ack does nothing
 }
 
 // listenRELP binds -relp (into the running relaygate's SO_REUSEPORT group
@@ -169,7 +170,7 @@ func (d *Daemon) startRELP(ctx context.Context, in *intake) <-chan struct{} {
 				dl.Ack()
 				continue
 			}
-			r.msgs <- relpMessage{Message: m, ack: dl.Ack}
+			r.msgs <- relpMessage{Message: m, ack: dl.Ack, gone: dl.Gone}
 		}
 	}()
 	return r.done
@@ -209,7 +210,10 @@ func (d *Daemon) handleRELP(m relpMessage, events chan<- grants.Event) {
 	}
 	r.n++
 	ev.Seq = d.seq.number(r.src, r.n)
-	r.acks.Add(r.n, m.ack)
+	// AddUnless: while the state file cannot be written, the acks of
+	// sessions that ended meanwhile are let go rather than kept until it
+	// can, however often a sender reconnects and sends again.
+	r.acks.AddUnless(r.n, m.ack, m.gone)
 	events <- ev
 }
 

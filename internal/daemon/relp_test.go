@@ -356,3 +356,62 @@ func TestRELPConfigCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestRELPEndedSessionsHoldNoAcks: while nothing becomes durable (here the
+// daemon's clock stands still, so the state sync is never due; in life a
+// disk that refuses writes), a sender that sends logins and drops its
+// session, again and again, must not make relaygate keep an
+// acknowledgement for every login it ever sent: those of ended sessions do
+// nothing and are let go, so the waiting ones stay about what the open
+// sessions' windows hold.
+func TestRELPEndedSessionsHoldNoAcks(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	cfg := relpConfig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := New(ctx, cfg, zerolog.New(zerolog.NewTestWriter(t)), clock)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	const sessions, perSession = 24, 500
+	for i := range sessions {
+		c, err := relptest.Dial(d.RELPAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Open(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		for j := range perSession {
+			if _, err := c.Syslog(fmt.Sprintf(dovecotLogin, fmt.Sprintf("198.51.%d.%d", 100+i%100, j%250+1))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Until the session has handed its logins on, and the pipeline
+		// has had time for them.
+		testutil.Eventually(t, 5*time.Second, "the session's logins received", func() bool {
+			return relpReceived(d) == int64((i+1)*perSession)
+		})
+		time.Sleep(20 * time.Millisecond)
+		c.Close()
+		testutil.Eventually(t, 5*time.Second, "the session ended", func() bool { return d.rin.stats.Closed("eof") == int64(i+1) })
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := d.rin.acks.Len(); n > 8192 {
+		t.Fatalf("%d acknowledgements held after %d sessions of %d logins, all ended", n, sessions, perSession)
+	}
+}
+
+// relpReceived is relaygate_relp_messages_received_total.
+func relpReceived(d *Daemon) int64 {
+	v, _ := d.logFields()["relp_messages_received"].(float64)
+	return int64(v)
+}

@@ -22,12 +22,18 @@ type Queue struct {
 	durable uint64
 	q       []held // in the order added
 	h       int
+	sweepAt int // AddUnless sweeps once this many wait (minSweep if 0)
 }
 
 type held struct {
-	seq uint64
-	f   func()
+	seq  uint64
+	f    func()
+	gone func() bool // AddUnless's; nil for Add
 }
+
+// minSweep is the fewest waiting callbacks AddUnless sweeps: below it,
+// what ended sessions leave is too little to matter.
+const minSweep = 4096
 
 // Add calls f once seq is durable: at once (on the caller's goroutine) if
 // it already is and nothing added before waits. Callbacks are released in
@@ -42,6 +48,42 @@ func (a *Queue) Add(seq uint64, f func()) {
 	}
 	a.q = append(a.q, held{seq: seq, f: f})
 	a.mu.Unlock()
+}
+
+// AddUnless is Add for a callback that may become pointless before seq is
+// durable (the acknowledgement of a RELP session that has ended): gone
+// reports that. While nothing becomes durable (a state file that cannot
+// be written) callbacks pile up, and a sender that drops its session and
+// sends again would add to them without end; so once the waiting ones
+// double, those gone are let go. gone is called with the queue locked: it
+// must not block or call the queue. Dropping a callback never releases
+// another early: the others keep their order and their seqs.
+func (a *Queue) AddUnless(seq uint64, f func(), gone func() bool) {
+	a.mu.Lock()
+	if seq <= a.durable && a.h == len(a.q) {
+		a.mu.Unlock()
+		f()
+		return
+	}
+	a.q = append(a.q, held{seq: seq, f: f, gone: gone})
+	if len(a.q)-a.h > max(a.sweepAt, minSweep) {
+		a.sweep()
+	}
+	a.mu.Unlock()
+}
+
+// sweep drops the waiting callbacks that are gone; called with mu held.
+func (a *Queue) sweep() {
+	kept := a.q[:0]
+	for _, e := range a.q[a.h:] {
+		if e.gone == nil || !e.gone() {
+			kept = append(kept, e)
+		}
+	}
+	clear(a.q[len(kept):])
+	a.q, a.h = kept, 0
+	// Sweep again once as many have come again: linear time over all.
+	a.sweepAt = 2 * len(kept)
 }
 
 // Durable says every seq up to and including seq is durable, and calls
@@ -61,7 +103,7 @@ func (a *Queue) Durable(seq uint64) {
 		calls = make([]func(), len(released))
 		for i := range released {
 			calls[i] = released[i].f
-			released[i].f = nil
+			released[i].f, released[i].gone = nil, nil
 		}
 	}
 	switch {

@@ -80,3 +80,54 @@ func TestQueueConcurrent(t *testing.T) {
 		t.Fatalf("released %d of 10000, %d waiting", n, a.Len())
 	}
 }
+
+// TestQueueAddUnlessLetsGoneGo: while nothing is durable, callbacks whose
+// gone reports true are dropped once the waiting ones pile up; the others
+// keep their order, none is released early, and the queue stays about the
+// size of what is still wanted however many come and go.
+func TestQueueAddUnlessLetsGoneGo(t *testing.T) {
+	var a Queue
+	var got []uint64
+	live := func() bool { return false }
+	seq := uint64(0)
+	// A live session's callbacks, then many of sessions that end.
+	for range 100 {
+		seq++
+		s := seq
+		a.AddUnless(s, func() { got = append(got, s) }, live)
+	}
+	for range 50 {
+		ended := new(bool)
+		for range 1000 {
+			seq++
+			a.AddUnless(seq, func() { t.Error("a gone callback ran") }, func() bool { return *ended })
+		}
+		*ended = true // that session ended: its callbacks are pointless
+		if a.Len() > 2*minSweep+1000+100 {
+			t.Fatalf("%d waiting", a.Len())
+		}
+	}
+	seq++
+	s := seq
+	a.Add(s, func() { got = append(got, s) })
+	if len(got) != 0 {
+		t.Fatalf("released before anything was durable: %v", got)
+	}
+	a.Durable(50)
+	if len(got) != 50 || got[49] != 50 {
+		t.Fatalf("after Durable(50): %v", got)
+	}
+	// The gone ones still queued are dropped by the next sweeps, never
+	// run.
+	for range 2 * minSweep {
+		seq++
+		a.AddUnless(seq, func() {}, func() bool { return true })
+	}
+	a.Durable(seq)
+	if len(got) != 101 || got[100] != s {
+		t.Fatalf("after Durable(%d): %d released, last %d", seq, len(got), got[len(got)-1])
+	}
+	if a.Len() != 0 {
+		t.Fatalf("%d waiting after everything is durable", a.Len())
+	}
+}

@@ -30,6 +30,19 @@ func (d Delivery) Ack() {
 	}
 }
 
+// Gone reports whether the message's session has ended: an Ack would do
+// nothing, and the sender sends the message again if it was not
+// answered. A consumer that holds acknowledgements while nothing becomes
+// durable lets these go (durable.Queue.AddUnless). It never blocks.
+func (d Delivery) Gone() bool {
+	if d.s == nil {
+		return true
+	}
+	d.s.mu.Lock()
+	defer d.s.mu.Unlock()
+	return d.s.finished
+}
+
 // entry is a command waiting for its answer, in the order received.
 type entry struct {
 	id      uint64

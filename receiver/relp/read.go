@@ -33,13 +33,20 @@ func (s *session) readLoop(out chan<- Delivery) (string, error) {
 		if _, err := fr.r.Peek(1); err != nil {
 			return s.readErr(err, waiting)
 		}
-		// Inside a frame: all of it within FrameTimeout.
-		if why := s.setReadDeadline(time.Now().Add(cfg.FrameTimeout)); why != "" {
+		// Inside a frame: all of it within FrameTimeout, and before the
+		// open, by openBy too: otherwise a client could hold an unopened
+		// session for ever with hints (ignored) whose next first octet is
+		// always already buffered, so that Peek never waits.
+		frameBy, late := time.Now().Add(cfg.FrameTimeout), reasonFrameTimeout
+		if !opened && openBy.Before(frameBy) {
+			frameBy, late = openBy, reasonOpenTimeout
+		}
+		if why := s.setReadDeadline(frameBy); why != "" {
 			return why, nil
 		}
 		f, err := fr.next()
 		if err != nil {
-			return s.readErr(err, reasonFrameTimeout)
+			return s.readErr(err, late)
 		}
 		if f.txnr == 0 {
 			// A hint: none is defined from a client, and a hint needs

@@ -45,10 +45,11 @@ type session struct {
 	q         []entry // q[h:] wait for their answer, ids consecutive
 	h         int
 	nextID    uint64
-	inWindow  int    // syslog entries in q[h:]
-	ending    bool   // the reader is done
-	reason    string // why the session ends
-	stopWhy   string // set by stop and abort
+	inWindow  int       // syslog entries in q[h:]
+	ending    bool      // the reader is done
+	reason    string    // why the session ends
+	stopWhy   string    // set by stop and abort
+	stopBy    time.Time // stop's time plus DrainTimeout: no write may last longer
 	aborted   bool
 	finished  bool // the connection is closed: acks do nothing
 	drainDone bool // DrainTimeout has passed since ending
@@ -78,6 +79,12 @@ func (s *session) stop(reason string) {
 	s.stopWhy = reason
 	close(s.stopCh)
 	_ = s.raw.SetReadDeadline(time.Unix(1, 0))
+	// A write already blocked on a client that does not read would
+	// otherwise hold the stop for the whole WriteTimeout, not the drain's
+	// DrainTimeout. Under mu, as the writer sets its deadlines: the later
+	// of the two calls wins, and both respect stopBy.
+	s.stopBy = time.Now().Add(s.srv.cfg.DrainTimeout)
+	_ = s.raw.SetWriteDeadline(s.stopBy)
 }
 
 // abort ends the session now: no drain, no hint.

@@ -85,7 +85,7 @@ func (s *session) writeLoop() {
 			if ending && drainBy.Before(deadline) {
 				deadline = drainBy
 			}
-			_ = s.raw.SetWriteDeadline(deadline)
+			s.setWriteDeadline(deadline)
 			if _, err := s.conn.Write(buf); err != nil {
 				s.mu.Lock()
 				aborted := s.aborted
@@ -105,6 +105,17 @@ func (s *session) writeLoop() {
 			return
 		}
 	}
+}
+
+// setWriteDeadline sets the write deadline t, or stop's stopBy if that
+// comes first; under mu, so that a stop between the two cannot be undone.
+func (s *session) setWriteDeadline(t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stopBy.IsZero() && s.stopBy.Before(t) {
+		t = s.stopBy
+	}
+	_ = s.raw.SetWriteDeadline(t)
 }
 
 // finish closes the connection, after the serverclose hint if hint; acks
