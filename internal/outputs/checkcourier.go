@@ -49,7 +49,7 @@ func checkCourierStatic(c Config) []postfix.Finding {
 		out = append(out, f)
 	}
 	ro := newCourier(c, "")
-	rules, _, err := ro.readStatic()
+	rules, err := ro.site.read()
 	if err != nil {
 		return append(out, postfix.Finding{ID: "courier-static", Problem: true, Msg: err.Error(),
 			Fix: "write each rule as makesmtpaccess reads it: ADDRESS<TAB>allow,NAME=value… or ADDRESS<TAB>deny, each key once"})

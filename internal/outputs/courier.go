@@ -53,34 +53,26 @@ const DefaultCourierRestart = "esmtpd restart"
 // groups), which couriertcpd never cuts a client's address to, so no
 // grant matches another client.
 type courier struct {
-	path, static string
-	restart      []string
-	makedat      string // "" until found
-	log          zerolog.Logger
+	path    string
+	restart []string
+	makedat string // "" until found
+	log     zerolog.Logger
 
 	// Owned by the runner's goroutine (Changed and Write).
-	rules     map[string]string // the static rules that last parsed
-	order     []courierRule     // the same, in the file's order
-	haveRules bool              // rules holds a version that parsed (always, without a static file)
-	readStamp string            // the static file(s) when last read, parsed or not
-	pollStamp string            // ... at the previous poll
-	pending   bool              // read the static rules at the next Write
-	staticErr error             // why the rules on disk do not parse; nil if they do
-	leftOut   uint64            // hash of the grants the previous write left out
+	site    siteRules[courierRule] // -courier-smtpaccess-static, in the files' order
+	rules   map[string]string      // the same, by key
+	leftOut uint64                 // hash of the grants the previous write left out
 
-	staticErrors atomic.Int64
-	staticStale  atomic.Int64
-	leftOutDeny  atomic.Int64
+	leftOutDeny atomic.Int64
 }
 
 func newCourier(c Config, makedat string) *courier {
-	o := &courier{path: c.CourierSmtpaccess, static: c.CourierStatic, restart: strings.Fields(c.courierRestart()),
-		makedat: makedat, log: zerolog.Nop(), leftOut: fnv.New64a().Sum64()} // none left out yet: nothing to log
-	if o.static == "" {
-		o.haveRules, o.rules = true, map[string]string{}
-	} else {
-		o.pending = true // read at the first Write, as tcprules does
-	}
+	o := &courier{path: c.CourierSmtpaccess, restart: strings.Fields(c.courierRestart()),
+		makedat: makedat, log: zerolog.Nop(), rules: map[string]string{},
+		leftOut: fnv.New64a().Sum64(), // none left out yet: nothing to log
+		site: siteRules[courierRule]{flag: "-courier-smtpaccess-static", path: c.CourierStatic, into: "the access file",
+			stamp: courierStamp, load: loadCourierStatic, parse: parseCourierAccess, log: zerolog.Nop()}}
+	o.site.start()
 	return o
 }
 
@@ -93,7 +85,7 @@ func (c Config) courierRestart() string {
 
 func (o *courier) Kind() string                 { return "courier" }
 func (o *courier) Path() string                 { return o.path }
-func (o *courier) setLogger(log zerolog.Logger) { o.log = log }
+func (o *courier) setLogger(log zerolog.Logger) { o.log, o.site.log = log, log }
 
 // makedatPaths are where makedat is looked for when it is not in PATH
 // (Debian: /usr/bin; upstream's default prefix: /usr/lib/courier).
@@ -146,7 +138,7 @@ func (o *courier) courierText(addrs []netip.Addr) ([]byte, []netip.Addr) {
 		granted[k] = r.value
 	}
 	b := make([]byte, 0, 64+40*len(addrs))
-	for _, r := range o.order {
+	for _, r := range o.site.rules {
 		v := r.value
 		if g, ok := granted[r.key]; ok {
 			v = g
@@ -160,16 +152,11 @@ func (o *courier) courierText(addrs []netip.Addr) ([]byte, []netip.Addr) {
 }
 
 func (o *courier) Write(ctx context.Context, addrs []netip.Addr) error {
-	if o.pending {
-		o.pending = false
-		o.reload()
+	if o.site.refresh() {
+		o.useSiteRules()
 	}
-	if !o.haveRules {
-		err := o.staticErr
-		if err == nil {
-			err = errors.New("-courier-smtpaccess-static " + o.static + " " + errStaticChanging.Error())
-		}
-		return fmt.Errorf("%w; no version of it has parsed since relaygate started, so the access file is left as it was (with the grants it had) until one does", err)
+	if err := o.site.ready(); err != nil {
+		return err
 	}
 	if o.makedat == "" {
 		md, err := findMakedat()
@@ -269,10 +256,10 @@ func (o *courier) reportLeftOut(deny []netip.Addr) {
 func (o *courier) samples(yield func(metric.Sample)) {
 	yield(metric.Sample{Name: metric.Prefix + "courier_static_errors_total", Kind: metric.Counter,
 		Help:  "Versions of -courier-smtpaccess-static that did not parse (the access file kept the rules that last did).",
-		Value: float64(o.staticErrors.Load())})
+		Value: float64(o.site.errors.Load())})
 	yield(metric.Sample{Name: metric.Prefix + "courier_static_stale", Kind: metric.Gauge,
 		Help:  "1 while -courier-smtpaccess-static does not parse and the access file carries the site's rules that last did.",
-		Value: float64(o.staticStale.Load())})
+		Value: float64(o.site.stale.Load())})
 	yield(metric.Sample{Name: metric.Prefix + "courier_grants_left_out", Kind: metric.Gauge,
 		Help:  "Grants the latest Courier write left out: the site's static rules deny them.",
 		Value: float64(o.leftOutDeny.Load())})

@@ -140,10 +140,8 @@ func checkCourierModel(t *testing.T, static []byte, grants, others []netip.Addr)
 		t.Fatalf("relaygate parsed rules makesmtpaccess refuses (%v):\n%q", err, static)
 	}
 	o := newCourier(Config{CourierSmtpaccess: "x.dat"}, "makedat")
-	o.order, o.rules = rules, map[string]string{}
-	for _, r := range rules {
-		o.rules[r.key] = r.value
-	}
+	o.site.rules = rules
+	o.useSiteRules()
 	for k, v := range site {
 		if o.rules[k] != v {
 			t.Fatalf("site record %q: makesmtpaccess %q, relaygate %q\n%q", k, v, o.rules[k], static)
@@ -329,7 +327,7 @@ func TestCourierStaticNotRegular(t *testing.T) {
 	}
 	o := newCourier(Config{CourierSmtpaccess: filepath.Join(dir, "a.dat"), CourierStatic: fifo}, "makedat")
 	done := make(chan error, 1)
-	go func() { _, _, err := o.readStatic(); done <- err }()
+	go func() { _, err := o.site.read(); done <- err }()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "neither a regular file") {

@@ -112,10 +112,8 @@ func TestCourierText(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := newCourier(Config{CourierSmtpaccess: "x.dat"}, "makedat")
-	o.order, o.rules = rules, map[string]string{}
-	for _, r := range rules {
-		o.rules[r.key] = r.value
-	}
+	o.site.rules = rules
+	o.useSiteRules()
 	var addrs []netip.Addr
 	for _, a := range []string{"192.0.2.6", "192.0.2.7", "192.0.2.8", "198.51.100.9", "203.0.113.4",
 		"fd00:1::5", "::ffff:10.9.0.1", "10.9.0.2", "2001:db8::1"} {

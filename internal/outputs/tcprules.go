@@ -49,22 +49,15 @@ const DefaultTCPRulesGrant = `allow,RELAYCLIENT=""`
 // address's key ends in "." or ":", so no other grant can match a client
 // but its own.
 type tcpRules struct {
-	path, static string
-	grant        []byte // the compiled -tcprules-grant
-	log          zerolog.Logger
+	path  string
+	grant []byte // the compiled -tcprules-grant
+	log   zerolog.Logger
 
 	// Owned by the runner's goroutine (Changed and Write).
-	rules     map[string][]byte // the static rules that last parsed: the first record of each key
-	order     []tcpRule         // the same, in the file's order
-	haveRules bool              // rules holds a file that parsed (always, without -tcprules-static)
-	readStamp fileStamp         // the static file when last read, parsed or not
-	pollStamp fileStamp         // the static file at the previous poll
-	pending   bool              // read the static file at the next Write
-	staticErr error             // why the file on disk does not parse; nil if it does
-	leftOut   uint64            // hash of the grants the previous write left out, to log changes only
+	site    siteRules[tcpRule] // -tcprules-static, in the file's order
+	rules   map[string][]byte  // the same: the first record of each key
+	leftOut uint64             // hash of the grants the previous write left out, to log changes only
 
-	staticErrors  atomic.Int64 // versions of the static file that did not parse
-	staticStale   atomic.Int64 // 1 while the file on disk does not parse and older rules are used
 	leftOutDeny   atomic.Int64 // grants the latest write left out: the site denies them
 	leftOutPrefix atomic.Int64 // ...: their key would be a prefix rule
 }
@@ -74,15 +67,10 @@ func newTCPRules(c Config) (*tcpRules, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-tcprules-grant %q: %w", c.TCPRulesGrant, err)
 	}
-	o := &tcpRules{path: c.TCPRules, static: c.TCPRulesStatic, grant: grant, log: zerolog.Nop()}
-	if o.static == "" {
-		o.haveRules, o.rules = true, map[string][]byte{}
-	} else {
-		// Read at the first Write: a file that does not parse (or is
-		// missing) then fails that write, which is logged, counted and
-		// retried; the daemon and the other outputs start all the same.
-		o.pending = true
-	}
+	o := &tcpRules{path: c.TCPRules, grant: grant, log: zerolog.Nop(), rules: map[string][]byte{},
+		site: siteRules[tcpRule]{flag: "-tcprules-static", path: c.TCPRulesStatic, into: "the cdb",
+			stamp: fileStamp, load: loadTCPRulesStatic, parse: parseTCPRules, log: zerolog.Nop()}}
+	o.site.start()
 	return o, nil
 }
 
@@ -102,7 +90,7 @@ func (c Config) grantData() ([]byte, error) {
 
 func (o *tcpRules) Kind() string                 { return "tcprules" }
 func (o *tcpRules) Path() string                 { return o.path }
-func (o *tcpRules) setLogger(log zerolog.Logger) { o.log = log }
+func (o *tcpRules) setLogger(log zerolog.Logger) { o.log, o.site.log = log, log }
 
 // siteRule is the static rule tcpserver applies to a client whose
 // $TCPREMOTEIP is text (rules.c: the exact text, then each prefix ending
@@ -163,16 +151,11 @@ func varName(it []byte) []byte {
 }
 
 func (o *tcpRules) Write(_ context.Context, addrs []netip.Addr) error {
-	if o.pending {
-		o.pending = false
-		o.reload()
+	if o.site.refresh() {
+		o.useSiteRules()
 	}
-	if !o.haveRules {
-		err := o.staticErr
-		if err == nil {
-			err = errors.New("-tcprules-static " + o.static + " " + errStaticChanging.Error())
-		}
-		return fmt.Errorf("%w; no version of it has parsed since relaygate started, so the cdb is left as it was (with the grants it had) until one does", err)
+	if err := o.site.ready(); err != nil {
+		return err
 	}
 	type result struct {
 		data  []byte
@@ -181,7 +164,7 @@ func (o *tcpRules) Write(_ context.Context, addrs []netip.Addr) error {
 	bySite := map[string]result{} // by the site rule's key: most grants share a few rules
 	var deny, prefix []netip.Addr
 	err := cdbwriter.WriteFileAtomic(o.path, 0o644, func(f *os.File) error {
-		c := cdbwriter.NewCDB(f, len(addrs)+len(o.order))
+		c := cdbwriter.NewCDB(f, len(addrs)+len(o.site.rules))
 		key := make([]byte, 0, 64)
 		for _, a := range addrs {
 			key = appendTCPKey(key[:0], a)
@@ -203,7 +186,7 @@ func (o *tcpRules) Write(_ context.Context, addrs []netip.Addr) error {
 			}
 			c.Put(key, r.data)
 		}
-		for _, r := range o.order {
+		for _, r := range o.site.rules {
 			c.Put(r.key, r.data)
 		}
 		return c.Finish()
@@ -254,10 +237,10 @@ func first(a []netip.Addr, n int) []fmt.Stringer {
 func (o *tcpRules) samples(yield func(metric.Sample)) {
 	yield(metric.Sample{Name: metric.Prefix + "tcprules_static_errors_total", Kind: metric.Counter,
 		Help:  "Versions of -tcprules-static that did not parse (the cdb kept the rules that last did).",
-		Value: float64(o.staticErrors.Load())})
+		Value: float64(o.site.errors.Load())})
 	yield(metric.Sample{Name: metric.Prefix + "tcprules_static_stale", Kind: metric.Gauge,
 		Help:  "1 while -tcprules-static does not parse and the cdb carries the site's rules that last did.",
-		Value: float64(o.staticStale.Load())})
+		Value: float64(o.site.stale.Load())})
 	for _, x := range []struct {
 		reason string
 		n      *atomic.Int64

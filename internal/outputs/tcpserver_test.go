@@ -373,22 +373,22 @@ func TestBrokenStaticKeepsGrantsMoving(t *testing.T) {
 	if get("192.0.2.10") != "" || get("192.0.2.11") != "+RELAYCLIENT=\x00" || get("192.0.2.66") != "D\x00" {
 		t.Errorf("with a broken static file: expired %q, new %q, site deny %q", get("192.0.2.10"), get("192.0.2.11"), get("192.0.2.66"))
 	}
-	if o.staticErrors.Load() != 1 || o.staticStale.Load() != 1 {
-		t.Errorf("static errors %d, stale %d; want 1, 1", o.staticErrors.Load(), o.staticStale.Load())
+	if o.site.errors.Load() != 1 || o.site.stale.Load() != 1 {
+		t.Errorf("static errors %d, stale %d; want 1, 1", o.site.errors.Load(), o.site.stale.Load())
 	}
 	settle()
 	if err := o.Write(context.Background(), addrs(t, "192.0.2.12")); err != nil {
 		t.Fatal(err)
 	}
-	if o.staticErrors.Load() != 1 {
-		t.Errorf("the same broken version counted %d times", o.staticErrors.Load())
+	if o.site.errors.Load() != 1 {
+		t.Errorf("the same broken version counted %d times", o.site.errors.Load())
 	}
 	write(t, dir, "tcp.smtp", "192.0.2.77:deny\n:allow\n")
 	settle()
 	if err := o.Write(context.Background(), addrs(t, "192.0.2.12")); err != nil {
 		t.Fatal(err)
 	}
-	if o.staticStale.Load() != 0 || get("192.0.2.77") != "D\x00" || get("192.0.2.66") != "" {
-		t.Errorf("after the fix: stale %d, 192.0.2.77 %q, 192.0.2.66 %q", o.staticStale.Load(), get("192.0.2.77"), get("192.0.2.66"))
+	if o.site.stale.Load() != 0 || get("192.0.2.77") != "D\x00" || get("192.0.2.66") != "" {
+		t.Errorf("after the fix: stale %d, 192.0.2.77 %q, 192.0.2.66 %q", o.site.stale.Load(), get("192.0.2.77"), get("192.0.2.66"))
 	}
 }
