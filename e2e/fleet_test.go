@@ -35,7 +35,8 @@ type fleetNode struct {
 	name    string
 	args    []string
 	mapPath string
-	udp     string // POP hosts only
+	udp     string   // POP hosts only
+	prefix  []string // runs the relaygate in a host's namespaces (fleet_topology_test.go); nil: here
 	p       *proc
 	log     string
 	t       *testing.T
@@ -43,7 +44,9 @@ type fleetNode struct {
 
 func (n *fleetNode) start() {
 	n.t.Helper()
-	n.p = startProc(n.t, n.name, n.log, exec.Command(relaygateBin, n.args...))
+	argv := append(slices.Clone(n.prefix), relaygateBin)
+	argv = append(argv, n.args...)
+	n.p = startProc(n.t, n.name, n.log, exec.Command(argv[0], argv[1:]...))
 	waitLog(n.t, n.log, "relaygate listening", 20*time.Second)
 }
 
@@ -99,27 +102,39 @@ func newFleetSuite(t *testing.T) *fleetSuite {
 
 func (s *fleetSuite) node(name, udp string) *fleetNode {
 	mode := "both"
-	listen := []string{"-udp", udp, "-tcp", ""}
 	if udp == "" {
 		mode = "follow"
-		listen = []string{"-udp", "", "-tcp", ""}
 	}
-	n := &fleetNode{name: name, udp: udp, t: s.t,
-		mapPath: filepath.Join(s.dir, name, "pop-before-smtp.cdb"), log: filepath.Join(s.dir, name+".log")}
-	mkdirs(s.t, 0o755, filepath.Dir(n.mapPath))
+	n := newFleetNode(s.t, s.dir, s.urls, name, mode, "-udp", udp, "-tcp", "")
+	n.udp = udp
+	return n
+}
+
+// newFleetNode is a relaygate of the fleet at urls in mode (both, follow,
+// publish), with the listener flags given, its map at DIR/NAME/ and its
+// log at DIR/NAME.log; it is not started.
+func newFleetNode(t *testing.T, dir, urls, name, mode string, listen ...string) *fleetNode {
+	n := &fleetNode{name: name, t: t,
+		mapPath: filepath.Join(dir, name, "pop-before-smtp.cdb"), log: filepath.Join(dir, name+".log")}
+	mkdirs(t, 0o755, filepath.Dir(n.mapPath))
 	n.args = append([]string{"serve"}, listen...)
 	n.args = append(n.args, "-map", n.mapPath, "-mynetworks", "none", "-flush", "50ms", "-log-format", "json",
-		"-nats-url", s.urls, "-nats-name", name, "-nats-mode", mode, "-nats-catchup", "10s")
+		"-nats-url", urls, "-nats-name", name, "-nats-mode", mode, "-nats-catchup", "10s")
 	return n
 }
 
 // waitStreamReady waits until the cluster has a JetStream meta leader and
 // makes the stream R3 (the first publishing relaygate would, too).
-func (s *fleetSuite) waitStreamReady() {
-	s.t.Helper()
-	nc, err := nats.Connect(s.urls)
+func (s *fleetSuite) waitStreamReady() { waitStreamR3(s.t, s.urls) }
+
+// waitStreamR3 waits until the cluster at urls has a JetStream meta leader
+// and makes the stream R3 there, as the first publishing relaygate would
+// on a cluster.
+func waitStreamR3(t *testing.T, urls string) {
+	t.Helper()
+	nc, err := nats.Connect(urls)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
@@ -127,13 +142,14 @@ func (s *fleetSuite) waitStreamReady() {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: fleet.DefaultStream, Subjects: []string{fleet.DefaultSubject + ".>"},
-			MaxAge: time.Hour, Duplicates: 2 * time.Minute, Storage: jetstream.FileStorage, Replicas: 3})
+			MaxAge: time.Hour, Duplicates: 2 * time.Minute, Storage: jetstream.FileStorage, Replicas: 3,
+			Discard: jetstream.DiscardOld, MaxMsgSize: fleet.MaxEventBytes + 1024}) // as relaygate makes it
 		cancel()
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("no R3 stream within 30 s: %v", err)
+			t.Fatalf("no R3 stream within 30 s: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
