@@ -7,7 +7,7 @@
 //
 // Run it as root:
 //
-//	go test -tags e2e -v -count=1 -timeout 14m ./e2e/
+//	go test -tags e2e -v -count=1 -timeout 30m ./e2e/
 //
 // The test binary re-executes itself under
 // `unshare --mount --net --uts --pid --fork --mount-proc`:
