@@ -93,6 +93,7 @@ type Service struct {
 	// was made; zero when none is waiting for a sync.
 	unsavedSince time.Time
 	lastNow      time.Time // the latest time a caller gave
+	catchingUp   bool      // Config.CatchUp is running: logins logged at debug level
 	applied      uint64    // the greatest Event.Seq applied to the table
 	durable      atomic.Uint64
 }
@@ -162,7 +163,15 @@ func (s *Service) Start(now time.Time) error {
 	}
 	if s.cfg.CatchUp != nil {
 		_, before := s.table.Versions()
+		granted, extended := s.stats.Granted.Load(), s.stats.Extended.Load()
+		// One line for the catch-up, not one per replayed login: a fleet
+		// replays tens of thousands, and the lines would cost a new
+		// relaygate more time than the grants themselves.
+		s.catchingUp = true
 		s.cfg.CatchUp(s.apply)
+		s.catchingUp = false
+		s.log.Info().Int64("granted", s.stats.Granted.Load()-granted).Int64("extended", s.stats.Extended.Load()-extended).
+			Int("active", s.table.Len()).Msg("catch-up applied (each login at debug level)")
 		if _, after := s.table.Versions(); after != before {
 			// What the catch-up granted is on disk before Postfix sees it.
 			_ = s.writeState(now)
@@ -236,6 +245,9 @@ func (s *Service) login(g grants.Grant, session string, now time.Time) grants.Ou
 		}
 	}
 	ev := s.log.Info()
+	if s.catchingUp {
+		ev = s.log.Debug()
+	}
 	switch out {
 	case grants.Added:
 		s.stats.Granted.Add(1)
