@@ -129,10 +129,11 @@ func (s *fleetSuite) waitStreamReady() { waitStreamR3(s.t, s.urls) }
 
 // waitStreamR3 waits until the cluster at urls has a JetStream meta leader
 // and makes the stream R3 there, as the first publishing relaygate would
-// on a cluster.
-func waitStreamR3(t *testing.T, urls string) {
+// on a cluster. opts are the connection's (TLS and a user allowed to
+// create the stream, where the servers want them).
+func waitStreamR3(t *testing.T, urls string, opts ...nats.Option) {
 	t.Helper()
-	nc, err := nats.Connect(urls)
+	nc, err := nats.Connect(urls, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,9 +165,23 @@ func (s *fleetSuite) leader() *natstest.Server {
 			running = append(running, srv)
 		}
 	}
-	nc, err := nats.Connect(natstest.URLs(running))
+	name := streamLeader(s.t, natstest.URLs(running))
+	for _, srv := range s.servers {
+		if srv.Name == name {
+			return srv
+		}
+	}
+	s.t.Fatalf("stream leader %q is none of the servers", name)
+	return nil
+}
+
+// streamLeader is the server name of the fleet stream's leader, asked of
+// the servers at urls with opts.
+func streamLeader(t *testing.T, urls string, opts ...nats.Option) string {
+	t.Helper()
+	nc, err := nats.Connect(urls, opts...)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
@@ -174,17 +189,13 @@ func (s *fleetSuite) leader() *natstest.Server {
 	defer cancel()
 	st, err := js.Stream(ctx, fleet.DefaultStream)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
-	if cl := st.CachedInfo().Cluster; cl != nil {
-		for _, srv := range s.servers {
-			if srv.Name == cl.Leader {
-				return srv
-			}
-		}
+	if cl := st.CachedInfo().Cluster; cl != nil && cl.Leader != "" {
+		return cl.Leader
 	}
-	s.t.Fatal("no stream leader")
-	return nil
+	t.Fatal("no stream leader")
+	return ""
 }
 
 // login sends the next Dovecot login line to pop (by turns if nil) and
