@@ -44,6 +44,7 @@ type Config struct {
 	Grace     time.Duration // the catch-up window is derived from it
 
 	ackTimeout time.Duration // how long a publish waits for its PubAck; tests shorten it
+	ackWaitMin time.Duration // how long a batch first waits for its PubAcks (minAckWait); tests shorten it
 }
 
 // Defaults of the flags.

@@ -15,8 +15,8 @@ import (
 )
 
 // Fleet is a running relaygate's connection to its fleet: the publisher
-// (outbox and sender) and the follower (an ordered consumer of the stream,
-// the cursor). Start it with Start, stop it with Close.
+// (outbox and sender) and the follower (an ephemeral consumer of the stream
+// that it makes again when lost, the cursor). Start it with Start, stop it with Close.
 type Fleet struct {
 	cfg     Config
 	log     zerolog.Logger
@@ -38,8 +38,9 @@ type Fleet struct {
 	send    chan []*outEntry
 	results chan []bool
 	kick    chan struct{} // reconnected: send at once
+	ackWait time.Duration // runSender's: how long the next batch waits for its PubAcks
 	// refollow: reconnected; the follower makes its consumer again at
-	// once rather than after the client library's growing back-off.
+	// once rather than after its heartbeats are missed.
 	refollow chan struct{}
 
 	// Following: runFollower → items → the daemon (CatchUp, then its
@@ -82,6 +83,9 @@ func Start(cfg Config, log zerolog.Logger, now func() time.Time) (*Fleet, error)
 	}
 	if cfg.ackTimeout <= 0 {
 		cfg.ackTimeout = ackTimeout
+	}
+	if cfg.ackWaitMin <= 0 || cfg.ackWaitMin > cfg.ackTimeout {
+		cfg.ackWaitMin = min(minAckWait, cfg.ackTimeout)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &Fleet{

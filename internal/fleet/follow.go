@@ -7,22 +7,24 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // runFollower reads the stream, from where startPoint says, for as long
-// as the relaygate runs: an ordered consumer, which the client library
-// makes again after a lost connection or a gap, resuming after the last
-// message it delivered. Every message becomes an Item on f.items.
+// as the relaygate runs: an ephemeral consumer, made again after a lost
+// connection, a lost server or a gap, resuming after the last message
+// handed on. Every message becomes an Item on f.items.
 func (f *Fleet) runFollower() {
 	defer f.wg.Done()
 	defer close(f.items)
 	var last position // the last message handed on by this run
+	wait := newAPIWait()
 	for f.ctx.Err() == nil {
 		// While disconnected there is nothing to try: the reconnection
 		// wakes the follower (refollow).
 		if f.nc.IsConnected() {
-			err := f.follow(&last)
+			err := f.follow(&last, &wait)
 			if f.ctx.Err() != nil {
 				return
 			}
@@ -48,14 +50,17 @@ type position struct {
 }
 
 // streamCheckEvery is how often a follower asks whether the stream it
-// reads is still the one it started on: the client library makes its
-// consumer again after a deletion by sequence, which on a stream made
-// anew waits for sequences that may never come.
+// reads is still the one it started on: a consumer that outlived the
+// news of a deletion (a lost server, a lost connection) reads by
+// sequence, which on a stream made anew waits for sequences that may
+// never come.
 var streamCheckEvery = 5 * time.Second
 
-func (f *Fleet) follow(last *position) error {
-	st, err := f.stream(f.ctx)
-	if err != nil {
+func (f *Fleet) follow(last *position, wait *apiWait) error {
+	ctx, cancel := context.WithTimeout(f.ctx, wait.d)
+	st, err := f.stream(ctx)
+	cancel()
+	if wait.after(err) != nil {
 		return err
 	}
 	info := st.CachedInfo()
@@ -68,29 +73,36 @@ func (f *Fleet) follow(last *position) error {
 		last.seq = 0
 	}
 	last.created = created
-	occ, desc := f.startPoint(info, last.seq)
-	ctx, cancel := context.WithTimeout(f.ctx, 3*time.Second)
-	cons, err := f.js.OrderedConsumer(ctx, f.cfg.Stream, occ)
+	cc, desc := f.startPoint(info, last.seq)
+	ctx, cancel = context.WithTimeout(f.ctx, wait.d)
+	cons, err := f.js.CreateConsumer(ctx, f.cfg.Stream, cc)
 	cancel()
-	if err != nil {
+	if wait.after(err) != nil {
 		return fmt.Errorf("create a consumer of stream %s: %w", f.cfg.Stream, err)
 	}
-	f.cursor.setStream(info.Config.Name, info.Created)
-	if ci := cons.CachedInfo(); ci != nil {
-		f.pending0.Store(ci.NumPending)
-		f.stats.lag.Store(int64(ci.NumPending))
+	ci := cons.CachedInfo()
+	if ci == nil {
+		return fmt.Errorf("create a consumer of stream %s: no consumer info in the answer", f.cfg.Stream)
 	}
+	name := ci.Name
+	defer f.dropConsumer(name)
+	f.cursor.setStream(info.Config.Name, info.Created)
+	f.pending0.Store(ci.NumPending)
+	f.stats.lag.Store(int64(ci.NumPending))
 	f.target.Store(info.State.LastSeq)
 	f.started.Store(&desc)
 	f.log.Info().Str("stream", f.cfg.Stream).Str("start", desc).Uint64("pending", f.pending0.Load()).Msg("fleet: following")
 	f.readyOnce.Do(func() { close(f.ready) })
 	// Missing heartbeats (every second) tell within about 2 s that the
-	// server holding the consumer is gone. The byte limit bounds what a
-	// stream of huge messages (its size limit raised by someone else)
-	// buffers here; it stays above anything the server accepts, since a
-	// message larger than it would stall the consumer.
+	// server holding the consumer is gone: Next then fails, and
+	// runFollower makes a consumer again after the last message handed
+	// on. The byte limit bounds what a stream of huge messages (its size
+	// limit raised by someone else) buffers here; it stays above anything
+	// the server accepts, since a message larger than it would stall the
+	// consumer.
 	limit := max(4<<20, 2*int(f.nc.MaxPayload()))
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(512, limit), jetstream.PullExpiry(2*time.Second))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(512, limit), jetstream.PullExpiry(2*time.Second),
+		jetstream.WithMessagesErrOnMissingHeartbeat(true))
 	if err != nil {
 		return err
 	}
@@ -123,6 +135,7 @@ func (f *Fleet) follow(last *position) error {
 			return
 		}
 	}()
+	var delivered uint64 // the consumer's sequence of the last message
 	for {
 		m, err := it.Next()
 		if err != nil {
@@ -135,6 +148,13 @@ func (f *Fleet) follow(last *position) error {
 		if err != nil {
 			continue // not a stream message: nothing to apply
 		}
+		if md.Sequence.Consumer != delivered+1 {
+			// A message was lost between the server and here (the
+			// consumer does not redeliver): read again after the last
+			// one handed on.
+			return fmt.Errorf("consumer %s delivered #%d after #%d: %w", name, md.Sequence.Consumer, delivered, errGap)
+		}
+		delivered = md.Sequence.Consumer
 		item := Item{Seq: md.Sequence.Stream, Stream: created, Stored: md.Timestamp, Pending: md.NumPending}
 		if m.Subject() == f.subject {
 			item.Own = true
@@ -149,6 +169,54 @@ func (f *Fleet) follow(last *position) error {
 		}
 		f.stats.lag.Store(int64(md.NumPending) + int64(len(f.items)))
 	}
+}
+
+var errGap = errors.New("a gap in the deliveries")
+
+// dropConsumer deletes a consumer the follower no longer reads, in the
+// background: the server would keep it for InactiveThreshold, and the
+// request must not hold up the next consumer (its server may be gone).
+func (f *Fleet) dropConsumer(name string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = f.js.DeleteConsumer(ctx, f.cfg.Stream, name)
+	}()
+}
+
+// apiWait is how long the follower waits for an answer of the JetStream
+// API (the stream's info, a new consumer). While a stream elects a new
+// leader (nats-server takes seconds), its requests go unanswered rather
+// than refused: a short wait, tried again at once, finds the new leader
+// soon after it exists instead of up to a long timeout later. A server
+// that is only slow must still be waited for: after expiredRun waits in a
+// row expired (longer than an election), each further run doubles the
+// wait, up to maxAPIWait.
+type apiWait struct {
+	d       time.Duration
+	expired int // waits expired in a row
+}
+
+const (
+	minAPIWait = time.Second
+	maxAPIWait = 5 * time.Second
+	expiredRun = 8
+)
+
+func newAPIWait() apiWait { return apiWait{d: minAPIWait} }
+
+// after takes the result of a request made with the wait d, and returns it.
+func (w *apiWait) after(err error) error {
+	switch {
+	case err == nil:
+		w.d, w.expired = minAPIWait, 0
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		w.expired++
+		if w.expired%expiredRun == 0 {
+			w.d = min(2*w.d, maxAPIWait)
+		}
+	}
+	return err
 }
 
 // streamChanged reports whether the stream st is gone or another one
@@ -172,32 +240,36 @@ func (f *Fleet) streamChanged(st jetstream.Stream, created int64) bool {
 //   - after the cursor the last run saved, if it is of this stream and
 //     was saved within the catch-up window (a restart);
 //   - otherwise at now − Window: every event that can still grant.
-func (f *Fleet) startPoint(info *jetstream.StreamInfo, last uint64) (jetstream.OrderedConsumerConfig, string) {
-	occ := jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{f.cfg.Subject + ".>"},
-		ReplayPolicy:   jetstream.ReplayInstantPolicy,
-		// One attempt: when the consumer must be made again, runFollower
-		// retries at its own pace (the library's back-off grows to 10 s).
-		MaxResetAttempts: 1,
+func (f *Fleet) startPoint(info *jetstream.StreamInfo, last uint64) (jetstream.ConsumerConfig, string) {
+	// An ephemeral consumer, as the client library's ordered consumer
+	// makes, but made again by runFollower: the library's own remaking
+	// waits up to 10 s for a server that may be electing a leader.
+	cc := jetstream.ConsumerConfig{
+		FilterSubject:     f.cfg.Subject + ".>",
+		AckPolicy:         jetstream.AckNonePolicy,
+		ReplayPolicy:      jetstream.ReplayInstantPolicy,
+		InactiveThreshold: 5 * time.Minute,
+		Replicas:          1,
+		MemoryStorage:     true,
 	}
 	bySeq := func(seq uint64) {
-		occ.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		occ.OptStartSeq = seq
+		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cc.OptStartSeq = seq
 	}
 	from := f.now().Add(-f.cfg.Window())
 	c := f.cursor.loaded
 	switch {
 	case last > 0:
 		bySeq(last + 1)
-		return occ, fmt.Sprintf("after #%d", last)
+		return cc, fmt.Sprintf("after #%d", last)
 	case c.ok && c.stream == info.Config.Name && c.created == info.Created.UnixNano() &&
 		c.seq <= info.State.LastSeq && c.written.After(from):
 		bySeq(c.seq + 1)
-		return occ, fmt.Sprintf("after #%d, the last event made durable (saved %s)", c.seq, c.written.UTC().Format(time.RFC3339))
+		return cc, fmt.Sprintf("after #%d, the last event made durable (saved %s)", c.seq, c.written.UTC().Format(time.RFC3339))
 	}
-	occ.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-	occ.OptStartTime = &from
-	return occ, "from " + from.UTC().Format(time.RFC3339) + " (now - grace - 1m)"
+	cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+	cc.OptStartTime = &from
+	return cc, "from " + from.UTC().Format(time.RFC3339) + " (now - grace - 1m)"
 }
 
 // Items is the follower's output after the catch-up: the daemon's

@@ -39,6 +39,27 @@ const (
 	ackTimeout = 5 * time.Second
 )
 
+// minAckWait is how long a batch waits for its acknowledgements while
+// they come: a PubAck takes milliseconds, but one for an event sent to a
+// stream leader that died never comes, and the batch holds the outbox up
+// meanwhile, though a new leader may already take it again. A wait that
+// expires doubles the next, up to the ackTimeout, so that a cluster that
+// is only slow to acknowledge still has the time.
+const minAckWait = 2 * time.Second
+
+// nextAckWait is the wait after a batch that waited cur: doubled when
+// acknowledgements did not come in time, back to the least when every
+// event was acknowledged, unchanged otherwise (refused, not sent).
+func nextAckWait(cur, least, most time.Duration, expired, allAcked bool) time.Duration {
+	switch {
+	case expired:
+		return min(2*cur, most)
+	case allAcked:
+		return least
+	}
+	return cur
+}
+
 // runOutbox owns the outbox: it appends what Publish handed over (one
 // fsync for all that arrived meanwhile), hands the sender one batch at a
 // time, and records the acknowledgements.
@@ -178,25 +199,45 @@ func (f *Fleet) publish(batch []*outEntry) []bool {
 		}
 		futures[i] = fut
 	}
-	deadline := time.NewTimer(f.cfg.ackTimeout + time.Second)
+	if f.ackWait <= 0 {
+		f.ackWait = f.cfg.ackWaitMin
+	}
+	deadline := time.NewTimer(f.ackWait)
 	defer deadline.Stop()
 	var lastErr error
+	expired := false
+	take := func(i int, ack *jetstream.PubAck) {
+		ok[i] = true
+		if ack.Duplicate {
+			f.stats.publishedDup.Add(1)
+		} else {
+			f.stats.publishedOK.Add(1)
+		}
+	}
 	for i, fut := range futures {
-		if fut == nil {
+		switch {
+		case fut == nil:
+			continue
+		case expired:
+			// The wait is over: take what has come, count the rest as
+			// failed (they are sent again; the stream drops a copy it has).
+			select {
+			case ack := <-fut.Ok():
+				take(i, ack)
+			case err := <-fut.Err():
+				lastErr = err
+			default:
+			}
 			continue
 		}
 		select {
 		case ack := <-fut.Ok():
-			ok[i] = true
-			if ack.Duplicate {
-				f.stats.publishedDup.Add(1)
-			} else {
-				f.stats.publishedOK.Add(1)
-			}
+			take(i, ack)
 		case err := <-fut.Err():
 			lastErr = err
+			expired = errors.Is(err, jetstream.ErrAsyncPublishTimeout)
 		case <-deadline.C:
-			lastErr = context.DeadlineExceeded
+			lastErr, expired = context.DeadlineExceeded, true
 		case <-f.ctx.Done():
 			return ok
 		}
@@ -207,6 +248,7 @@ func (f *Fleet) publish(batch []*outEntry) []bool {
 			failed++
 		}
 	}
+	f.ackWait = nextAckWait(f.ackWait, f.cfg.ackWaitMin, f.cfg.ackTimeout, expired, failed == 0)
 	if failed > 0 {
 		f.stats.publishErrors.Add(int64(failed))
 		if lastErr != nil {
