@@ -48,7 +48,7 @@ type Fleet struct {
 	items     chan Item
 	ready     chan struct{} // closed once the follower's consumer exists
 	readyOnce sync.Once
-	pending0  atomic.Uint64 // what the consumer had to deliver when it was made
+	pending0  atomic.Uint64 // what the first consumer had to deliver when it was made
 	target    atomic.Uint64 // the stream's last sequence then
 	started   atomic.Pointer[string]
 	cursor    cursorState

@@ -87,12 +87,17 @@ func (f *Fleet) follow(last *position, wait *apiWait) error {
 	name := ci.Name
 	defer f.dropConsumer(name)
 	f.cursor.setStream(info.Config.Name, info.Created)
-	f.pending0.Store(ci.NumPending)
 	f.stats.lag.Store(int64(ci.NumPending))
-	f.target.Store(info.State.LastSeq)
 	f.started.Store(&desc)
-	f.log.Info().Str("stream", f.cfg.Stream).Str("start", desc).Uint64("pending", f.pending0.Load()).Msg("fleet: following")
-	f.readyOnce.Do(func() { close(f.ready) })
+	f.log.Info().Str("stream", f.cfg.Stream).Str("start", desc).Uint64("pending", ci.NumPending).Msg("fleet: following")
+	// What the catch-up waits for is the first consumer's: one made again
+	// before the catch-up read what the first one handed on has nothing
+	// pending, though those events still wait in f.items.
+	f.readyOnce.Do(func() {
+		f.pending0.Store(ci.NumPending)
+		f.target.Store(info.State.LastSeq)
+		close(f.ready)
+	})
 	// Missing heartbeats (every second) tell within about 2 s that the
 	// server holding the consumer is gone: Next then fails, and
 	// runFollower makes a consumer again after the last message handed

@@ -111,3 +111,32 @@ func TestConsumerLostMadeAgain(t *testing.T) {
 		t.Fatalf("after following again: item #%d, want #5", it.Seq)
 	}
 }
+
+// TestCatchUpAfterConsumerMadeAgain: the follower has handed on every
+// event the stream held at its start, but the catch-up has not read them
+// yet (the daemon is still loading its state), when its consumer is made
+// again (a reconnection, missed heartbeats, a gap). The new consumer has
+// nothing pending; the catch-up must still apply the events the first
+// one delivered before it says it is complete.
+func TestCatchUpAfterConsumerMadeAgain(t *testing.T) {
+	srv := natstest.Start(t, natstest.Options{})
+	pop1 := testFleet(t, srv.URL(), "pop1", "publish", t.TempDir())
+	now := time.Now()
+	const n = 5
+	for i := range n {
+		pop1.Publish(fmt.Sprintf("a-%d", i), login(i, now))
+	}
+	testutil.Eventually(t, 10*time.Second, "published", func() bool { return pop1.Stats().publishedOK.Load() == n })
+	mx1 := testFleet(t, srv.URL(), "mx1", "follow", t.TempDir())
+	testutil.Eventually(t, 10*time.Second, "every event handed on", func() bool { return len(mx1.items) == n })
+	mx1.refollow <- struct{}{} // as a reconnection does
+	testutil.Eventually(t, 10*time.Second, "the consumer made again", func() bool {
+		p := mx1.started.Load()
+		return p != nil && *p == fmt.Sprintf("after #%d", n)
+	})
+	var seqs []uint64
+	res := mx1.CatchUp(func(it Item) { seqs = append(seqs, it.Seq) })
+	if !res.Complete || res.Events != n || res.Last != n {
+		t.Fatalf("catch-up %+v (items %v), want complete with the %d events up to #%d", res, seqs, n, n)
+	}
+}
