@@ -75,9 +75,17 @@ func parseCourierAccess(b []byte) ([]courierRule, error) {
 		rules = append(rules, courierRule{key: key, value: value, line: line})
 		return nil
 	}
+	ended := false // a "." line ends makedatprog's input, not Perl's
 	for n, l := range bytes.Split(b, []byte{'\n'}) {
 		line := string(l)
-		if m := courierCIDRLine.FindStringSubmatch(line + "\n"); m != nil {
+		if m := courierCIDRLine.FindStringSubmatch(line + "\n"); m != nil && ended {
+			// makedat -cidr's Perl step still expands it, and fails on
+			// what it cannot; the records it writes are never read.
+			if _, err := courierNetworks(m[1]); err != nil {
+				return nil, fmt.Errorf("line %d: %q: %w", n+1, m[1], err)
+			}
+			continue
+		} else if m != nil {
 			keys, err := courierExpand(m[1])
 			if err != nil {
 				return nil, fmt.Errorf("line %d: %q: %w", n+1, m[1], err)
@@ -90,8 +98,9 @@ func parseCourierAccess(b []byte) ([]courierRule, error) {
 			continue
 		}
 		line = courierCString(line)
-		if line == "." {
-			break
+		if line == "." || ended {
+			ended = true
+			continue
 		}
 		if line == "" || line[0] == '#' {
 			continue
@@ -112,6 +121,32 @@ func parseCourierAccess(b []byte) ([]courierRule, error) {
 // networks, each widened to the octets (IPv4) or 16-bit groups (IPv6)
 // couriertcpd cuts addresses at, IPv6 ones written ":hhhh:hhhh…".
 func courierExpand(s string) ([]string, error) {
+	prefixes, err := courierNetworks(s)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, p := range prefixes {
+		bits, n := courierWidened(p)
+		// The network is masked and n fits in the bits from its length
+		// to bits (fewer than a step): i goes in the last byte (IPv6: two).
+		b, last := p.Addr().AsSlice(), bits/8-1
+		for i := range n {
+			k := slices.Clone(b)
+			k[last] |= byte(i)
+			if p.Addr().Is6() {
+				k[last-1] |= byte(i >> 8)
+			}
+			keys = append(keys, courierPrefixKey(k, bits))
+		}
+	}
+	return keys, nil
+}
+
+// courierNetworks parses what courierExpand expands, refusing what
+// makedat -cidr would refuse and what would expand to more than
+// maxCourierExpansion keys, without expanding it.
+func courierNetworks(s string) ([]netip.Prefix, error) {
 	var prefixes []netip.Prefix
 	if a, b, ok := strings.Cut(s, "-"); ok {
 		lo, err1 := netip.ParseAddr(a)
@@ -130,33 +165,30 @@ func courierExpand(s string) ([]string, error) {
 		}
 		prefixes = []netip.Prefix{p.Masked()}
 	}
-	var keys []string
+	keys := 0
 	for _, p := range prefixes {
-		step := 8
-		if p.Addr().Is6() {
-			step = 16
-		}
 		if p.Bits() == 0 {
 			return nil, errors.New("a network of every address: write the key * instead")
 		}
-		bits := (p.Bits() + step - 1) / step * step
-		n := 1 << (bits - p.Bits())
-		if len(keys)+n > maxCourierExpansion {
+		_, n := courierWidened(p)
+		if keys+n > maxCourierExpansion {
 			return nil, fmt.Errorf("expands to more than %d keys", maxCourierExpansion)
 		}
-		// The network is masked and n fits in the bits from its length
-		// to bits (fewer than step): i goes in the last byte (IPv6: two).
-		b, last := p.Addr().AsSlice(), bits/8-1
-		for i := range n {
-			k := slices.Clone(b)
-			k[last] |= byte(i)
-			if step == 16 {
-				k[last-1] |= byte(i >> 8)
-			}
-			keys = append(keys, courierPrefixKey(k, bits))
-		}
+		keys += n
 	}
-	return keys, nil
+	return prefixes, nil
+}
+
+// courierWidened is the length p is widened to (a multiple of 8 for
+// IPv4, of 16 for IPv6: where couriertcpd cuts addresses) and the number
+// of keys that makes.
+func courierWidened(p netip.Prefix) (bits, n int) {
+	step := 8
+	if p.Addr().Is6() {
+		step = 16
+	}
+	bits = (p.Bits() + step - 1) / step * step
+	return bits, 1 << (bits - p.Bits())
 }
 
 // courierPrefixKey writes the first bits of an address (a multiple of 8
