@@ -36,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/relaygate/relaygate/internal/lograte"
 	"github.com/relaygate/relaygate/internal/origin"
 
 	"github.com/relaygate/relaygate/receiver/syslogmsg"
@@ -70,7 +71,7 @@ type Receiver struct {
 	hosts   map[string]struct{} // AllowHosts, lower case; nil = all
 	others  []otherListener     // the daemon's other listeners in the takeover group (AddListener)
 
-	warn *rateLimiter
+	warn *lograte.Limiter
 
 	unixIno uint64 // the unix socket file's inode: Close removes only its own
 
@@ -99,7 +100,7 @@ func Listen(cfg Config) (*Receiver, error) {
 		hosts:   hostSet(cfg.AllowHosts),
 		conns:   make(map[net.Conn]netip.Addr),
 		perHost: make(map[netip.Addr]int),
-		warn:    newRateLimiter(10 * time.Second),
+		warn:    lograte.New(10 * time.Second),
 	}
 	if cfg.TLS != "" {
 		conf, leaf, err := LoadTLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/relaygate/relaygate/internal/lograte"
 	"github.com/relaygate/relaygate/internal/metric"
 	"github.com/relaygate/relaygate/receiver"
 	"github.com/rs/zerolog"
@@ -153,7 +154,7 @@ type Server struct {
 	ln    *net.TCPListener
 	log   zerolog.Logger
 	stats *Stats
-	warn  *rateLimiter
+	warn  *lograte.Limiter
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -189,7 +190,7 @@ func Listen(cfg Config) (*Server, error) {
 		ln:       ln.(*net.TCPListener),
 		log:      cfg.Logger.With().Str("component", "relp").Logger(),
 		stats:    cfg.Stats,
-		warn:     newRateLimiter(10 * time.Second),
+		warn:     lograte.New(10 * time.Second),
 		sessions: make(map[*session]struct{}),
 		perHost:  make(map[netip.Addr]int),
 	}, nil

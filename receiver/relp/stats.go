@@ -1,9 +1,7 @@
 package relp
 
 import (
-	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/relaygate/relaygate/internal/metric"
 	"github.com/rs/zerolog"
@@ -105,44 +103,8 @@ func (s *Stats) Samples(yield func(metric.Sample)) {
 	}
 }
 
-// rateLimiter lets one log line per key through per interval and counts
-// the rest (as the receiver's does).
-type rateLimiter struct {
-	interval time.Duration
-	mu       sync.Mutex
-	last     map[string]time.Time
-	dropped  map[string]int64
-}
-
-func newRateLimiter(interval time.Duration) *rateLimiter {
-	return &rateLimiter{interval: interval, last: make(map[string]time.Time), dropped: make(map[string]int64)}
-}
-
-func (l *rateLimiter) allow(key string) (suppressed int64, ok bool) {
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if last, seen := l.last[key]; seen && now.Sub(last) < l.interval {
-		l.dropped[key]++
-		return 0, false
-	}
-	l.last[key] = now
-	suppressed = l.dropped[key]
-	l.dropped[key] = 0
-	return suppressed, true
-}
-
 // logLimited logs at most once per interval and reason, with how many
 // lines were suppressed, so a flood of bad input can't flood the log.
 func (s *Server) logLimited(level func() *zerolog.Event, reason, peer, msg string) {
-	if suppressed, ok := s.warn.allow(reason); ok {
-		ev := level().Str("reason", reason)
-		if peer != "" {
-			ev = ev.Str("peer", peer)
-		}
-		if suppressed > 0 {
-			ev = ev.Int64("suppressed", suppressed)
-		}
-		ev.Msg(msg)
-	}
+	s.warn.Log(level, reason, peer, msg)
 }
