@@ -29,6 +29,7 @@ import (
 
 	"github.com/relaygate/relaygate/internal/daemon"
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 	"github.com/relaygate/relaygate/parsers"
 	"github.com/relaygate/relaygate/receiver"
 	"github.com/relaygate/relaygate/receiver/syslogmsg"
@@ -265,7 +266,7 @@ func TestHostileCorpus(t *testing.T) {
 	c.Write([]byte(loginLine(barriers[0])))
 	barrierLogins++
 	c.Close()
-	testutil.Eventually(t, 5*time.Second, "UDP barrier login in the map", func() bool { return inMap(t, mapPath, barriers[0]) })
+	testutil.Eventually(t, 5*time.Second, "UDP barrier login in the map", func() bool { return sendtest.InMap(t, mapPath, barriers[0]) })
 	_, udpDrops, udpStatsOK := udpSocketStats(p.udp)
 	requireAlive(t, p)
 
@@ -287,7 +288,7 @@ func TestHostileCorpus(t *testing.T) {
 	for _, m := range nlIsolated {
 		sendStream(t, p.tcp, append(slices.Clone(m), '\n'), true)
 	}
-	testutil.Eventually(t, 5*time.Second, "newline-framed TCP barrier login in the map", func() bool { return inMap(t, mapPath, barriers[1]) })
+	testutil.Eventually(t, 5*time.Second, "newline-framed TCP barrier login in the map", func() bool { return sendtest.InMap(t, mapPath, barriers[1]) })
 	requireAlive(t, p)
 
 	// TCP, octet counting, all on one connection (RFC 6587 has no empty frame).
@@ -307,10 +308,10 @@ func TestHostileCorpus(t *testing.T) {
 			ocForTally = append(ocForTally, m)
 		}
 	}
-	oc.WriteString(octet(loginLine(barriers[2])))
+	oc.WriteString(sendtest.Octet(loginLine(barriers[2])))
 	barrierLogins++
 	sendStream(t, p.tcp, oc.Bytes(), false)
-	testutil.Eventually(t, 5*time.Second, "octet-counted TCP barrier login in the map", func() bool { return inMap(t, mapPath, barriers[2]) })
+	testutil.Eventually(t, 5*time.Second, "octet-counted TCP barrier login in the map", func() bool { return sendtest.InMap(t, mapPath, barriers[2]) })
 	requireAlive(t, p)
 
 	t.Logf("inputs tried: %d corpus messages; %d UDP datagrams (%d too big for UDP), %d newline-framed on one TCP connection + %d on their own, %d octet-counted frames; plus %d barrier logins",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 )
 
 // TestSecondInstanceRefused: a second relaygate on the same map and state
@@ -24,8 +25,8 @@ func TestSecondInstanceRefused(t *testing.T) {
 	dir := t.TempDir()
 	mapPath := filepath.Join(dir, "pbs.cdb")
 	first := startProc(t, "-map", mapPath, "-flush", "50ms")
-	sendUDP(t, first.udp, loginLine("192.0.2.10"))
-	testutil.Eventually(t, 5*time.Second, "the first instance's grant in the map", func() bool { return inMap(t, mapPath, "192.0.2.10") })
+	sendtest.UDP(t, first.udp, loginLine("192.0.2.10"))
+	testutil.Eventually(t, 5*time.Second, "the first instance's grant in the map", func() bool { return sendtest.InMap(t, mapPath, "192.0.2.10") })
 	for _, args := range [][]string{
 		{"-map", mapPath},
 		{"-map", filepath.Join(dir, "other.cdb"), "-state", filepath.Join(dir, "pbs.state")},
@@ -38,7 +39,7 @@ func TestSecondInstanceRefused(t *testing.T) {
 			t.Errorf("the refusal does not name the holder (%q):\n%s", want, stderr)
 		}
 	}
-	if !inMap(t, mapPath, "192.0.2.10") {
+	if !sendtest.InMap(t, mapPath, "192.0.2.10") {
 		t.Fatal("the refused second instance dropped the first one's grant")
 	}
 	requireAlive(t, first)

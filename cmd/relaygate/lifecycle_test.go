@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 )
 
 func TestRestartKeepsGrants(t *testing.T) {
@@ -19,10 +20,10 @@ func TestRestartKeepsGrants(t *testing.T) {
 			dir := t.TempDir()
 			mapPath := filepath.Join(dir, "pbs.cdb")
 			p := startProc(t, "-map", mapPath, "-flush", "100ms")
-			sendUDP(t, p.udp, fmt.Sprintf(dovecotLogin, "192.0.2.10"))
-			sendTCP(t, p.tcp, fmt.Sprintf(courier5424, "198.51.100.7")+"\n")
+			sendtest.UDP(t, p.udp, fmt.Sprintf(dovecotLogin, "192.0.2.10"))
+			sendtest.TCP(t, p.tcp, fmt.Sprintf(courier5424, "198.51.100.7")+"\n")
 			testutil.Eventually(t, 2*time.Second, "both logins in the map", func() bool {
-				return inMap(t, mapPath, "192.0.2.10") && inMap(t, mapPath, "198.51.100.7")
+				return sendtest.InMap(t, mapPath, "192.0.2.10") && sendtest.InMap(t, mapPath, "198.51.100.7")
 			})
 			code := p.stop(t, sig, 2*time.Second)
 			if sig == syscall.SIGTERM && code != 0 {
@@ -30,7 +31,7 @@ func TestRestartKeepsGrants(t *testing.T) {
 			}
 			startProc(t, "-map", mapPath, "-flush", "100ms")
 			for _, a := range []string{"192.0.2.10", "198.51.100.7"} {
-				if !inMap(t, mapPath, a) {
+				if !sendtest.InMap(t, mapPath, a) {
 					t.Errorf("%s lost across a restart after %v", a, sig)
 				}
 			}
@@ -43,16 +44,16 @@ func TestCrashInputsLeaveDaemonGranting(t *testing.T) {
 	mapPath := filepath.Join(dir, "pbs.cdb")
 	p := startProc(t, "-map", mapPath, "-flush", "100ms")
 	crash := []string{"<13>", "<13>Nov 21 10:00:00 host", "-5 <13>abc"}
-	sendUDP(t, p.udp, crash...)
+	sendtest.UDP(t, p.udp, crash...)
 	for _, c := range crash {
-		sendTCP(t, p.tcp, c+"\n")
-		sendTCP(t, p.tcp, c) // and unterminated, closing the connection
+		sendtest.TCP(t, p.tcp, c+"\n")
+		sendtest.TCP(t, p.tcp, c) // and unterminated, closing the connection
 	}
-	sendTCP(t, p.tcp, "-5 <13>abc")
-	sendUDP(t, p.udp, fmt.Sprintf(dovecotLogin, "192.0.2.20"))
-	sendTCP(t, p.tcp, octet(fmt.Sprintf(courier5424, "192.0.2.21")))
+	sendtest.TCP(t, p.tcp, "-5 <13>abc")
+	sendtest.UDP(t, p.udp, fmt.Sprintf(dovecotLogin, "192.0.2.20"))
+	sendtest.TCP(t, p.tcp, sendtest.Octet(fmt.Sprintf(courier5424, "192.0.2.21")))
 	testutil.Eventually(t, 2*time.Second, "logins after the crash inputs", func() bool {
-		return inMap(t, mapPath, "192.0.2.20") && inMap(t, mapPath, "192.0.2.21")
+		return sendtest.InMap(t, mapPath, "192.0.2.20") && sendtest.InMap(t, mapPath, "192.0.2.21")
 	})
 	select {
 	case <-p.exited:

@@ -4,17 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/exec"
-	"slices"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/relaygate/relaygate/cdbwriter"
 	"github.com/relaygate/relaygate/internal/daemon"
-	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 // TestMain lets the test binary stand in for the relaygate binary, so the
@@ -33,47 +29,6 @@ const (
 )
 
 func loginLine(addr string) string { return fmt.Sprintf(dovecotLogin, addr) }
-
-// inMap asks the real Postfix whether key is in the map. Without postmap,
-// outside CI (where it must be installed), the Go reader answers, so the
-// README's `go test ./...` checks the daemon on a machine without Postfix.
-func inMap(t testing.TB, mapPath, key string) bool {
-	t.Helper()
-	if _, err := exec.LookPath("postmap"); err != nil && !testutil.InCI() {
-		keys, err := cdbwriter.ReadMap(mapPath)
-		return err == nil && slices.Contains(keys, key)
-	}
-	v, ok := testutil.PostmapQuery(t, "", mapPath, key)
-	return ok && v == "OK"
-}
-
-func sendUDP(t testing.TB, addr string, msgs ...string) {
-	t.Helper()
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for _, m := range msgs {
-		if _, err := c.Write([]byte(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func sendTCP(t testing.TB, addr, stream string) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, stream); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func octet(msg string) string { return fmt.Sprintf("%d %s", len(msg), msg) }
 
 // launchDaemon starts an in-process daemon on what `relaygate serve args`
 // makes of its flags and stops it when the test ends.

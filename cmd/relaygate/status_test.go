@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 )
 
 // TestStatusListsLiveGrants: relaygate status shows each grant with its
@@ -21,7 +22,7 @@ import (
 func TestStatusListsLiveGrants(t *testing.T) {
 	d := launchDaemon(t, zerolog.New(zerolog.NewTestWriter(t)), "-udp", "127.0.0.1:0", "-tcp", "", "-metrics", "127.0.0.1:0",
 		"-mynetworks", "none", "-map", filepath.Join(t.TempDir(), "pbs.cdb"))
-	sendUDP(t, d.UDPAddr().String(),
+	sendtest.UDP(t, d.UDPAddr().String(),
 		"<22>Nov 21 10:00:00 mx1 dovecot[812]: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1, mpid=1, session=<s1>",
 		"<22>Nov 21 10:00:00 mx2 dovecot: pop3-login: Login: user=<bob>, method=PLAIN, rip=2001:db8::5, lip=192.0.2.1")
 	testutil.Eventually(t, 3*time.Second, "both logins granted", func() bool {

@@ -17,6 +17,7 @@ import (
 	"github.com/relaygate/relaygate/cdbwriter"
 	"github.com/relaygate/relaygate/internal/grants"
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 )
 
 const nobody = 65534 // nobody:nogroup on Debian
@@ -59,10 +60,10 @@ func TestRunsUnprivileged(t *testing.T) {
 		}
 	}
 	t.Logf("listening on udp %s, tcp %s", p.udp, p.tcp)
-	sendUDP(t, p.udp, loginLine("192.0.2.10"))
-	sendTCP(t, p.tcp, loginLine("192.0.2.11")+"\n")
+	sendtest.UDP(t, p.udp, loginLine("192.0.2.10"))
+	sendtest.TCP(t, p.tcp, loginLine("192.0.2.11")+"\n")
 	testutil.Eventually(t, 5*time.Second, "logins in the map written by nobody", func() bool {
-		return inMap(t, mapPath, "192.0.2.10") && inMap(t, mapPath, "192.0.2.11")
+		return sendtest.InMap(t, mapPath, "192.0.2.10") && sendtest.InMap(t, mapPath, "192.0.2.11")
 	})
 	checkMapWithPostmap(t, postmap, mapPath, []string{"192.0.2.10", "192.0.2.11"})
 	if code := p.stop(t, syscall.SIGTERM, 5*time.Second); code != 0 {

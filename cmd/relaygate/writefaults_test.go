@@ -15,6 +15,7 @@ import (
 
 	"github.com/relaygate/relaygate/cdbwriter"
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 )
 
 // writeFaultCase is the part TestDiskFull and TestMapDirReadOnly share: with
@@ -27,8 +28,8 @@ func writeFaultCase(t *testing.T, dir string, fault, heal func(), errText string
 	mapPath := filepath.Join(dir, "pbs.cdb")
 	p := startProcAs(t, testExecutable(t), nil, "-map", mapPath, "-flush", "50ms", "-grace", "1h")
 	first := "192.0.2.10"
-	sendUDP(t, p.udp, loginLine(first))
-	testutil.Eventually(t, 5*time.Second, "first login in the map", func() bool { return inMap(t, mapPath, first) })
+	sendtest.UDP(t, p.udp, loginLine(first))
+	testutil.Eventually(t, 5*time.Second, "first login in the map", func() bool { return sendtest.InMap(t, mapPath, first) })
 	old, err := os.ReadFile(mapPath)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +42,7 @@ func writeFaultCase(t *testing.T, dir string, fault, heal func(), errText string
 		more = append(more, fmt.Sprintf("198.51.100.%d", i))
 	}
 	for _, a := range more {
-		sendUDP(t, p.udp, loginLine(a))
+		sendtest.UDP(t, p.udp, loginLine(a))
 	}
 	// Granted in memory: one "granted" line each.
 	testutil.Eventually(t, 5*time.Second, "every new login granted in memory", func() bool {
@@ -216,8 +217,8 @@ func TestStateUnwritable(t *testing.T) {
 
 	p := startProcAs(t, testExecutable(t), nil, "-map", mapPath, "-state", statePath, "-flush", "50ms", "-grace", "1h")
 	first := "192.0.2.10"
-	sendUDP(t, p.udp, loginLine(first))
-	testutil.Eventually(t, 5*time.Second, "first login in the map", func() bool { return inMap(t, mapPath, first) })
+	sendtest.UDP(t, p.udp, loginLine(first))
+	testutil.Eventually(t, 5*time.Second, "first login in the map", func() bool { return sendtest.InMap(t, mapPath, first) })
 	testutil.Eventually(t, 5*time.Second, "first login in the state file", func() bool {
 		g, _ := cdbwriter.LoadState(statePath)
 		return len(g) == 1
@@ -237,8 +238,8 @@ func TestStateUnwritable(t *testing.T) {
 		a := fmt.Sprintf("198.51.100.%d", i)
 		all = append(all, a)
 		sent := time.Now()
-		sendUDP(t, p.udp, loginLine(a))
-		testutil.Eventually(t, 40*time.Second, a+" in the map while the state is unwritable", func() bool { return inMap(t, mapPath, a) })
+		sendtest.UDP(t, p.udp, loginLine(a))
+		testutil.Eventually(t, 40*time.Second, a+" in the map while the state is unwritable", func() bool { return sendtest.InMap(t, mapPath, a) })
 		latencies = append(latencies, time.Since(sent).Round(time.Millisecond))
 	}
 	t.Logf("login-to-map latency with an unwritable state file: %v", latencies)

@@ -5,13 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,6 +19,7 @@ import (
 	"github.com/relaygate/relaygate/cdbwriter"
 	"github.com/relaygate/relaygate/internal/grants"
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 	"github.com/relaygate/relaygate/receiver"
 )
 
@@ -89,47 +87,6 @@ func launch(t testing.TB, cfg Config) (d *Daemon, stop func() error) {
 	return d, stop
 }
 
-// inMap asks the real Postfix whether key is in the map. Without postmap,
-// outside CI (where it must be installed), the Go reader answers, so the
-// README's `go test ./...` checks the daemon on a machine without Postfix.
-func inMap(t testing.TB, mapPath, key string) bool {
-	t.Helper()
-	if _, err := exec.LookPath("postmap"); err != nil && !testutil.InCI() {
-		keys, err := cdbwriter.ReadMap(mapPath)
-		return err == nil && slices.Contains(keys, key)
-	}
-	v, ok := testutil.PostmapQuery(t, "", mapPath, key)
-	return ok && v == "OK"
-}
-
-func sendUDP(t testing.TB, addr string, msgs ...string) {
-	t.Helper()
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for _, m := range msgs {
-		if _, err := c.Write([]byte(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func sendTCP(t testing.TB, addr, stream string) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, stream); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func octet(msg string) string { return fmt.Sprintf("%d %s", len(msg), msg) }
-
 // TestInProcessEndToEnd: an RFC 3164 Dovecot login over UDP and an RFC 5424
 // Courier login over octet-counted TCP each reach the map within 2 s, as the
 // real postmap sees it; a failed login does not.
@@ -139,12 +96,12 @@ func TestInProcessEndToEnd(t *testing.T) {
 	if _, err := os.Stat(cfg.MapPath); err != nil {
 		t.Fatalf("map not published at startup: %v", err)
 	}
-	sendUDP(t, d.UDPAddr().String(), fmt.Sprintf(dovecotLogin, "192.0.2.10"), fmt.Sprintf(dovecotFailed, "192.0.2.66"))
-	sendTCP(t, d.TCPAddr().String(), octet(fmt.Sprintf(courier5424, "198.51.100.7")))
+	sendtest.UDP(t, d.UDPAddr().String(), fmt.Sprintf(dovecotLogin, "192.0.2.10"), fmt.Sprintf(dovecotFailed, "192.0.2.66"))
+	sendtest.TCP(t, d.TCPAddr().String(), sendtest.Octet(fmt.Sprintf(courier5424, "198.51.100.7")))
 
-	testutil.Eventually(t, 2*time.Second, "dovecot login over UDP in the map", func() bool { return inMap(t, cfg.MapPath, "192.0.2.10") })
-	testutil.Eventually(t, 2*time.Second, "courier login over TCP in the map", func() bool { return inMap(t, cfg.MapPath, "198.51.100.7") })
-	if inMap(t, cfg.MapPath, "192.0.2.66") {
+	testutil.Eventually(t, 2*time.Second, "dovecot login over UDP in the map", func() bool { return sendtest.InMap(t, cfg.MapPath, "192.0.2.10") })
+	testutil.Eventually(t, 2*time.Second, "courier login over TCP in the map", func() bool { return sendtest.InMap(t, cfg.MapPath, "198.51.100.7") })
+	if sendtest.InMap(t, cfg.MapPath, "192.0.2.66") {
 		t.Error("a failed login was granted")
 	}
 	if got := d.pipe.Counts().Logins; got != 2 {

@@ -15,6 +15,7 @@ import (
 	"github.com/relaygate/relaygate/cdbwriter"
 	"github.com/relaygate/relaygate/internal/origin"
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 	"github.com/relaygate/relaygate/receiver"
 )
 
@@ -85,7 +86,7 @@ func TestDovecotPolicyGrantsThroughTheTable(t *testing.T) {
 		t.Errorf("allow: status %d", got)
 	}
 	testutil.Eventually(t, 3*time.Second, "the map holds both reported logins", func() bool {
-		return inMap(t, d.cfg.MapPath, "192.0.2.10") && inMap(t, d.cfg.MapPath, "192.0.2.11")
+		return sendtest.InMap(t, d.cfg.MapPath, "192.0.2.10") && sendtest.InMap(t, d.cfg.MapPath, "192.0.2.11")
 	})
 	g, ok := d.lookup(netip.MustParseAddr("192.0.2.10"))
 	if !ok || g.Daemon != "dovecot-policy" || g.User != "alice" || g.Host != "127.0.0.1" || g.Open() {
@@ -124,7 +125,7 @@ func TestDovecotPolicyAlone(t *testing.T) {
 	if got := postPolicy(t, d.DovecotPolicyAddr().String(), "report", "s3cret", policyReport("imap", "192.0.2.30", true)); got != 200 {
 		t.Fatalf("status %d", got)
 	}
-	testutil.Eventually(t, 3*time.Second, "192.0.2.30 in the map", func() bool { return inMap(t, d.cfg.MapPath, "192.0.2.30") })
+	testutil.Eventually(t, 3*time.Second, "192.0.2.30 in the map", func() bool { return sendtest.InMap(t, d.cfg.MapPath, "192.0.2.30") })
 }
 
 // TestDovecotPolicyOff: without -dovecot-policy nothing listens and no

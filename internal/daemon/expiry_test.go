@@ -13,6 +13,7 @@ import (
 
 	"github.com/relaygate/relaygate/internal/grants"
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 )
 
 // fakeClock is a cdbwriter.Clock that moves only when the test advances it.
@@ -98,11 +99,11 @@ func TestExpiryRunsOnTheDaemonsClock(t *testing.T) {
 		}
 	}()
 	plain, held := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.30")
-	published := func(a netip.Addr) bool { return inMap(t, cfg.MapPath, a.String()) }
+	published := func(a netip.Addr) bool { return sendtest.InMap(t, cfg.MapPath, a.String()) }
 
 	// A login without a session id (Dovecot 1.x): nothing keeps it open.
 	// The other opens an IMAP session.
-	sendUDP(t, d.UDPAddr().String(),
+	sendtest.UDP(t, d.UDPAddr().String(),
 		"<22>Nov 21 10:00:00 mx1 dovecot: pop3-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1",
 		"<22>Nov 21 10:00:00 mx1 dovecot: imap-login: Login: user=<tb>, method=PLAIN, rip=192.0.2.30, lip=192.0.2.1, mpid=9, session=<TB1>")
 	testutil.Eventually(t, 2*time.Second, "both logins in the table", func() bool { return d.Granted(plain) && d.Granted(held) })
@@ -128,7 +129,7 @@ func TestExpiryRunsOnTheDaemonsClock(t *testing.T) {
 	if g, ok := d.lookup(held); !ok || !g.Open() || !published(held) {
 		t.Fatalf("the grant with an open session: %+v, in the table %v", g, ok)
 	}
-	sendUDP(t, d.UDPAddr().String(), "<22>Nov 21 10:00:05 mx1 dovecot: imap(tb)<9><TB1>: Disconnected: Logged out in=1 out=2")
+	sendtest.UDP(t, d.UDPAddr().String(), "<22>Nov 21 10:00:05 mx1 dovecot: imap(tb)<9><TB1>: Disconnected: Logged out in=1 out=2")
 	testutil.Eventually(t, 2*time.Second, "the session closed", func() bool { g, ok := d.lookup(held); return ok && !g.Open() })
 	clock.advance(grace - time.Millisecond)
 	if !d.Granted(held) {

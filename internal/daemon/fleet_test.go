@@ -16,6 +16,7 @@ import (
 	"github.com/relaygate/relaygate/internal/fleet/natstest"
 	"github.com/relaygate/relaygate/internal/metric"
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 )
 
 // fleetConfig is testConfig in a fleet: name and mode on the server at
@@ -118,7 +119,7 @@ func TestFleetTwoRelaygates(t *testing.T) {
 	mx, _ := launch(t, mxCfg)
 
 	granted, excluded := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("203.0.113.9")
-	sendUDP(t, pop.UDPAddr().String(), fmt.Sprintf(dovecotLogin, granted), strings.Replace(fmt.Sprintf(dovecotLogin, excluded), "session=<abc>", "session=<abe>", 1))
+	sendtest.UDP(t, pop.UDPAddr().String(), fmt.Sprintf(dovecotLogin, granted), strings.Replace(fmt.Sprintf(dovecotLogin, excluded), "session=<abc>", "session=<abe>", 1))
 	testutil.Eventually(t, 5*time.Second, "both granted on pop1", func() bool { return pop.Granted(granted) && pop.Granted(excluded) })
 	testutil.Eventually(t, 5*time.Second, "192.0.2.10 granted on mx1 through the fleet", func() bool { return mx.Granted(granted) })
 	testutil.Eventually(t, 5*time.Second, "mx1 saw both", func() bool { return fleetValues(mx.fleet.Stats())["fleet_received_applied"] == 2 })
@@ -146,7 +147,7 @@ func TestFleetSessionsRefreshAndEnd(t *testing.T) {
 	mxCfg := fleetConfig(t, srv.URL(), "mx1", "follow")
 	mx, _ := launch(t, mxCfg)
 	a := netip.MustParseAddr("192.0.2.20")
-	sendUDP(t, pop.UDPAddr().String(), fmt.Sprintf(dovecotLogin, a))
+	sendtest.UDP(t, pop.UDPAddr().String(), fmt.Sprintf(dovecotLogin, a))
 	testutil.Eventually(t, 5*time.Second, "granted on mx1", func() bool { return mx.Granted(a) })
 
 	open := map[netip.Addr]struct{}{}
@@ -160,7 +161,7 @@ func TestFleetSessionsRefreshAndEnd(t *testing.T) {
 	}
 	// The logout (Dovecot's mail process, same session id).
 	logout := time.Now()
-	sendUDP(t, pop.UDPAddr().String(), "<22>Nov 21 10:00:01 mx1 dovecot[900]: imap(bob)<901><abc>: Disconnected: Logged out in=10 out=20")
+	sendtest.UDP(t, pop.UDPAddr().String(), "<22>Nov 21 10:00:01 mx1 dovecot[900]: imap(bob)<901><abc>: Disconnected: Logged out in=10 out=20")
 	testutil.Eventually(t, 5*time.Second, "the session closed on pop1", func() bool { g, ok := pop.lookup(a); return ok && !g.Open() })
 	if !pop.refreshSessions(open, every, stop) {
 		t.Fatal("refresh round failed")
@@ -195,8 +196,8 @@ func TestFleetEngineDown(t *testing.T) {
 	}
 	a := netip.MustParseAddr("192.0.2.30")
 	sent := time.Now()
-	sendUDP(t, pop.UDPAddr().String(), fmt.Sprintf(dovecotLogin, a))
-	testutil.Eventually(t, 2*time.Second, "in the map with the fleet down", func() bool { return inMap(t, popCfg.MapPath, a.String()) })
+	sendtest.UDP(t, pop.UDPAddr().String(), fmt.Sprintf(dovecotLogin, a))
+	testutil.Eventually(t, 2*time.Second, "in the map with the fleet down", func() bool { return sendtest.InMap(t, popCfg.MapPath, a.String()) })
 	t.Logf("login to map with the fleet down: %s", time.Since(sent))
 	testutil.Eventually(t, 2*time.Second, "buffered", func() bool { return fleetValues(pop.fleet.Stats())["fleet_buffered_events"] == 1 })
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/relaygate/relaygate/internal/grants"
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 )
 
 // startDaemon runs an in-process daemon with -metrics on a free loopback
@@ -99,7 +100,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 	d := startDaemon(t, func(c *Config) { c.Allow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} })
 	udp, maddr := d.UDPAddr().String(), d.MetricsAddr()
 
-	sendUDP(t, udp,
+	sendtest.UDP(t, udp,
 		"<22>Nov 21 10:00:00 mx1 dovecot[812]: pop3-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1, mpid=1, session=<s1>",
 		"<22>Nov 21 10:00:01 mx1 dovecot[812]: imap-login: Login: user=<bob>, method=PLAIN, rip=192.0.2.11, lip=192.0.2.1, mpid=2, session=<s2>",
 		fmt.Sprintf(dovecotFailed, "192.0.2.66"),
@@ -107,7 +108,7 @@ func TestMetricsCountKnownTraffic(t *testing.T) {
 		"<38>Nov 21 10:00:02 mx1 sshd[99]: Accepted password for root from 192.0.2.99 port 22 ssh2",
 	)
 	// Over 64 KiB: more than a UDP datagram can carry, so over TCP.
-	sendTCP(t, d.TCPAddr().String(), "<22>Nov 21 10:00:03 mx1 dovecot: "+strings.Repeat("x", 70000)+"\n")
+	sendtest.TCP(t, d.TCPAddr().String(), "<22>Nov 21 10:00:03 mx1 dovecot: "+strings.Repeat("x", 70000)+"\n")
 	sendUDPFrom(t, "127.0.0.3", udp, fmt.Sprintf(dovecotLogin, "192.0.2.77")) // outside -allow
 
 	var m map[string]float64
@@ -190,7 +191,7 @@ func TestHealthzReportsFailedPublish(t *testing.T) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	sendUDP(t, d.UDPAddr().String(), fmt.Sprintf(dovecotLogin, "192.0.2.10"))
+	sendtest.UDP(t, d.UDPAddr().String(), fmt.Sprintf(dovecotLogin, "192.0.2.10"))
 	var body string
 	testutil.Eventually(t, 3*time.Second, "/healthz 503", func() bool {
 		var code int
@@ -210,7 +211,7 @@ func TestHealthzReportsFailedPublish(t *testing.T) {
 		_, code := httpGet(t, "http://"+maddr+"/healthz")
 		return code == http.StatusOK
 	})
-	if !inMap(t, filepath.Join(dir, "pbs.cdb"), "192.0.2.10") {
+	if !sendtest.InMap(t, filepath.Join(dir, "pbs.cdb"), "192.0.2.10") {
 		t.Error("grant not published after recovery")
 	}
 }
@@ -220,7 +221,7 @@ func TestHealthzReportsFailedPublish(t *testing.T) {
 // daemon.
 func TestGrantsServesLiveTable(t *testing.T) {
 	d := startDaemon(t, nil)
-	sendUDP(t, d.UDPAddr().String(),
+	sendtest.UDP(t, d.UDPAddr().String(),
 		"<22>Nov 21 10:00:00 mx1 dovecot[812]: imap-login: Login: user=<alice>, method=PLAIN, rip=192.0.2.10, lip=192.0.2.1, mpid=1, session=<s1>",
 		"<22>Nov 21 10:00:00 mx2 dovecot: pop3-login: Login: user=<bob>, method=PLAIN, rip=2001:db8::5, lip=192.0.2.1")
 	var reply GrantsReply
@@ -345,7 +346,7 @@ func TestReloadOutcomeExported(t *testing.T) {
 // in the line.
 func TestLogLineHasEverySeries(t *testing.T) {
 	d := startDaemon(t, nil)
-	sendUDP(t, d.UDPAddr().String(), fmt.Sprintf(dovecotLogin, "192.0.2.10"))
+	sendtest.UDP(t, d.UDPAddr().String(), fmt.Sprintf(dovecotLogin, "192.0.2.10"))
 	testutil.Eventually(t, 3*time.Second, "the login counted", func() bool { return d.pipe.Counts().Logins == 1 })
 	fields := d.logFields()
 	for series := range scrape(t, d.MetricsAddr()) {

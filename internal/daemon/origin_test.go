@@ -12,6 +12,7 @@ import (
 
 	"github.com/relaygate/relaygate/internal/origin"
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 )
 
 // originLogin is a Dovecot login over RFC 5424 with the origin element sd
@@ -102,7 +103,7 @@ func TestOriginFileReloaded(t *testing.T) {
 	if err := d.Reload(context.Background()); err == nil {
 		t.Fatal("a broken origin file was applied")
 	}
-	sendUDP(t, d.UDPAddr().String(), originLogin(elem("0"), "192.0.2.20"))
+	sendtest.UDP(t, d.UDPAddr().String(), originLogin(elem("0"), "192.0.2.20"))
 	testutil.Eventually(t, 5*time.Second, "a root login granted under the kept policy", func() bool {
 		return d.Granted(netip.MustParseAddr("192.0.2.20"))
 	})

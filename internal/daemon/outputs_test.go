@@ -12,6 +12,7 @@ import (
 
 	"github.com/relaygate/relaygate/internal/outputs"
 	"github.com/relaygate/relaygate/internal/testutil"
+	"github.com/relaygate/relaygate/internal/testutil/sendtest"
 )
 
 // TestBrokenOutputDoesNotStopTheMap: with -tcprules in a read-only
@@ -28,8 +29,8 @@ func TestBrokenOutputDoesNotStopTheMap(t *testing.T) {
 	}
 	writable := testutil.ReadOnlyDir(t, ro)
 	d, stop := launch(t, cfg)
-	sendUDP(t, d.UDPAddr().String(), fmt.Sprintf(dovecotLogin, "192.0.2.10"))
-	testutil.Eventually(t, 3*time.Second, "192.0.2.10 in the map", func() bool { return inMap(t, cfg.MapPath, "192.0.2.10") })
+	sendtest.UDP(t, d.UDPAddr().String(), fmt.Sprintf(dovecotLogin, "192.0.2.10"))
+	testutil.Eventually(t, 3*time.Second, "192.0.2.10 in the map", func() bool { return sendtest.InMap(t, cfg.MapPath, "192.0.2.10") })
 	testutil.Eventually(t, 3*time.Second, "192.0.2.10 in the OpenSMTPD table", func() bool {
 		b, _ := os.ReadFile(filepath.Join(rw, "relay"))
 		return strings.Contains(string(b), "\n192.0.2.10\n")
