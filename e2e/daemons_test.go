@@ -321,20 +321,17 @@ func writeDovecotUsers(t *testing.T, path, content string) {
 	}
 }
 
-// Users: alice/alicepw, bob/bobpw.
-func (s *stack) startDovecot() {
-	t := s.t
-	dir := filepath.Join(s.dir, "dovecot")
-	mkdirs(t, 0o755, dir, filepath.Join(dir, "run"), filepath.Join(dir, "state"))
-	mkdirs(t, 0o1777, filepath.Join(dir, "mail"))
-	users := filepath.Join(dir, "users")
-	writeDovecotUsers(t, users, "alice:{PLAIN}alicepw::::::\nbob:{PLAIN}bobpw::::::\n")
-	conf := filepath.Join(dir, "dovecot.conf")
-	testutil.WriteFile(t, conf, fmt.Sprintf(`# relaygate e2e Dovecot
+// dovecotConf is the suite's Dovecot configuration: state under dir, the
+// passwd-file users, logging to syslog's mail facility (the lines under
+// test), plaintext POP3 and IMAP on listen's standard ports and no TLS
+// listeners; protocols lists the protocols, extra is appended (settings,
+// services, includes).
+func dovecotConf(dir, users, listen, protocols, extra string) string {
+	return fmt.Sprintf(`# relaygate e2e Dovecot
 base_dir = %[1]s/run
 state_dir = %[1]s/state
-protocols = pop3 imap
-listen = 127.0.0.1
+protocols = %[4]s
+listen = %[3]s
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -350,24 +347,28 @@ userdb {
   args = uid=nobody gid=nogroup home=%[1]s/mail/%%u
 }
 service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = 143
-  }
   inet_listener imaps {
     port = 0
   }
 }
 service pop3-login {
-  inet_listener pop3 {
-    address = 127.0.0.1
-    port = 110
-  }
   inet_listener pop3s {
     port = 0
   }
 }
-`, dir, users), 0o644)
+%[5]s`, dir, users, listen, protocols, extra)
+}
+
+// Users: alice/alicepw, bob/bobpw.
+func (s *stack) startDovecot() {
+	t := s.t
+	dir := filepath.Join(s.dir, "dovecot")
+	mkdirs(t, 0o755, dir, filepath.Join(dir, "run"), filepath.Join(dir, "state"))
+	mkdirs(t, 0o1777, filepath.Join(dir, "mail"))
+	users := filepath.Join(dir, "users")
+	writeDovecotUsers(t, users, "alice:{PLAIN}alicepw::::::\nbob:{PLAIN}bobpw::::::\n")
+	conf := filepath.Join(dir, "dovecot.conf")
+	testutil.WriteFile(t, conf, dovecotConf(dir, users, "127.0.0.1", "pop3 imap", ""), 0o644)
 	startProc(t, "dovecot", filepath.Join(dir, "dovecot.out"),
 		exec.Command("dovecot", "-F", "-c", conf))
 	waitGreeting(t, "dovecot pop3", pop3Addr, "+OK", 15*time.Second)

@@ -238,56 +238,21 @@ func startDovecotWithPolicy(s *stack, secretFile string) {
 	testutil.WriteFile(t, policyConf, strings.Replace(string(example), "<"+policySecret, "<"+secretFile, 1), 0o644)
 
 	conf := filepath.Join(dir, "dovecot.conf")
-	testutil.WriteFile(t, conf, fmt.Sprintf(`# relaygate e2e Dovecot reporting to relaygate -dovecot-policy
-base_dir = %[1]s/run
-state_dir = %[1]s/state
-protocols = pop3 imap submission
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-log_path = syslog
-syslog_facility = mail
-# logs each policy request's body ("Policy server request JSON")
+	// The suite's Dovecot, with submission, reporting to relaygate
+	// -dovecot-policy.
+	testutil.WriteFile(t, conf, dovecotConf(dir, users, "127.0.0.1", "pop3 imap submission", fmt.Sprintf(`# logs each policy request's body ("Policy server request JSON")
 auth_debug = yes
-mail_location = maildir:%[1]s/mail/%%u
 hostname = mail.pbs.test
 submission_relay_host = 127.0.0.1
 submission_relay_port = 2525
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%%u %[2]s
-}
-userdb {
-  driver = static
-  args = uid=nobody gid=nogroup home=%[1]s/mail/%%u
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = 143
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    address = 127.0.0.1
-    port = 110
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
 service submission-login {
   inet_listener submission {
     address = 127.0.0.1
     port = 587
   }
 }
-!include %[3]s
-`, dir, users, policyConf), 0o644)
+!include %s
+`, policyConf)), 0o644)
 	if out, err := exec.Command("doveconf", "-n", "-c", conf).CombinedOutput(); err != nil {
 		t.Fatalf("doveconf -n: %v\n%s", err, out)
 	} else if !strings.Contains(string(out), "auth_policy_report_after_auth = yes") && !strings.Contains(string(out), "auth_policy_server_url") {

@@ -407,35 +407,7 @@ module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
 	writeDovecotUsers(t, users, "alice:{PLAIN}alicepw::::::\nbob:{PLAIN}bobpw::::::\n")
 	dconf := filepath.Join(dd, "dovecot.conf")
 	// As startDovecot's, listening on every address of the host.
-	testutil.WriteFile(t, dconf, fmt.Sprintf(`base_dir = %[1]s/run
-state_dir = %[1]s/state
-protocols = pop3 imap
-listen = *
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-log_path = syslog
-syslog_facility = mail
-mail_location = maildir:%[1]s/mail/%%u
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%%u %[2]s
-}
-userdb {
-  driver = static
-  args = uid=nobody gid=nogroup home=%[1]s/mail/%%u
-}
-service imap-login {
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3s {
-    port = 0
-  }
-}
-`, dd, users), 0o644)
+	testutil.WriteFile(t, dconf, dovecotConf(dd, users, "*", "pop3 imap", ""), 0o644)
 	startProc(t, p.name+" dovecot", filepath.Join(dd, "dovecot.out"), p.command("dovecot", "-F", "-c", dconf))
 	waitGreeting(t, p.name+" dovecot pop3", fmt.Sprintf("%s:%d", p.addr, topoPOP3), "+OK", 15*time.Second)
 	waitGreeting(t, p.name+" dovecot imap", fmt.Sprintf("%s:%d", p.addr, topoIMAP), "* OK", 15*time.Second)
