@@ -129,10 +129,12 @@ func checkKeyPEM(data []byte) error {
 	}
 }
 
-// certName names a client certificate for Message.TLSPeer: its subject CN,
-// or its first DNS name when the CN is empty (as in many modern
-// certificates).
-func certName(c *x509.Certificate) string {
+// CertName names a verified client certificate for Message.TLSPeer (what
+// -origin-from tls and -allow-hosts judge): its subject CN, or its first
+// DNS name when the CN is empty (as in many modern certificates). Every
+// TLS listener names its peers by it, so a sender is the same name
+// whichever it uses.
+func CertName(c *x509.Certificate) string {
 	if c.Subject.CommonName != "" {
 		return c.Subject.CommonName
 	}
@@ -162,7 +164,7 @@ func (r *Receiver) serveTLS(ctx context.Context, raw net.Conn, src source, out c
 	}
 	st := conn.ConnectionState()
 	if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
-		src.tlsPeer = certName(st.VerifiedChains[0][0])
+		src.tlsPeer = CertName(st.VerifiedChains[0][0])
 	}
 	r.log.Debug().Str("peer", src.peer).Str("tls_peer", src.tlsPeer).
 		Str("version", tls.VersionName(st.Version)).Msg("TLS connection")

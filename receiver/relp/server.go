@@ -3,7 +3,6 @@ package relp
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -354,19 +353,7 @@ func (s *Server) handshake(ctx context.Context, raw net.Conn, peer string) (net.
 	}
 	var name string
 	if st := conn.ConnectionState(); len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
-		name = certName(st.VerifiedChains[0][0])
+		name = receiver.CertName(st.VerifiedChains[0][0])
 	}
 	return conn, name, true
-}
-
-// certName names a client certificate as the syslog TLS listener does:
-// its subject CN, or its first DNS name when the CN is empty.
-func certName(c *x509.Certificate) string {
-	if c.Subject.CommonName != "" {
-		return c.Subject.CommonName
-	}
-	if len(c.DNSNames) > 0 {
-		return c.DNSNames[0]
-	}
-	return ""
 }
