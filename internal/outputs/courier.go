@@ -217,13 +217,7 @@ func (o *courier) build(ctx context.Context, text []byte) (err error) {
 		return err
 	}
 	// couriertcpd reads it as the user it runs as (Debian: courier).
-	if err = f.Chmod(0o644); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err = readableAndSynced(f); err != nil {
 		return fmt.Errorf("%s: %w", tmp, err)
 	}
 	if err = os.Rename(tmp, o.path); err != nil {

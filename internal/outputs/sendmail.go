@@ -108,13 +108,7 @@ func (o *sendmail) Write(ctx context.Context, addrs []netip.Addr) error {
 	}
 	// makemap makes a new file 0640 or as its umask says; sendmail runs as
 	// root, but makemap -u and praliases as other users read it too.
-	if err = f.Chmod(0o644); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err = readableAndSynced(f); err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(db))
@@ -131,4 +125,18 @@ func syncDir(dir string) error {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// readableAndSynced makes a file an MTA's own tool built readable by
+// everyone (mode 0644), syncs it and closes it: the tools make their files
+// as their umask says, and the MTA may read them as another user.
+func readableAndSynced(f *os.File) error {
+	err := f.Chmod(0o644)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
