@@ -107,12 +107,12 @@ func (r *Receiver) readUnix(ctx context.Context, conn *net.UnixConn, out chan<- 
 // readFailed handles a read error of a datagram socket: it reports true
 // when the socket is closed or drained, and otherwise logs and pauses
 // briefly.
-func (r *Receiver) readFailed(ctx context.Context, conn interface{ SetReadDeadline(time.Time) error }, err error, transport string) bool {
+func (r *Receiver) readFailed(ctx context.Context, conn datagramConn, err error, transport string) bool {
 	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 		return true
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) && r.draining(conn, false) {
-		return true
+		return r.drainOver(conn, transport)
 	}
 	r.log.Warn().Err(err).Str("transport", transport).Msg("read error")
 	select {

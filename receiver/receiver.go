@@ -78,6 +78,10 @@ type Receiver struct {
 	// drainEnd (Unix nanoseconds; 0 until Serve's context ends) is when
 	// the datagram readers stop reading what is still queued.
 	drainEnd atomic.Int64
+	// drainQuiet is how long an empty socket must stay empty to end the
+	// drain: the constant, shorter in a test that proves a late reader
+	// still reads everything.
+	drainQuiet time.Duration
 
 	mu      sync.Mutex
 	conns   map[net.Conn]netip.Addr // TCP and TLS, the raw connection → its sender's hostKey
@@ -101,6 +105,8 @@ func Listen(cfg Config) (*Receiver, error) {
 		conns:   make(map[net.Conn]netip.Addr),
 		perHost: make(map[netip.Addr]int),
 		warn:    lograte.New(10 * time.Second),
+
+		drainQuiet: drainQuiet,
 	}
 	if cfg.TLS != "" {
 		conf, leaf, err := LoadTLSConfig(cfg.TLSCert, cfg.TLSKey, cfg.TLSClientCA)
