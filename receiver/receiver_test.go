@@ -228,7 +228,7 @@ func TestListenErrors(t *testing.T) {
 // waitCount waits for a counter to reach want.
 func waitCount(t *testing.T, name string, c interface{ Load() int64 }, want int64) {
 	t.Helper()
-	if _, ok := testutil.Poll(5*time.Second, time.Millisecond, func() bool { return c.Load() == want }); !ok {
+	if _, ok := testutil.Poll(testutil.EventuallyFloor, time.Millisecond, func() bool { return c.Load() == want }); !ok {
 		t.Fatalf("%s = %d, want %d", name, c.Load(), want)
 	}
 }
@@ -248,7 +248,7 @@ func (h *harness) expectLog(t *testing.T, parts ...string) {
 		}
 		return false
 	}
-	if _, ok := testutil.Poll(5*time.Second, time.Millisecond, logged); !ok {
+	if _, ok := testutil.Poll(testutil.EventuallyFloor, time.Millisecond, logged); !ok {
 		t.Fatalf("no log line with %q in:\n%s", parts, h.logs.String())
 	}
 }

@@ -118,12 +118,19 @@ func (p *proc) stop(t *testing.T, sig syscall.Signal, within time.Duration) int 
 	t.Helper()
 	start := time.Now()
 	p.cmd.Process.Signal(sig)
+	// within is what an exit normally takes; only a hang fails (see
+	// testutil.EventuallyFloor), a slow exit is logged.
+	limit := max(within, testutil.EventuallyFloor)
 	select {
 	case <-p.exited:
-	case <-time.After(within):
-		t.Fatalf("relaygate did not exit within %s of %v", within, sig)
+	case <-time.After(limit):
+		t.Fatalf("relaygate did not exit within %s of %v", limit, sig)
 	}
-	t.Logf("exited %s after %v", time.Since(start).Round(time.Millisecond), sig)
+	took := time.Since(start)
+	t.Logf("exited %s after %v", took.Round(time.Millisecond), sig)
+	if took > within {
+		t.Logf("slow: the exit took more than the %s it normally needs", within)
+	}
 	return p.cmd.ProcessState.ExitCode()
 }
 

@@ -74,8 +74,8 @@ func launch(t testing.TB, cfg Config) (d *Daemon, stop func() error) {
 		cancel()
 		select {
 		case result = <-done:
-		case <-time.After(3 * time.Second):
-			result = errors.New("Run did not return within 3 s of cancel")
+		case <-time.After(30 * time.Second): // a hang guard: a race build on a loaded CI machine is slow
+			result = errors.New("Run did not return within 30 s of cancel")
 		}
 		return result
 	}
@@ -178,7 +178,7 @@ func TestReceivesDuringStartup(t *testing.T) {
 		}
 	}
 	conn.Close()
-	testutil.Poll(5*time.Second, 10*time.Millisecond, func() bool { return calls.Load() >= int64(1+len(addrs)) })
+	testutil.Poll(testutil.EventuallyFloor, 10*time.Millisecond, func() bool { return calls.Load() >= int64(1+len(addrs)) })
 	read := calls.Load() - 1
 	close(release)
 	r := <-res

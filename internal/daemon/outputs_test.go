@@ -39,7 +39,9 @@ func TestBrokenOutputDoesNotStopTheMap(t *testing.T) {
 		return d.logFields()["output_write_errors_tcprules"] != nil && d.logFields()["output_write_errors_tcprules"] != float64(0)
 	})
 	writable()
-	testutil.Eventually(t, 5*time.Second, "the tcprules cdb once writable", func() bool {
+	// The retry backs off up to 30 s: a loaded machine that took long for
+	// the steps above may wait that long for the next one.
+	testutil.Eventually(t, 40*time.Second, "the tcprules cdb once writable", func() bool {
 		db, err := cdb.Open(filepath.Join(ro, "tcp.smtp.cdb"))
 		if err != nil {
 			return false

@@ -44,7 +44,9 @@ func firstPID(t *testing.T, err error) int {
 // everything it started, and run returns at once, not when the
 // grandchild would have ended.
 func TestRunTimeoutKillsGrandchildren(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// Time enough for sh to start sleep and print its pid on a loaded
+	// machine, and far below sleep's 30 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	start := time.Now()
 	err := run(ctx, nil, []string{"sh", "-c", "sleep 30 & echo $!; wait"})

@@ -85,14 +85,14 @@ func TestOpenTimeoutHoldsWithHints(t *testing.T) {
 	for {
 		select {
 		case d := <-closed:
-			if d > 1500*time.Millisecond {
+			if d > 5*time.Second { // far above 300 ms: a loaded machine is slow, but hints must not reset it
 				t.Fatalf("session closed after %s, OpenTimeout 300ms", d)
 			}
 			waitClosed(t, st, reasonOpenTimeout, 1)
 			return
 		case <-tick.C:
-			if time.Since(start) > 3*time.Second {
-				t.Fatal("session still open 3 s after connecting, without an open; OpenTimeout 300ms")
+			if time.Since(start) > 10*time.Second {
+				t.Fatal("session still open 10 s after connecting, without an open; OpenTimeout 300ms")
 			}
 			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = io.WriteString(conn, " x 0\n0")
@@ -168,7 +168,7 @@ func TestShutdownWithUnreadAnswers(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Serve did not return within 15 s")
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	if d := time.Since(start); d > 8*time.Second { // far below the 20 s WriteTimeout that would otherwise hold it
 		t.Fatalf("Serve returned %s after its context ended, DrainTimeout 300ms", d)
 	}
 }

@@ -377,10 +377,12 @@ func TestCloseDrainTimeout(t *testing.T) {
 	c.open()
 	t2 := c.send(cmdSyslog, "a")
 	c.send(cmdSyslog, "b")
+	// The drain's timer starts when the server reads close, never before
+	// it is sent: a late-scheduled test goroutine cannot shorten el.
+	start := time.Now()
 	c.send(cmdClose, "")
 	ts.next(t).Ack()
 	d := ts.next(t) // never acknowledged in time
-	start := time.Now()
 	c.expectRsp(t2, rspOK)
 	c.expectServerClose()
 	if el := time.Since(start); el < 150*time.Millisecond {

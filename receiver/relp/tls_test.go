@@ -34,7 +34,7 @@ func serverTLS(t *testing.T, pki *testutil.PKI, requireClient bool) *tls.Config 
 func TestTLSClientCertificate(t *testing.T) {
 	pki := testutil.NewPKI(t, "", testutil.PKIOptions{})
 	st := new(Stats)
-	ts := startServer(t, Config{TLS: serverTLS(t, pki, true), OpenTimeout: time.Second, Stats: st})
+	ts := startServer(t, Config{TLS: serverTLS(t, pki, true), OpenTimeout: 4 * time.Second, Stats: st}) // room for a handshake on a loaded machine, under expectEOF's 10 s
 
 	t.Run("verified client", func(t *testing.T) {
 		conn, err := tls.Dial("tcp", ts.Addr().String(), pki.ClientConfig(&pki.Client))
