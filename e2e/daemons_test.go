@@ -232,7 +232,7 @@ func (s *stack) startRelaygate(tcp string) {
 	s.rg = startProc(t, "relaygate", s.rgLog, cmd)
 	// Ready = the map was (re)published, which happens right after the
 	// listeners are bound; a restart must replace the old file.
-	_, ok := testutil.Poll(15*time.Second, 10*time.Millisecond, func() bool {
+	_, ok := testutil.Poll(startupWait, 10*time.Millisecond, func() bool {
 		if s.rg.exited() {
 			return false
 		}
@@ -246,7 +246,7 @@ func (s *stack) startRelaygate(tcp string) {
 		if s.rg.exited() {
 			t.Fatalf("relaygate exited during startup: %v\n%s", s.rg.err, tail(s.rgLog, 40))
 		}
-		t.Fatalf("relaygate not ready within 15s (map %s not (re)published)\n%s", s.mapPath, tail(s.rgLog, 40))
+		t.Fatalf("relaygate not ready within %v (map %s not (re)published)\n%s", startupWait, s.mapPath, tail(s.rgLog, 40))
 	}
 }
 
@@ -291,7 +291,7 @@ module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
 func waitSyslog(t *testing.T, allLog string) {
 	t.Helper()
 	token := fmt.Sprintf("e2e-probe-%d", time.Now().UnixNano())
-	_, ok := testutil.Poll(15*time.Second, 100*time.Millisecond, func() bool {
+	_, ok := testutil.Poll(startupWait, 100*time.Millisecond, func() bool {
 		if c, err := net.Dial("unixgram", "/dev/log"); err == nil {
 			fmt.Fprintf(c, "<22>e2e-probe: %s", token)
 			c.Close()
@@ -299,7 +299,7 @@ func waitSyslog(t *testing.T, allLog string) {
 		return testutil.FileContains(allLog, token)
 	})
 	if !ok {
-		t.Fatalf("syslog daemon did not log a probe to %s within 15s", allLog)
+		t.Fatalf("syslog daemon did not log a probe to %s within %v", allLog, startupWait)
 	}
 }
 
@@ -384,7 +384,7 @@ func (s *stack) startDovecot() {
 func checkNoStrayProcesses(t *testing.T) {
 	t.Helper()
 	var left []string
-	_, ok := testutil.Poll(10*time.Second, 50*time.Millisecond, func() bool {
+	_, ok := testutil.Poll(startupWait, 50*time.Millisecond, func() bool {
 		left = left[:0]
 		ents, _ := os.ReadDir("/proc")
 		for _, e := range ents {

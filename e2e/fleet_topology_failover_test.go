@@ -127,6 +127,7 @@ func mapMissing(path string, addrs []netip.Addr) []netip.Addr {
 // minutes), so each poll looks up only what was missing.
 func waitHave(t *testing.T, nodes []*fleetNode, addrs []netip.Addr, within time.Duration) time.Duration {
 	t.Helper()
+	within = hangGuard(within)
 	start := time.Now()
 	missing := make([][]netip.Addr, len(nodes))
 	for i := range nodes {
@@ -189,6 +190,7 @@ func sample(addrs []netip.Addr, k int) []netip.Addr {
 // every address of srcs, opening new sessions until it does (within).
 func relayAll(t *testing.T, mtas []*topoMTA, srcs []netip.Addr, within time.Duration) {
 	t.Helper()
+	within = hangGuard(within)
 	errs := make([]error, len(mtas))
 	var wg sync.WaitGroup
 	for i, m := range mtas {
@@ -367,7 +369,7 @@ func (tp *topology) mtaKilled(t *testing.T, earlier []netip.Addr) []netip.Addr {
 	}
 	mx.rg.log += ".2"
 	downFor := time.Since(down)
-	complete, listening, maps := startTimed(t, mx.rg, active, 10*time.Second)
+	complete, listening, maps := startTimed(t, mx.rg, active, 60*time.Second) // past -nats-catchup's 10 s, on a loaded machine
 	relayAll(t, []*topoMTA{mx}, sample(addrs, 4), 5*time.Second)
 	t.Logf("FIGURE %s's relaygate killed -9 for %s during %d real logins (%d/s; its Postfix kept relaying users granted before, on the old map), restarted: all %d active grants (mx2's map) in its map %s after exec (map #%d it wrote; 'relaygate listening' seen at %s); a sample relayed (250) by its Postfix",
 		mx.name, downFor.Round(time.Second), n, rate, len(active), fmtMS(complete), maps, fmtMS(listening))
@@ -385,7 +387,7 @@ func (tp *topology) mtaJoins(t *testing.T, earlier []netip.Addr) []netip.Addr {
 	events := tp.streamMsgs(t)
 	m := &topoMTA{topoHost: tp.host("mx4", "10.200.0.24")}
 	m.rg = tp.node(m.topoHost, "follow", "-udp", "", "-tcp", "")
-	complete, listening, maps := startTimed(t, m.rg, active, 10*time.Second)
+	complete, listening, maps := startTimed(t, m.rg, active, 60*time.Second) // past -nats-catchup's 10 s, on a loaded machine
 	tp.startPostfix(m)
 	tp.mtas = append(tp.mtas, m)
 	relayAll(t, []*topoMTA{m}, sample(earlier, 6), 5*time.Second)
@@ -420,7 +422,7 @@ func (tp *topology) clusterDown(t *testing.T, earlier []netip.Addr) []netip.Addr
 				mine = append(mine, l.src)
 			}
 		}
-		waitHave(t, []*fleetNode{p.rg}, mine, 5*time.Second)
+		atOnce(t, p.name+" granting its logins made while the cluster was down, after the stream", waitHave(t, []*fleetNode{p.rg}, mine, 5*time.Second), 5*time.Second)
 	}
 	relayAll(t, tp.mtas, sample(earlier, 6), 5*time.Second)
 	for _, m := range tp.mtas {

@@ -309,7 +309,7 @@ func (tp *topology) startNATS(h *topoNATS) {
 func (tp *topology) waitNATS(h *topoNATS) {
 	t := tp.t
 	t.Helper()
-	if _, ok := testutil.Poll(10*time.Second, 20*time.Millisecond, func() bool {
+	if _, ok := testutil.Poll(60*time.Second, 20*time.Millisecond, func() bool { // a restart recovers the JetStream store first
 		return !h.p.exited() && portOpen(h.addr+":4222")
 	}); !ok {
 		t.Fatalf("nats-server on %s not accepting connections:\n%s", h.name, tail(h.p.log, 20))
@@ -390,14 +390,14 @@ module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
 	startProc(t, p.name+" rsyslogd", filepath.Join(dir, "rsyslogd.out"),
 		p.command("rsyslogd", "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid")))
 	token := fmt.Sprintf("e2e-probe-%s-%d", p.name, time.Now().UnixNano())
-	if _, ok := testutil.Poll(15*time.Second, 100*time.Millisecond, func() bool {
+	if _, ok := testutil.Poll(startupWait, 100*time.Millisecond, func() bool {
 		if c, err := net.Dial("unixgram", p.devPath("log")); err == nil {
 			fmt.Fprintf(c, "<22>e2e-probe: %s", token)
 			c.Close()
 		}
 		return testutil.FileContains(p.allLog, token)
 	}); !ok {
-		t.Fatalf("%s: rsyslog did not log a probe within 15 s", p.name)
+		t.Fatalf("%s: rsyslog did not log a probe within %v", p.name, startupWait)
 	}
 
 	dd := filepath.Join(p.dir, "dovecot")

@@ -54,11 +54,11 @@ ForwardToSyslog=no
 ForwardToWall=no
 `, 0o644)
 	startProc(t, "systemd-journald", filepath.Join(s.dir, "journald.out"), exec.Command(journaldBin))
-	if _, ok := testutil.Poll(15*time.Second, 20*time.Millisecond, func() bool {
+	if _, ok := testutil.Poll(startupWait, 20*time.Millisecond, func() bool {
 		_, err := os.Stat(journalSock)
 		return err == nil
 	}); !ok {
-		t.Fatalf("journald made no %s within 15s:\n%s", journalSock, tail(filepath.Join(s.dir, "journald.out"), 20))
+		t.Fatalf("journald made no %s within %v:\n%s", journalSock, startupWait, tail(filepath.Join(s.dir, "journald.out"), 20))
 	}
 	_ = os.Remove("/dev/log")
 	if err := os.Symlink(journalSock, "/dev/log"); err != nil {
@@ -222,7 +222,7 @@ func TestJournalKill9DuringLogins(t *testing.T) {
 		return out
 	}
 	var left []string
-	testutil.Poll(20*time.Second, 200*time.Millisecond, func() bool { left = missing(); return len(left) == 0 })
+	testutil.Poll(60*time.Second, 200*time.Millisecond, func() bool { left = missing(); return len(left) == 0 }) // a hang guard: each poll runs postmap for every login
 	t.Logf("KILL9 %d real Dovecot logins (POP3 and IMAP alternating) through the journal, relaygate killed with kill -9 twice "+
 		"(down %v and %v; %d logins answered while it was down or starting): %d in the map, %d missing",
 		n, down[0].to.Sub(down[0].from).Round(time.Millisecond), down[1].to.Sub(down[1].from).Round(time.Millisecond),

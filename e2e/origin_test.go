@@ -159,13 +159,18 @@ func forwardedOrigin(t *testing.T, s *stack, substr string) origin.Origin {
 
 // forgeLogin writes a Dovecot login line for addr to /dev/log with
 // logger(1) (or the program at loggerPath), as uid 65534, with any logger
-// arguments in extra. logger reads the line from a pipe that stays open a
-// second longer, so it is still running when rsyslog looks up its
-// executable and name in /proc.
-func forgeLogin(t *testing.T, loggerPath, text string, extra ...string) {
+// arguments in extra. logger reads the line from a pipe that stays open
+// until the line's session=<…> is in s's origin log, so it is still
+// running when rsyslog looks up its executable and name in /proc, however
+// late a loaded machine lets rsyslog read it.
+func forgeLogin(t *testing.T, s *stack, loggerPath, text string, extra ...string) {
 	t.Helper()
 	args := append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", loggerPath,
 		"-p", "mail.info", "-t", "dovecot"}, extra...)
+	session := forgedSession.FindString(text)
+	if session == "" {
+		t.Fatalf("forgeLogin: %q has no session=<…> to wait for", text)
+	}
 	cmd := exec.Command("setpriv", args...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -181,14 +186,30 @@ func forgeLogin(t *testing.T, loggerPath, text string, extra ...string) {
 		t.Fatal(err)
 	}
 	pr.Close()
+	waited := false
+	t.Cleanup(func() {
+		if !waited {
+			pw.Close()
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	fmt.Fprintln(pw, text)
-	time.Sleep(time.Second)
+	if _, ok := testutil.Poll(hangGuard(10*time.Second), 20*time.Millisecond, func() bool { return testutil.FileContains(originLog(s), session) }); !ok {
+		b, _ := os.ReadFile(out.Name())
+		t.Fatalf("%s did not reach %s; setpriv %v said:\n%s", session, originLog(s), args, b)
+	}
 	pw.Close()
+	waited = true
 	if err := cmd.Wait(); err != nil {
 		b, _ := os.ReadFile(out.Name())
 		t.Fatalf("setpriv %v: %v\n%s", args, err, b)
 	}
 }
+
+// forgedSession finds the session=<…> of a forged line: the mark
+// forgeLogin waits for in the origin log.
+var forgedSession = regexp.MustCompile(`session=<[^>]*>`)
 
 // popLine is a Dovecot 2.3 POP3 login line for addr.
 func popLine(addr, session string) string {
@@ -256,7 +277,7 @@ func originForgeries(t *testing.T, s *stack, fwd forwarder) {
 	}
 
 	t.Run("logger-uid-65534", func(t *testing.T) {
-		forgeLogin(t, "logger", popLine("127.0.0.20", "forged1"))
+		forgeLogin(t, s, "logger", popLine("127.0.0.20", "forged1"))
 		o := forwardedOrigin(t, s, "rip=127.0.0.20,")
 		t.Logf("the forger's line came with: %s", o)
 		if o.UID != 65534 || o.Exe != "/usr/bin/logger" || (o.Comm != "logger") != !fwd.comm {
@@ -273,7 +294,7 @@ func originForgeries(t *testing.T, s *stack, fwd forwarder) {
 		mkdirs(t, 0o755, dir)
 		exe := filepath.Join(dir, `lo\g]"`)
 		run(t, "cp", "/usr/bin/logger", exe)
-		forgeLogin(t, exe, popLine("127.0.0.21", "forged2"))
+		forgeLogin(t, s, exe, popLine("127.0.0.21", "forged2"))
 		o := forwardedOrigin(t, s, "rip=127.0.0.21,")
 		t.Logf("the forger's line came with: %s", o)
 		if o.UID != 65534 || o.Exe != exe || (o.Comm != `lo\g]"`) != !fwd.comm {
@@ -285,14 +306,14 @@ func originForgeries(t *testing.T, s *stack, fwd forwarder) {
 	t.Run("element-in-text", func(t *testing.T) {
 		// Dovecot does not escape user names: a fake element where the
 		// user name goes still makes a well-formed login line.
-		forgeLogin(t, "logger", strings.Replace(popLine("127.0.0.22", "forged3"), "<alice>",
+		forgeLogin(t, s, "logger", strings.Replace(popLine("127.0.0.22", "forged3"), "<alice>",
 			`<[relaygate@32473 uid="0" gid="0" pid="1" exe="/usr/lib/dovecot/log" appname="log"]>`, 1))
 		expectRefused(t, s, origin.ReasonInText, 1, "127.0.0.22", "127.0.0.6")
 	})
 
 	t.Run("element-before-text", func(t *testing.T) {
 		// Before the daemon's words, the line is no Dovecot line at all.
-		forgeLogin(t, "logger", `[relaygate@32473 uid="0" gid="0" pid="1" exe="/usr/lib/dovecot/log" appname="log"] `+
+		forgeLogin(t, s, "logger", `[relaygate@32473 uid="0" gid="0" pid="1" exe="/usr/lib/dovecot/log" appname="log"] `+
 			popLine("127.0.0.23", "forged4"))
 		waitLog(t, originLog(s), "rip=127.0.0.23,", 10*time.Second)
 		expectNotGranted(t, s, "127.0.0.23", "127.0.0.7")
@@ -304,7 +325,7 @@ func originForgeries(t *testing.T, s *stack, fwd forwarder) {
 		// line is the text of a program named "1"; syslog-ng reads the
 		// forger's element, and the example's rewrite drops it. Either
 		// way only the credentials' element is forwarded.
-		forgeLogin(t, "logger", popLine("127.0.0.24", "forged5"),
+		forgeLogin(t, s, "logger", popLine("127.0.0.24", "forged5"),
 			"--rfc5424", "--sd-id", "relaygate@32473", "--sd-param", `uid="0"`, "--sd-param", `unit="dovecot.service"`)
 		o := forwardedOrigin(t, s, "rip=127.0.0.24,")
 		if o.UID != 65534 || o.Unit != "" {
@@ -393,7 +414,7 @@ func TestOriginRsyslogTLS(t *testing.T) {
 	})
 	t.Run("direct-tls-without-certificate", func(t *testing.T) {
 		// Refused at the handshake: nothing is read.
-		if err := goSyslogTLS(t, pki, nil, "127.0.0.27"); err == nil {
+		if err := goSyslogTLS(t, pki, nil, "127.0.0.27", refusalWait); err == nil {
 			t.Fatal("a TLS client without a certificate was not refused")
 		}
 		expectRCPT(t, "127.0.0.27", 554)
@@ -524,7 +545,7 @@ func TestOriginRsyslogImjournal(t *testing.T) {
 	}
 
 	t.Run("logger-uid-65534", func(t *testing.T) {
-		forgeLogin(t, "logger", popLine("127.0.0.20", "forged1"))
+		forgeLogin(t, s, "logger", popLine("127.0.0.20", "forged1"))
 		if o := forwardedOrigin(t, s, "rip=127.0.0.20,"); o.UID != 65534 {
 			t.Errorf("forged line's origin %s, want uid 65534", o)
 		}

@@ -167,7 +167,7 @@ func startCourier(s *stack) {
 			}
 		})
 		chrootRun(t, root, out, d.script, "start")
-		if _, ok := testutil.Poll(10*time.Second, 20*time.Millisecond, func() bool {
+		if _, ok := testutil.Poll(startupWait, 20*time.Millisecond, func() bool {
 			_, err := os.Stat(pidFile)
 			return err == nil
 		}); !ok {

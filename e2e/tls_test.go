@@ -161,6 +161,7 @@ const (
 // waitMetric waits until the series is at least min and returns it.
 func waitMetric(t *testing.T, name string, min float64, timeout time.Duration) float64 {
 	t.Helper()
+	timeout = hangGuard(timeout)
 	var (
 		v   float64
 		err error
@@ -226,13 +227,18 @@ func stopRelaygate(t *testing.T, s *stack) map[string]any {
 	return recs[0]
 }
 
+// refusalWait is how long goSyslogTLS waits for a refusal it expects.
+const refusalWait = 15 * time.Second
+
 // goSyslogTLS sends one fabricated Dovecot login line (RFC 5424,
 // octet-counted) for addr to relaygate with Go's TLS client, presenting
 // cert (nil: none) whatever CAs relaygate names, as rsyslog and syslog-ng
-// do. It returns nil if relaygate kept the connection open after the line;
-// a refused client sees the handshake fail or, with TLS 1.3, its first
-// read fail with relaygate's alert.
-func goSyslogTLS(t *testing.T, p *testutil.PKI, cert *tls.Certificate, addr string) error {
+// do. It returns nil if relaygate kept the connection open for wait after
+// the line; a refused client sees the handshake fail or, with TLS 1.3,
+// its first read fail with relaygate's alert. A caller expecting a
+// refusal waits long (a stalled relaygate sends its alert late); one
+// expecting acceptance need not.
+func goSyslogTLS(t *testing.T, p *testutil.PKI, cert *tls.Certificate, addr string, wait time.Duration) error {
 	t.Helper()
 	conf := p.ClientConfig(cert)
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", syslogTLS, conf)
@@ -247,7 +253,7 @@ func goSyslogTLS(t *testing.T, p *testutil.PKI, cert *tls.Certificate, addr stri
 	}
 	// A refused TLS 1.3 client learns it here: relaygate sends an alert
 	// and closes. An accepted one reads nothing until the deadline.
-	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_ = c.SetReadDeadline(time.Now().Add(wait))
 	_, err = c.Read(make([]byte, 1))
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		return nil
@@ -334,11 +340,11 @@ func TestRsyslogTLSRefused(t *testing.T) {
 			// The same listener: Go clients with no / the other CA's
 			// certificate are refused, with the trusted one granted.
 			for _, bad := range []*tls.Certificate{nil, &pki.Rogue} {
-				if err := goSyslogTLS(t, pki, bad, "127.0.0.7"); err == nil {
+				if err := goSyslogTLS(t, pki, bad, "127.0.0.7", refusalWait); err == nil {
 					t.Fatalf("Go TLS client (certificate %v) was not refused", bad != nil)
 				}
 			}
-			if err := goSyslogTLS(t, pki, &pki.Client, "127.0.0.8"); err != nil {
+			if err := goSyslogTLS(t, pki, &pki.Client, "127.0.0.8", 3*time.Second); err != nil {
 				t.Fatalf("Go TLS client with the trusted certificate: %v", err)
 			}
 			waitRCPT(t, "127.0.0.8", 250, 10*time.Second)

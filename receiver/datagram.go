@@ -53,7 +53,6 @@ func (r *Receiver) readUDP(ctx context.Context, conn *net.UDPConn, out chan<- Me
 			}
 			continue
 		}
-		r.draining(conn, true)
 		for i := range msgs[:n] {
 			m := &msgs[i]
 			var ap netip.AddrPort
@@ -69,6 +68,9 @@ func (r *Receiver) readUDP(ctx context.Context, conn *net.UDPConn, out chan<- Me
 				return
 			}
 		}
+		// Quiet is timed from after the hand-off: a slow consumer does
+		// not use up the drain's wait for the next datagram.
+		r.draining(conn, true)
 	}
 }
 
@@ -90,7 +92,6 @@ func (r *Receiver) readUnix(ctx context.Context, conn *net.UnixConn, out chan<- 
 			}
 			continue
 		}
-		r.draining(conn, true)
 		src := source{transport: "unix", peer: r.cfg.Unix, uid: -1}
 		if addr != nil && addr.String() != "" {
 			src.peer = addr.String()
@@ -101,6 +102,7 @@ func (r *Receiver) readUnix(ctx context.Context, conn *net.UnixConn, out chan<- 
 		if !r.datagram(ctx, buf[:n], src, out) {
 			return
 		}
+		r.draining(conn, true)
 	}
 }
 

@@ -72,17 +72,17 @@ func (r *Receiver) draining(conn datagramConn, read bool) bool {
 // the drain's end, when what is left is logged as lost (the process is
 // stopping: the log outlives /metrics).
 func (r *Receiver) drainOver(conn datagramConn, transport string) bool {
-	end := r.drainEnd.Load()
-	if time.Now().UnixNano() < end && queued(conn) {
+	if !queued(conn) {
+		return true
+	}
+	if end := r.drainEnd.Load(); time.Now().UnixNano() < end {
 		// Something is waiting, so the next read does not block: it
 		// may run until the drain's end, and the read moves the
 		// deadline back to drainQuiet.
 		conn.SetReadDeadline(time.Unix(0, end))
 		return false
 	}
-	if queued(conn) {
-		r.log.Warn().Str("transport", transport).Dur("drain_max", drainMax).
-			Msg("stopped draining with datagrams still queued: they are lost with the socket")
-	}
+	r.log.Warn().Str("transport", transport).Dur("drain_max", drainMax).
+		Msg("stopped draining with datagrams still queued: they are lost with the socket")
 	return true
 }

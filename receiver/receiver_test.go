@@ -73,7 +73,7 @@ func (h *harness) stop() {
 	h.cancel()
 	select {
 	case <-h.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(testutil.EventuallyFloor):
 		panic("Serve did not return after cancel")
 	}
 }
@@ -86,7 +86,7 @@ func (h *harness) expect(t *testing.T, program, text string) Message {
 			t.Fatalf("got program %q text %q, want %q %q", m.Program, m.Text, program, text)
 		}
 		return m
-	case <-time.After(5 * time.Second):
+	case <-time.After(testutil.EventuallyFloor):
 		t.Fatalf("no message (want %s: %s)", program, text)
 	}
 	return Message{}
@@ -174,7 +174,7 @@ func TestAllowlist(t *testing.T) {
 	}
 	c.Write([]byte(login3164 + "\n"))
 	// The server closes a refused connection: the read sees EOF or reset.
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.SetReadDeadline(time.Now().Add(testutil.EventuallyFloor))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Errorf("refused connection stayed open")
 	}
@@ -256,7 +256,7 @@ func (h *harness) expectLog(t *testing.T, parts ...string) {
 // expectClosed reads from c until the server closes it.
 func expectClosed(t *testing.T, c net.Conn) {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	c.SetReadDeadline(time.Now().Add(testutil.EventuallyFloor))
 	_, err := io.Copy(io.Discard, c)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {

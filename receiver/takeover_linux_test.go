@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relaygate/relaygate/internal/testutil"
 	"github.com/rs/zerolog"
 )
 
@@ -106,7 +107,7 @@ func TestTakeoverLosesNoDatagram(t *testing.T) {
 	stopOld()
 	send(500)
 	seen := map[string]bool{}
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(testutil.EventuallyFloor)
 	for len(seen) < sent {
 		select {
 		case s := <-got:
@@ -189,7 +190,7 @@ func TestTakeoverKeepsSuccessorsUnixSocket(t *testing.T) {
 		if m.Program != "dovecot" {
 			t.Fatalf("got %+v", m)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(testutil.EventuallyFloor):
 		t.Fatal("the successor received nothing on the unix socket")
 	}
 }

@@ -189,7 +189,7 @@ func udpSocketStats(addr string) (rxQueue, drops int64, ok bool) {
 // buffer and every message is really received.
 func waitUDPDrained(t *testing.T, addr string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testutil.EventuallyFloor)
 	for {
 		q, _, ok := udpSocketStats(addr)
 		if !ok || q == 0 {

@@ -105,7 +105,7 @@ func startProcAs(t *testing.T, exe string, cred *syscall.Credential, args ...str
 	case <-ready:
 	case <-p.exited:
 		t.Fatalf("relaygate exited at startup:\n%s", p.log())
-	case <-time.After(10 * time.Second):
+	case <-time.After(testutil.EventuallyFloor):
 		t.Fatalf("relaygate did not start:\n%s", p.log())
 	}
 	return p

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 // makedatprog is Courier's makedatprog (makedat/makedatprog.c) reading
@@ -333,7 +335,7 @@ func TestCourierStaticNotRegular(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "neither a regular file") {
 			t.Errorf("FIFO: %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(testutil.EventuallyFloor):
 		t.Fatal("reading a FIFO as the static rules blocked")
 	}
 }

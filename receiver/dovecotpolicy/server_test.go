@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relaygate/relaygate/internal/testutil"
 	"github.com/rs/zerolog"
 )
 
@@ -68,7 +69,7 @@ func TestServerHeldConnections(t *testing.T) {
 		if _, err := io.WriteString(c, raw); err != nil {
 			t.Fatal(err)
 		}
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_ = c.SetReadDeadline(time.Now().Add(testutil.EventuallyFloor))
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -127,7 +128,7 @@ func TestServerReadHeaderTimeout(t *testing.T) {
 		}
 		_, _ = io.WriteString(c, sent)
 		start := time.Now()
-		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_ = c.SetReadDeadline(time.Now().Add(testutil.EventuallyFloor))
 		_, _ = io.Copy(io.Discard, c) // until the server closes it
 		if took := time.Since(start); took < readHeaderTimeout/2 || took > readHeaderTimeout+3*time.Second {
 			t.Errorf("sent %q: closed after %v, want about %v", sent, took, readHeaderTimeout)

@@ -79,7 +79,7 @@ func (h *harness) next(n int) []Entry {
 		select {
 		case e := <-h.out:
 			got = append(got, e)
-		case <-time.After(10 * time.Second):
+		case <-time.After(testutil.EventuallyFloor):
 			h.t.Fatalf("got %d entries, want %d; calls: %q", len(got), n, h.fake.Calls())
 		}
 	}

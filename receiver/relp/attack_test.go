@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relaygate/relaygate/internal/testutil"
 )
 
 // Tests of what a hostile sender inside -allow can try against a session.
@@ -118,7 +120,7 @@ func TestShutdownWithUnreadAnswers(t *testing.T) {
 		return serr
 	}
 	srv, err := Listen(Config{Addr: "127.0.0.1:0", Allow: loopback, Control: small,
-		DrainTimeout: 300 * time.Millisecond, WriteTimeout: 20 * time.Second})
+		DrainTimeout: 300 * time.Millisecond, WriteTimeout: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,10 +167,10 @@ func TestShutdownWithUnreadAnswers(t *testing.T) {
 	cancel()
 	select {
 	case <-done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("Serve did not return within 15 s")
+	case <-time.After(90 * time.Second):
+		t.Fatal("Serve did not return within 90 s")
 	}
-	if d := time.Since(start); d > 8*time.Second { // far below the 20 s WriteTimeout that would otherwise hold it
+	if d := time.Since(start); d > 30*time.Second { // far below the WriteTimeout that would otherwise hold it
 		t.Fatalf("Serve returned %s after its context ended, DrainTimeout 300ms", d)
 	}
 }
@@ -185,10 +187,10 @@ func TestDeliveryGone(t *testing.T) {
 		t.Fatal("Gone while the session is open")
 	}
 	c.conn.Close()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(testutil.EventuallyFloor)
 	for !d.Gone() {
 		if time.Now().After(deadline) {
-			t.Fatal("not Gone 5 s after the client closed")
+			t.Fatal("not Gone 20 s after the client closed")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -63,8 +63,8 @@ func (ts *testServer) stop(t *testing.T) {
 	ts.cancel()
 	select {
 	case <-ts.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return within 10 s of its context ending")
+	case <-time.After(testutil.EventuallyFloor):
+		t.Fatal("Serve did not return within 20 s of its context ending")
 	}
 }
 
@@ -74,8 +74,8 @@ func (ts *testServer) next(t *testing.T) Delivery {
 	select {
 	case d := <-ts.out:
 		return d
-	case <-time.After(5 * time.Second):
-		t.Fatal("no delivery within 5 s")
+	case <-time.After(testutil.EventuallyFloor):
+		t.Fatal("no delivery within 20 s")
 		return Delivery{}
 	}
 }
@@ -610,7 +610,7 @@ func TestShutdownWhileBlocked(t *testing.T) {
 	c.expectServerClose()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(testutil.EventuallyFloor):
 		t.Fatal("Serve did not return")
 	}
 	if got := srv.stats.unanswered.Load(); got != 0 {
@@ -631,7 +631,7 @@ func TestCloseAborts(t *testing.T) {
 	d.Ack()
 	select {
 	case <-ts.done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(testutil.EventuallyFloor):
 		t.Fatal("Serve did not return after Close")
 	}
 }

@@ -65,7 +65,7 @@ func TestTLSClientCertificate(t *testing.T) {
 				// TLS 1.3: the refusal comes with the first read (or
 				// already fails the write).
 				c := newClient(t, conn)
-				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				_ = conn.SetDeadline(time.Now().Add(testutil.EventuallyFloor))
 				if _, err = conn.Write(appendFrame(nil, 1, cmdOpen, []byte(librelpOffers))); err == nil {
 					_, err = c.read(5 * time.Second)
 				}
