@@ -191,8 +191,12 @@ func TestFleetEngineDown(t *testing.T) {
 	popCfg.Fleet.CatchUp = 300 * time.Millisecond
 	start := time.Now()
 	pop, _ := launch(t, popCfg)
-	if took := time.Since(start); took > 3*time.Second {
+	// -nats-catchup is 300 ms: a start held for long waited on the
+	// unreachable fleet; a loaded machine may still take seconds.
+	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("start with the fleet down took %s", took)
+	} else if took > 3*time.Second {
+		t.Logf("slow: start with the fleet down took %s", took)
 	}
 	a := netip.MustParseAddr("192.0.2.30")
 	sent := time.Now()
