@@ -8,6 +8,7 @@ package natstest
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -51,18 +52,27 @@ func Program(t testing.TB) string {
 	return testutil.RequireProgram(t, "nats-server", "apt-get install nats-server")
 }
 
-// FreePorts returns n TCP ports free on 127.0.0.1 at the moment.
+// FreePorts returns n TCP ports free on 127.0.0.1 at the moment, below
+// the kernel's ephemeral range (32768 and up on Linux): a server stopped
+// and started again on its port must find it free, and a port from the
+// ephemeral range can be taken meanwhile as the local port of any
+// outgoing connection of the tests running beside it.
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
+	const low, high = 20000, 32768
 	var lns []net.Listener
 	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			t.Fatalf("no free port in %d–%d after %d tries", low, high-1, tries)
+		}
+		port := low + rand.IntN(high-low)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, port)
 	}
 	for _, ln := range lns {
 		ln.Close()
