@@ -232,6 +232,7 @@ func killPIDFile(t *testing.T, name, pidFile string, timeout time.Duration) {
 
 func killPID(t *testing.T, name string, pid int, timeout time.Duration) {
 	t.Helper()
+	timeout = max(timeout, 30*time.Second) // a hang guard, as in proc.stop
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return // already gone
 	}

@@ -147,7 +147,7 @@ func (c *client) read(within time.Duration) (frame, error) {
 
 func (c *client) expectRsp(txnr uint32, text string) {
 	c.t.Helper()
-	f, err := c.read(5 * time.Second)
+	f, err := c.read(testutil.EventuallyFloor)
 	if err != nil {
 		c.t.Fatalf("waiting for the answer to %d: %v", txnr, err)
 	}
@@ -177,7 +177,7 @@ func isTimeout(err error) bool {
 // connection.
 func (c *client) expectServerClose() {
 	c.t.Helper()
-	f, err := c.read(10 * time.Second)
+	f, err := c.read(testutil.EventuallyFloor)
 	if err != nil {
 		c.t.Fatalf("waiting for the serverclose hint: %v", err)
 	}
@@ -191,7 +191,7 @@ func (c *client) expectServerClose() {
 // anything more).
 func (c *client) expectEOF() {
 	c.t.Helper()
-	f, err := c.read(10 * time.Second)
+	f, err := c.read(testutil.EventuallyFloor)
 	if err == nil {
 		c.t.Fatalf("got %d %s %q, want the end of the connection", f.txnr, f.raw, f.data)
 	}
@@ -307,7 +307,7 @@ func TestLateGroupedAcks(t *testing.T) {
 	}()
 	for i := range n {
 		want := <-sent
-		f, err := c.read(10 * time.Second)
+		f, err := c.read(testutil.EventuallyFloor)
 		if err != nil {
 			t.Fatalf("answer %d: %v", i, err)
 		}

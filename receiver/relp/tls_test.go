@@ -67,7 +67,7 @@ func TestTLSClientCertificate(t *testing.T) {
 				c := newClient(t, conn)
 				_ = conn.SetDeadline(time.Now().Add(testutil.EventuallyFloor))
 				if _, err = conn.Write(appendFrame(nil, 1, cmdOpen, []byte(librelpOffers))); err == nil {
-					_, err = c.read(5 * time.Second)
+					_, err = c.read(testutil.EventuallyFloor)
 				}
 				if err == nil {
 					t.Fatal("a session without a trusted client certificate")
