@@ -359,14 +359,23 @@ service pop3-login {
 %[5]s`, dir, users, listen, protocols, extra)
 }
 
+// dovecotHome makes a Dovecot instance's directories under dir (run,
+// state, a mail root every user may write) and its passwd-file of the
+// suite's users, alice/alicepw and bob/bobpw, and returns that file.
+func dovecotHome(t *testing.T, dir string) (users string) {
+	t.Helper()
+	mkdirs(t, 0o755, dir, filepath.Join(dir, "run"), filepath.Join(dir, "state"))
+	mkdirs(t, 0o1777, filepath.Join(dir, "mail"))
+	users = filepath.Join(dir, "users")
+	writeDovecotUsers(t, users, "alice:{PLAIN}alicepw::::::\nbob:{PLAIN}bobpw::::::\n")
+	return users
+}
+
 // Users: alice/alicepw, bob/bobpw.
 func (s *stack) startDovecot() {
 	t := s.t
 	dir := filepath.Join(s.dir, "dovecot")
-	mkdirs(t, 0o755, dir, filepath.Join(dir, "run"), filepath.Join(dir, "state"))
-	mkdirs(t, 0o1777, filepath.Join(dir, "mail"))
-	users := filepath.Join(dir, "users")
-	writeDovecotUsers(t, users, "alice:{PLAIN}alicepw::::::\nbob:{PLAIN}bobpw::::::\n")
+	users := dovecotHome(t, dir)
 	conf := filepath.Join(dir, "dovecot.conf")
 	testutil.WriteFile(t, conf, dovecotConf(dir, users, "127.0.0.1", "pop3 imap", ""), 0o644)
 	startProc(t, "dovecot", filepath.Join(dir, "dovecot.out"),

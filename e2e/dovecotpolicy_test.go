@@ -225,10 +225,7 @@ func submissionAuth(t *testing.T, src, user, pass string) string {
 func startDovecotWithPolicy(s *stack, secretFile string) {
 	t := s.t
 	dir := filepath.Join(s.dir, "dovecot")
-	mkdirs(t, 0o755, dir, filepath.Join(dir, "run"), filepath.Join(dir, "state"))
-	mkdirs(t, 0o1777, filepath.Join(dir, "mail"))
-	users := filepath.Join(dir, "users")
-	writeDovecotUsers(t, users, "alice:{PLAIN}alicepw::::::\nbob:{PLAIN}bobpw::::::\n")
+	users := dovecotHome(t, dir)
 
 	example, err := os.ReadFile(policyExample)
 	if err != nil {

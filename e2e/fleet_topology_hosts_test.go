@@ -401,10 +401,7 @@ module(load="imuxsock" SysSock.Name="/dev/log" SysSock.RateLimit.Interval="0")
 	}
 
 	dd := filepath.Join(p.dir, "dovecot")
-	mkdirs(t, 0o755, dd, filepath.Join(dd, "run"), filepath.Join(dd, "state"))
-	mkdirs(t, 0o1777, filepath.Join(dd, "mail"))
-	users := filepath.Join(dd, "users")
-	writeDovecotUsers(t, users, "alice:{PLAIN}alicepw::::::\nbob:{PLAIN}bobpw::::::\n")
+	users := dovecotHome(t, dd)
 	dconf := filepath.Join(dd, "dovecot.conf")
 	// As startDovecot's, listening on every address of the host.
 	testutil.WriteFile(t, dconf, dovecotConf(dd, users, "*", "pop3 imap", ""), 0o644)

@@ -68,12 +68,7 @@ func TestFollowerCannotPublish(t *testing.T) {
 	}
 
 	// The MTA's user, publishing by hand on any subject of the stream.
-	nc, err := nats.Connect(url, nats.RootCAs(pop.CAFile), nats.ClientCert(mx.ClientCertFile, mx.ClientKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc, js := jetStreamClient(t, url, nats.RootCAs(pop.CAFile), nats.ClientCert(mx.ClientCertFile, mx.ClientKeyFile))
 	for _, subj := range []string{"relaygate.grants.mx1", "relaygate.grants.pop1"} {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := js.Publish(ctx, subj, login(9, time.Now()).Encode())
@@ -84,7 +79,7 @@ func TestFollowerCannotPublish(t *testing.T) {
 		t.Logf("follower publishing on %s: %v", subj, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVIL", Subjects: []string{"evil.>"}})
+	_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVIL", Subjects: []string{"evil.>"}})
 	cancel()
 	if err == nil {
 		t.Fatal("the follower created a stream")

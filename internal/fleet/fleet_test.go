@@ -18,6 +18,22 @@ import (
 	"github.com/relaygate/relaygate/internal/testutil"
 )
 
+// jetStreamClient connects a plain client to urls, closed when the test
+// ends, and returns it with its JetStream API.
+func jetStreamClient(t *testing.T, urls string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
 // testFleet starts a Fleet named name on urls, its files in dir.
 func testFleet(t *testing.T, urls, name, mode, dir string, edit ...func(*Config)) *Fleet {
 	t.Helper()

@@ -59,12 +59,7 @@ func TestConsumerLostMadeAgain(t *testing.T) {
 		t.Fatalf("first item #%d, want #1", it.Seq)
 	}
 
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := jetStreamClient(t, srv.URL())
 	consumers := func() []string {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

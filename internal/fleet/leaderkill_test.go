@@ -28,51 +28,14 @@ import (
 // leader, first PubAck after the kill, first event followed after it),
 // for docs/FLEET.md; it asserts no timing.
 func TestStreamLeaderKilled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
-	verbose := os.Getenv("RELAYGATE_TIMELINE") == "1"
-	if verbose {
-		zerolog.TimeFieldFormat = time.RFC3339Nano
-	}
-	servers := natstest.StartCluster(t, 3, natstest.Options{})
-	urls := natstest.URLs(servers)
+	tc := startTimelineCluster(t)
+	servers, verbose, admin, start := tc.servers, tc.verbose, tc.admin, tc.start
 	t0 := time.Now()
 	since := func(at time.Time) string {
 		if at.IsZero() {
 			return "never"
 		}
 		return at.Sub(t0).Round(time.Millisecond).String()
-	}
-	logger := func(name string) zerolog.Logger {
-		if !verbose {
-			return zerolog.Nop()
-		}
-		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).With().Timestamp().Str("node", name).Logger()
-	}
-	admin, err := nats.Connect(urls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	ajs, _ := jetstream.New(admin)
-	testutil.Eventually(t, 30*time.Second, "an R3 stream", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		f := &Fleet{cfg: Config{Stream: DefaultStream, Subject: DefaultSubject, Grace: 30 * time.Minute}}
-		_, err := ajs.CreateStream(ctx, f.streamConfig(3))
-		return err == nil
-	})
-	start := func(name, mode string) *Fleet {
-		c := Config{URLs: urls, Stream: DefaultStream, Subject: DefaultSubject, Name: name, Mode: mode,
-			CatchUp: 5 * time.Second, OutboxMax: 10000,
-			StatePath: filepath.Join(t.TempDir(), "pop-before-smtp.state"), Grace: 30 * time.Minute}
-		f, err := Start(c, logger(name), time.Now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(f.Close)
-		return f
 	}
 	pubs := []*Fleet{start("pop1", "publish"), start("pop2", "publish")}
 	const n, rate, killAt = 3000, 500, 1000
@@ -255,43 +218,9 @@ func TestStreamLeaderKilled(t *testing.T) {
 // servers elected their leaders, when each publisher had its first
 // PubAck and each follower its first event after the restart.
 func TestClusterRestarted(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a cluster")
-	}
-	verbose := os.Getenv("RELAYGATE_TIMELINE") == "1"
-	if verbose {
-		zerolog.TimeFieldFormat = time.RFC3339Nano
-	}
-	servers := natstest.StartCluster(t, 3, natstest.Options{})
-	urls := natstest.URLs(servers)
-	admin, err := nats.Connect(urls)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ajs, _ := jetstream.New(admin)
-	testutil.Eventually(t, 30*time.Second, "an R3 stream", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		f := &Fleet{cfg: Config{Stream: DefaultStream, Subject: DefaultSubject, Grace: 30 * time.Minute}}
-		_, err := ajs.CreateStream(ctx, f.streamConfig(3))
-		return err == nil
-	})
-	admin.Close()
-	start := func(name, mode string) *Fleet {
-		c := Config{URLs: urls, Stream: DefaultStream, Subject: DefaultSubject, Name: name, Mode: mode,
-			CatchUp: 5 * time.Second, OutboxMax: 10000,
-			StatePath: filepath.Join(t.TempDir(), "pop-before-smtp.state"), Grace: 30 * time.Minute}
-		log := zerolog.Nop()
-		if verbose {
-			log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).With().Timestamp().Str("node", name).Logger()
-		}
-		f, err := Start(c, log, time.Now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(f.Close)
-		return f
-	}
+	tc := startTimelineCluster(t)
+	tc.admin.Close() // the servers stop below: the client must not outlive them
+	servers, verbose, start := tc.servers, tc.verbose, tc.start
 	pub := start("pop1", "publish")
 	var fols []*Fleet
 	for i := range 3 {
@@ -374,4 +303,54 @@ func TestClusterRestarted(t *testing.T) {
 	for i, f := range fols {
 		t.Logf("+%s: %s has every event; reconnects %d", got[i].Sub(up).Round(time.Millisecond), f.cfg.Name, f.stats.reconnects.Load())
 	}
+}
+
+// timelineCluster is what TestStreamLeaderKilled and TestClusterRestarted
+// start from: three servers with an R3 stream, an admin client, and
+// start, which starts a relaygate fleet node on them (its log on stderr
+// only with RELAYGATE_TIMELINE=1, verbose).
+type timelineCluster struct {
+	servers []*natstest.Server
+	urls    string
+	verbose bool
+	admin   *nats.Conn
+	start   func(name, mode string) *Fleet
+}
+
+func startTimelineCluster(t *testing.T) timelineCluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	tc := timelineCluster{verbose: os.Getenv("RELAYGATE_TIMELINE") == "1"}
+	if tc.verbose {
+		zerolog.TimeFieldFormat = time.RFC3339Nano // the timeline's milliseconds
+	}
+	tc.servers = natstest.StartCluster(t, 3, natstest.Options{})
+	tc.urls = natstest.URLs(tc.servers)
+	var ajs jetstream.JetStream
+	tc.admin, ajs = jetStreamClient(t, tc.urls)
+	testutil.Eventually(t, 30*time.Second, "an R3 stream", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		f := &Fleet{cfg: Config{Stream: DefaultStream, Subject: DefaultSubject, Grace: 30 * time.Minute}}
+		_, err := ajs.CreateStream(ctx, f.streamConfig(3))
+		return err == nil
+	})
+	tc.start = func(name, mode string) *Fleet {
+		c := Config{URLs: tc.urls, Stream: DefaultStream, Subject: DefaultSubject, Name: name, Mode: mode,
+			CatchUp: 5 * time.Second, OutboxMax: 10000,
+			StatePath: filepath.Join(t.TempDir(), "pop-before-smtp.state"), Grace: 30 * time.Minute}
+		log := zerolog.Nop()
+		if tc.verbose {
+			log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).With().Timestamp().Str("node", name).Logger()
+		}
+		f, err := Start(c, log, time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(f.Close)
+		return f
+	}
+	return tc
 }

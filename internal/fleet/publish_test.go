@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/relaygate/relaygate/internal/fleet/natstest"
 	"github.com/relaygate/relaygate/internal/testutil"
 )
@@ -43,12 +40,7 @@ func TestNextAckWait(t *testing.T) {
 // are sent again until the stream takes them, each stored once.
 func TestUnacknowledgedSentAgain(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc, js := jetStreamClient(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	probe := &Fleet{cfg: Config{Stream: DefaultStream, Subject: DefaultSubject, Grace: 30 * time.Minute}}

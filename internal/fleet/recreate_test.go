@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/relaygate/relaygate/internal/fleet/natstest"
@@ -19,12 +18,7 @@ import (
 // an operator who resets it would.
 func recreateStream(t *testing.T, url string, f *Fleet) {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := jetStreamClient(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := js.DeleteStream(ctx, DefaultStream); err != nil {
@@ -83,12 +77,7 @@ func TestFollowAfterStreamRecreated(t *testing.T) {
 // goes on to the next event (the pull's byte limit never stalls it).
 func TestHugeMessagesSkipped(t *testing.T) {
 	srv := natstest.Start(t, natstest.Options{})
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	nc, js := jetStreamClient(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: DefaultStream, Subjects: []string{DefaultSubject + ".>"}, MaxMsgSize: -1}); err != nil {
